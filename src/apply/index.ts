@@ -1,0 +1,86 @@
+/**
+ * apply: runs a plan's invocations in order (node-namespace batches concurrently),
+ * then observes again and verifies that a fresh plan is empty, retrying briefly
+ * while the kernel settles (namespace and veth teardown is asynchronous).
+ */
+import type { Topology } from '../model/topology.js';
+import type { HostState } from '../model/state.js';
+import { ProviumError } from '../model/diagnostics.js';
+import { HostRunner, mapLimit } from '../host/runner.js';
+import { observe, type Observation } from '../observe/index.js';
+import { computePlan, wantedFor, type Plan } from '../plan/index.js';
+import type { HostContext } from '../plan/commands.js';
+import type { Invocation } from '../plan/types.js';
+import { readRecord, writeRecord } from './statedir.js';
+
+export interface Planned {
+  plan: Plan;
+  observation: Observation;
+}
+
+/**
+ * Observes the host and computes the plan for a topology. When the lab recorded the
+ * ip_forward value it found, a topology that no longer routes restores it.
+ */
+export async function planFor(t: Topology, ctx: HostContext, runner: HostRunner): Promise<Planned> {
+  const rec = readRecord(t.lab);
+  const wanted = wantedFor(t);
+  if (rec.ipForwardBefore !== undefined) wanted.ipForward = true;
+  const observation = await observe(t.lab, ctx, runner, wanted);
+  const plan = computePlan(t, managedView(t, observation.state, rec.ipForwardBefore), observation.facts, ctx, rec.ipForwardBefore);
+  return { plan, observation };
+}
+
+/** ip_forward is only managed while the lab routes, or while it has a value to restore. */
+function managedView(t: Topology, s: HostState, before: boolean | undefined): HostState {
+  const routes = Object.values(t.bridges).some((b) => b.uplink || b.routes.length > 0);
+  if (routes || before !== undefined) return s;
+  return { ...s, ipForward: undefined };
+}
+
+/** Runs invocations in order; consecutive per-namespace batches run 8 at a time. Throws CommandError. */
+export async function runInvocations(invs: Invocation[], runner: HostRunner, onStep?: (inv: Invocation) => void): Promise<void> {
+  let i = 0;
+  while (i < invs.length) {
+    const isNs = (x: Invocation) => x.label.startsWith('namespace ');
+    if (isNs(invs[i])) {
+      let j = i;
+      while (j < invs.length && isNs(invs[j])) j++;
+      const group = invs.slice(i, j);
+      await mapLimit(group, 8, async (inv) => {
+        onStep?.(inv);
+        await runner.run(inv.argv, { stdin: inv.stdin });
+      });
+      i = j;
+    } else {
+      onStep?.(invs[i]);
+      await runner.run(invs[i].argv, { stdin: invs[i].stdin });
+      i++;
+    }
+  }
+}
+
+/** Applies a computed plan, records what must be restored later, and verifies. */
+export async function applyPlan(t: Topology, planned: Planned, ctx: HostContext, runner: HostRunner, onStep?: (inv: Invocation) => void): Promise<Plan> {
+  const { plan, observation } = planned;
+  if (plan.errors.length) throw new ProviumError('the plan has errors; nothing was changed');
+  const rec = readRecord(t.lab);
+  const setsForward = plan.invocations.some((x) => x.label === 'sysctl' && x.argv.includes('net.ipv4.ip_forward=1'));
+  if (setsForward && rec.ipForwardBefore === undefined && observation.state.ipForward === false) {
+    writeRecord(t.lab, { ...rec, ipForwardBefore: false });
+  }
+  await runInvocations(plan.invocations, runner, onStep);
+  return verify(t, ctx, runner);
+}
+
+/** Re-observes until a fresh plan is empty (up to ~3 s); throws ProviumError listing what remains. */
+export async function verify(t: Topology, ctx: HostContext, runner: HostRunner): Promise<Plan> {
+  let last: Plan | undefined;
+  for (let attempt = 0; attempt < 12; attempt++) {
+    if (attempt > 0) await new Promise((r) => setTimeout(r, Math.min(50 * 2 ** attempt, 800)));
+    last = (await planFor(t, ctx, runner)).plan;
+    if (last.changes.length === 0 && last.errors.length === 0) return last;
+  }
+  const what = last!.changes.map((c) => `${c.action} ${c.address}`).join(', ');
+  throw new ProviumError(`verification failed: after apply the host still differs from the file (${what})`);
+}

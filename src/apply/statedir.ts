@@ -1,0 +1,102 @@
+/**
+ * The lab's state directory (mode 0700): lock file and the few facts the host cannot
+ * tell back (the ip_forward value before the lab changed it). Root:
+ * $PROVIUM_STATE_DIR, default /var/lib/provium. Layout: <root>/<lab>/state.json,
+ * <root>/<lab>.lock.
+ */
+import { mkdirSync, readFileSync, writeFileSync, rmSync, readdirSync, rmdirSync, openSync, closeSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { hostname } from 'node:os';
+import { ProviumError } from '../model/diagnostics.js';
+
+export function stateRoot(): string {
+  return process.env.PROVIUM_STATE_DIR ?? '/var/lib/provium';
+}
+
+export interface LabRecord {
+  /** net.ipv4.ip_forward of the host namespace before this lab set it to 1. */
+  ipForwardBefore?: boolean;
+}
+
+export function readRecord(lab: string): LabRecord {
+  try {
+    return JSON.parse(readFileSync(join(stateRoot(), lab, 'state.json'), 'utf8')) as LabRecord;
+  } catch {
+    return {};
+  }
+}
+
+export function writeRecord(lab: string, rec: LabRecord): void {
+  const dir = join(stateRoot(), lab);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  writeFileSync(join(dir, 'state.json'), JSON.stringify(rec, null, 2) + '\n', { mode: 0o600 });
+}
+
+/** Removes the lab's directory, and the root when nothing else is left in it. */
+export function removeLabDir(lab: string): void {
+  rmSync(join(stateRoot(), lab), { recursive: true, force: true });
+  try {
+    if (readdirSync(stateRoot()).length === 0) rmdirSync(stateRoot());
+  } catch {
+    /* absent or not empty */
+  }
+}
+
+export interface LockInfo {
+  pid: number;
+  command: string;
+  host: string;
+  since: string;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Takes the lab's lock (O_EXCL file). A lock held by a live process fails at once,
+ * naming the holder; a lock whose process is gone is stale and is taken over.
+ * Returns the release function. Throws ProviumError when held.
+ */
+export function acquireLock(lab: string, command: string, warn: (msg: string) => void = () => {}): () => void {
+  mkdirSync(stateRoot(), { recursive: true, mode: 0o700 });
+  const path = join(stateRoot(), `${lab}.lock`);
+  const info: LockInfo = { pid: process.pid, command, host: hostname(), since: new Date().toISOString() };
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(path, 'wx', 0o600);
+      writeSync(fd, JSON.stringify(info) + '\n');
+      closeSync(fd);
+      return () => {
+        rmSync(path, { force: true });
+        try {
+          if (readdirSync(stateRoot()).length === 0) rmdirSync(stateRoot());
+        } catch {
+          /* not empty */
+        }
+      };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      let held: LockInfo | undefined;
+      try {
+        held = JSON.parse(readFileSync(path, 'utf8')) as LockInfo;
+      } catch {
+        /* half-written: treat as stale */
+      }
+      if (held && held.host === hostname() && alive(held.pid)) {
+        throw new ProviumError(
+          `lab ${lab} is locked by pid ${held.pid} (${held.command}, since ${held.since})`,
+          `wait for it to finish; the lock is ${path}`,
+        );
+      }
+      warn(`removing stale lock ${path}${held ? ` of pid ${held.pid} (${held.command}), which is no longer running` : ''}`);
+      rmSync(path, { force: true });
+    }
+  }
+  throw new ProviumError(`could not take the lock for lab ${lab}`);
+}

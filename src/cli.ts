@@ -1,0 +1,264 @@
+/**
+ * The provium command line. One top-level catch maps errors to exit codes:
+ * 0 success (plan: no changes), 2 plan with changes under --detailed-exitcode,
+ * 1 any error (bad input, conflicts, missing kernel features, failed commands, locks).
+ */
+import { Command, Option } from 'commander';
+import { Chalk } from 'chalk';
+import ora from 'ora';
+import { createInterface } from 'node:readline/promises';
+import { existsSync } from 'node:fs';
+import { checkTopology, loadTopology } from './load/index.js';
+import { InputError, ProviumError, formatDiagnostic } from './model/diagnostics.js';
+import type { Topology } from './model/topology.js';
+import { HostRunner, CommandError } from './host/runner.js';
+import { planFor, applyPlan, verify } from './apply/index.js';
+import { acquireLock, removeLabDir, readRecord, writeRecord } from './apply/statedir.js';
+import { emptyTopology } from './plan/index.js';
+import type { HostContext } from './plan/commands.js';
+import { renderPlan, summary } from './render/text.js';
+import { planJson, diagnosticJson, FORMAT_VERSION } from './render/json.js';
+import { renderShow, showJson } from './render/show.js';
+import { nodeNetns, LAB_RE } from './model/names.js';
+
+/** Raised to leave with a given exit code after output was written. */
+export class ExitError extends Error {
+  constructor(public readonly code: number, message = '') {
+    super(message);
+  }
+}
+
+interface Globals {
+  netns?: string;
+  color: boolean;
+}
+
+function useColor(g: Globals): boolean {
+  return g.color && !process.env.NO_COLOR && process.stdout.isTTY === true;
+}
+
+function hostCtx(g: Globals): HostContext {
+  if (g.netns !== undefined) {
+    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(g.netns)) throw new ProviumError(`--netns: invalid namespace name ${JSON.stringify(g.netns)}`);
+    if (!existsSync(`/run/netns/${g.netns}`)) throw new ProviumError(`--netns: network namespace ${g.netns} does not exist`, `create it with: ip netns add ${g.netns}`);
+  }
+  return { hostNetns: g.netns };
+}
+
+function requireRoot(): void {
+  if (process.getuid && process.getuid() !== 0) throw new ProviumError('provium needs root (CAP_NET_ADMIN) to read and change network namespaces, links, qdiscs and nftables');
+}
+
+/** A spinner on a TTY, plain step lines otherwise (CI logs stay clean). */
+function progress(enabled: boolean) {
+  const tty = process.stderr.isTTY === true && enabled;
+  const sp = tty ? ora({ stream: process.stderr }) : undefined;
+  return {
+    step(text: string) {
+      if (sp) {
+        if (!sp.isSpinning) sp.start(text);
+        else sp.text = text;
+      } else if (enabled) process.stderr.write(`${text}\n`);
+    },
+    stop() {
+      sp?.stop();
+    },
+  };
+}
+
+async function confirm(question: string): Promise<boolean> {
+  const rl = createInterface({ input: process.stdin, output: process.stdout });
+  const a = await rl.question(question);
+  rl.close();
+  return a.trim() === 'yes';
+}
+
+function load(file: string): Topology {
+  return loadTopology(file);
+}
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('provium')
+    .description('Declarative network labs on Linux: plan, apply and destroy bridges, nodes, partitions and impairments.')
+    .option('--netns <name>', "put the lab's host side (bridges, ports, qdiscs, nft tables) in this existing network namespace")
+    .option('--no-color', 'no colors (also off for NO_COLOR and when stdout is not a terminal)')
+    .showHelpAfterError()
+    .exitOverride();
+  const globals = (): Globals => program.opts() as Globals;
+
+  program
+    .command('validate')
+    .description('check a topology file: schema and meaning; every problem at once, with file:line:column')
+    .argument('<file>')
+    .option('--json', 'machine-readable output')
+    .action((file: string, o: { json?: boolean }) => {
+      const r = checkTopology(file);
+      const errors = r.diagnostics.filter((d) => d.severity === 'error');
+      if (o.json) {
+        process.stdout.write(JSON.stringify({ format_version: FORMAT_VERSION, valid: errors.length === 0, diagnostics: r.diagnostics.map(diagnosticJson) }, null, 2) + '\n');
+      } else {
+        for (const d of r.diagnostics) process.stderr.write(formatDiagnostic(d) + '\n');
+        if (errors.length === 0) process.stdout.write(`${file}: valid (lab ${r.topology?.lab})\n`);
+      }
+      if (errors.length) throw new ExitError(1);
+    });
+
+  program
+    .command('plan')
+    .description('observe the host, diff it against the file and show the minimal change; changes nothing')
+    .argument('<file>')
+    .option('--json', 'machine-readable plan (format_version 1)')
+    .option('--commands', 'also print the exact host commands apply would run')
+    .option('--detailed-exitcode', 'exit 0 when there is nothing to do, 2 when there are changes, 1 on error')
+    .action(async (file: string, o: { json?: boolean; commands?: boolean; detailedExitcode?: boolean }) => {
+      const t = load(file);
+      requireRoot();
+      const ctx = hostCtx(globals());
+      const runner = new HostRunner();
+      const { plan } = await planFor(t, ctx, runner);
+      if (o.json) process.stdout.write(JSON.stringify(planJson(plan), null, 2) + '\n');
+      else process.stdout.write(renderPlan(plan, { color: useColor(globals()), commands: o.commands }));
+      if (plan.errors.length) throw new ExitError(1);
+      if (o.detailedExitcode && plan.changes.length > 0) throw new ExitError(2);
+    });
+
+  const applyLike = (name: 'apply' | 'destroy') =>
+    program
+      .command(name)
+      .description(name === 'apply' ? 'plan, then run exactly the commands that plan needs, then verify' : 'remove every host object the lab owns, and nothing else')
+      .argument('<file>')
+      .option('--auto-approve', 'do not ask for confirmation (required without a terminal)')
+      .option('--json', 'machine-readable result')
+      .option('--commands', 'also print the exact host commands')
+      .action(async (file: string, o: { autoApprove?: boolean; json?: boolean; commands?: boolean }) => {
+        const t = load(file);
+        requireRoot();
+        const g = globals();
+        const ctx = hostCtx(g);
+        const target = name === 'apply' ? t : emptyTopology(t.lab, t.file);
+        const release = acquireLock(t.lab, `provium ${name}`, (m) => process.stderr.write(`warning: ${m}\n`));
+        const prog = progress(!o.json);
+        try {
+          const runner = new HostRunner();
+          prog.step('reading the host');
+          const planned = await planFor(target, ctx, runner);
+          prog.stop();
+          const { plan } = planned;
+          if (!o.json) process.stdout.write(renderPlan(plan, { color: useColor(g), commands: o.commands }));
+          if (plan.errors.length) {
+            if (o.json) process.stdout.write(JSON.stringify({ ...planJson(plan), applied: false }, null, 2) + '\n');
+            throw new ExitError(1);
+          }
+          if (plan.changes.length > 0) {
+            if (!o.autoApprove) {
+              if (!process.stdin.isTTY) throw new ProviumError(`${name} needs --auto-approve when not run from a terminal`);
+              if (!(await confirm(`\nDo you want to perform these actions? Only 'yes' will be accepted: `))) {
+                process.stdout.write(`${name} cancelled.\n`);
+                throw new ExitError(1);
+              }
+            }
+            const t0 = performance.now();
+            const before = runner.count;
+            await applyPlan(target, planned, ctx, runner, (inv) => prog.step(`${inv.label}: ${inv.argv.join(' ')}`));
+            prog.stop();
+            const ran = runner.log.slice(before).filter((r) => !isReader(r.argv)).length;
+            const s = summary(plan);
+            if (o.json) {
+              process.stdout.write(JSON.stringify({ ...planJson(plan), applied: true, host_commands: ran, seconds: Math.round(performance.now() - t0) / 1000 }, null, 2) + '\n');
+            } else {
+              process.stdout.write(`\n${name === 'apply' ? 'Apply' : 'Destroy'} complete! Resources: ${s.add} added, ${s.change} changed, ${s.destroy} destroyed (${ran} host command invocations, ${((performance.now() - t0) / 1000).toFixed(2)} s, verified).\n`);
+            }
+          } else if (o.json) {
+            process.stdout.write(JSON.stringify({ ...planJson(plan), applied: true, host_commands: 0 }, null, 2) + '\n');
+          }
+          if (name === 'destroy') removeLabDir(t.lab);
+          else {
+            const rec = readRecord(t.lab);
+            const routes = Object.values(t.bridges).some((b) => b.uplink || b.routes.length > 0);
+            if (!routes && rec.ipForwardBefore !== undefined) {
+              delete rec.ipForwardBefore;
+              writeRecord(t.lab, rec);
+            }
+          }
+        } finally {
+          prog.stop();
+          release();
+        }
+      });
+  applyLike('apply');
+  applyLike('destroy');
+
+  program
+    .command('exec')
+    .description('run a command inside a netns node')
+    .argument('<file>')
+    .argument('<node>')
+    .argument('<cmd...>')
+    .action(async (file: string, node: string, cmd: string[]) => {
+      const t = load(file);
+      const n = t.nodes[node];
+      if (!n) throw new ProviumError(`unknown node ${JSON.stringify(node)} in lab ${t.lab}`, `nodes: ${Object.keys(t.nodes).join(', ')}`);
+      if (n.kind !== 'netns') throw new ProviumError(`node ${node} is a ${n.kind} node; exec runs commands in netns nodes`);
+      const ns = nodeNetns(t.lab, node);
+      if (!existsSync(`/run/netns/${ns}`)) throw new ProviumError(`node ${node} is not running (no namespace ${ns}); run provium apply first`);
+      const code = await new HostRunner().interactive(['ip', 'netns', 'exec', ns, ...cmd]);
+      if (code !== 0) throw new ExitError(code);
+    });
+
+  program
+    .command('show')
+    .description('what the host has for this lab, by object, and drift against the file')
+    .argument('<file>')
+    .option('--json', 'machine-readable output')
+    .action(async (file: string, o: { json?: boolean }) => {
+      const t = load(file);
+      requireRoot();
+      const ctx = hostCtx(globals());
+      const planned = await planFor(t, ctx, new HostRunner());
+      if (o.json) process.stdout.write(JSON.stringify(showJson(t, planned), null, 2) + '\n');
+      else process.stdout.write(renderShow(t, planned, { color: useColor(globals()) }));
+    });
+
+  return program;
+}
+
+/** Reader commands (observe) as opposed to commands that change the host. */
+function isReader(argv: string[]): boolean {
+  const s = argv.join(' ');
+  return / -j /.test(` ${s} `) || / show/.test(s) || s.includes('sysctl -n') || (argv.includes('-batch') && argv.includes('-j'));
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  const err = (s: string) => process.stderr.write(s + '\n');
+  const c = new Chalk({ level: process.stderr.isTTY && !process.env.NO_COLOR ? 1 : 0 });
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (e) {
+    if (e instanceof ExitError) return e.code;
+    if ((e as { code?: string }).code?.startsWith?.('commander.')) {
+      const ce = e as { exitCode: number; code: string };
+      return ce.code === 'commander.helpDisplayed' || ce.code === 'commander.version' ? 0 : 1;
+    }
+    if (e instanceof InputError) {
+      for (const d of e.diagnostics) err(c.red(formatDiagnostic(d)));
+      return 1;
+    }
+    if (e instanceof CommandError) {
+      err(c.red(`error: a host command failed (exit ${e.result.exitCode}): ${e.result.argv.join(' ')}`));
+      if (e.stdin) err(c.dim(e.stdin.trimEnd().split('\n').map((l) => `    ${l}`).join('\n')));
+      err(e.result.stderr.trim());
+      return 1;
+    }
+    if (e instanceof ProviumError) {
+      err(c.red(`error: ${e.message}`));
+      if (e.hint) err(`hint: ${e.hint}`);
+      return 1;
+    }
+    err(c.red(`internal error: ${(e as Error).stack ?? String(e)}`));
+    return 1;
+  }
+}

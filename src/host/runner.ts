@@ -1,0 +1,87 @@
+/**
+ * The only module that runs host commands. Commands are argument arrays (never a
+ * shell string); batch input goes on stdin. Every invocation is counted, and traced
+ * as one JSON line to $PROVIUM_TRACE when set (used by tests and the benchmark).
+ */
+import { execa } from 'execa';
+import { appendFileSync } from 'node:fs';
+
+export interface RunResult {
+  argv: string[];
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+export interface RunOptions {
+  stdin?: string;
+  /** Do not throw on a non-zero exit (the caller inspects exitCode). */
+  allowFail?: boolean;
+  /** Milliseconds before the command is killed. Default 60 s. */
+  timeoutMs?: number;
+}
+
+/** Thrown when a command exits non-zero: carries the command, its exit code and stderr. */
+export class CommandError extends Error {
+  constructor(public readonly result: RunResult, public readonly stdin?: string) {
+    super(`command failed (exit ${result.exitCode}): ${result.argv.join(' ')}\n${result.stderr.trim()}`);
+    this.name = 'CommandError';
+  }
+}
+
+/** Runs host commands. One instance per CLI call; `count` is the number of invocations made. */
+export class HostRunner {
+  count = 0;
+  readonly log: RunResult[] = [];
+
+  async run(argv: string[], opts: RunOptions = {}): Promise<RunResult> {
+    const t0 = performance.now();
+    this.count++;
+    const p = await execa(argv[0], argv.slice(1), {
+      input: opts.stdin ?? '',
+      reject: false,
+      timeout: opts.timeoutMs ?? 60_000,
+      stripFinalNewline: false,
+      env: { LC_ALL: 'C' },
+    });
+    const r: RunResult = {
+      argv,
+      exitCode: p.exitCode ?? (p.timedOut ? 124 : 1),
+      stdout: String(p.stdout ?? ''),
+      stderr: String(p.stderr ?? '') + (p.timedOut ? `\n(timed out after ${opts.timeoutMs ?? 60_000} ms)` : '') + (p.failed && p.exitCode === undefined && !p.timedOut ? `\n${p.shortMessage ?? ''}` : ''),
+      ms: performance.now() - t0,
+    };
+    this.log.push(r);
+    const trace = process.env.PROVIUM_TRACE;
+    if (trace) appendFileSync(trace, JSON.stringify({ argv, exitCode: r.exitCode, ms: Math.round(r.ms * 10) / 10, stdin: opts.stdin }) + '\n');
+    if (r.exitCode !== 0 && !opts.allowFail) throw new CommandError(r, opts.stdin);
+    return r;
+  }
+
+  /** Runs a command with the terminal attached; returns its exit code. */
+  async interactive(argv: string[]): Promise<number> {
+    this.count++;
+    return runInteractive(argv);
+  }
+}
+
+/** Runs a command with the terminal attached (provium exec); returns its exit code. */
+export async function runInteractive(argv: string[]): Promise<number> {
+  const p = await execa(argv[0], argv.slice(1), { stdio: 'inherit', reject: false });
+  return p.exitCode ?? 1;
+}
+
+/** Runs fn over items with at most `limit` running at once; results in input order. */
+export async function mapLimit<T, R>(items: T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}

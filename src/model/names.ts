@@ -1,0 +1,74 @@
+/**
+ * Names of every host object a lab creates, derived from lab, node and bridge names.
+ * Pure. Interface names are at most 15 bytes (IFNAMSIZ - 1); the loader rejects
+ * topologies whose derived names would be longer or would collide.
+ */
+
+export const IFNAMSIZ_MAX = 15;
+export const LAB_RE = /^[a-z][a-z0-9]{0,7}$/;
+/** Node and bridge names: lower-case letters, digits and dashes, starting with a letter. */
+export const NAME_RE = /^[a-z][a-z0-9-]{0,30}$/;
+
+/** Bridge device in the lab's host namespace, e.g. "demo-lan". */
+export function bridgeDev(lab: string, bridge: string): string {
+  return `${lab}-${bridge}`;
+}
+
+/** Host-side port (veth end or TAP) of node's NIC number nicIndex, e.g. "demo-a-0" for a's eth0. */
+export function portDev(lab: string, node: string, nicIndex: number): string {
+  return `${lab}-${node}-${nicIndex}`;
+}
+
+/** Interface name inside a node: eth0, eth1, ... */
+export function nicName(nicIndex: number): string {
+  return `eth${nicIndex}`;
+}
+
+/** Network namespace of a netns node, e.g. "pv-demo-a". */
+export function nodeNetns(lab: string, node: string): string {
+  return `pv-${lab}-${node}`;
+}
+
+/** Prefix of every node namespace of a lab ("pv-demo-"). */
+export function netnsPrefix(lab: string): string {
+  return `pv-${lab}-`;
+}
+
+/** nftables table name of a lab (families bridge and inet), e.g. "provium_demo". */
+export function nftTable(lab: string): string {
+  return `provium_${lab}`;
+}
+
+/** Ownership mark prefix carried by every object: ifalias on links, comment on nft sets and rules. */
+export function ownerPrefix(lab: string): string {
+  return `provium:${lab}:`;
+}
+
+/** ifalias of a bridge device: "provium:demo:bridge:lan". */
+export function bridgeAlias(lab: string, bridge: string): string {
+  return `provium:${lab}:bridge:${bridge}`;
+}
+
+/** ifalias of a port: "provium:demo:port:a:lan" (node a's NIC on bridge lan). */
+export function portAlias(lab: string, node: string, bridge: string): string {
+  return `provium:${lab}:port:${node}:${bridge}`;
+}
+
+/** ifalias of a node namespace's loopback, marking the namespace as the lab's: "provium:demo:node:a". */
+export function nodeAlias(lab: string, node: string): string {
+  return `provium:${lab}:node:${node}`;
+}
+
+/** Parses an ifalias written by provium; undefined for anything else. */
+export function parseAlias(alias: string | undefined):
+  | { lab: string; kind: 'bridge'; bridge: string }
+  | { lab: string; kind: 'port'; node: string; bridge: string }
+  | { lab: string; kind: 'node'; node: string }
+  | undefined {
+  if (!alias || !alias.startsWith('provium:')) return undefined;
+  const p = alias.split(':');
+  if (p[2] === 'bridge' && p.length === 4) return { lab: p[1], kind: 'bridge', bridge: p[3] };
+  if (p[2] === 'port' && p.length === 5) return { lab: p[1], kind: 'port', node: p[3], bridge: p[4] };
+  if (p[2] === 'node' && p.length === 4) return { lab: p[1], kind: 'node', node: p[3] };
+  return undefined;
+}

@@ -1,0 +1,171 @@
+/**
+ * The host state of one lab, at the level of host objects (links, addresses,
+ * routes, qdiscs/classes, nftables sets). Both sides of a plan have this shape:
+ * `plan/realize.ts` derives the desired one from a Topology (pure) and
+ * `observe/` lifts the observed one from `ip -j`, `tc -j`, `tc class show`
+ * and `nft -j` output. Only fields the topology controls are kept; fields only
+ * the kernel reports (ifindex, counters, handles) are dropped by the readers.
+ */
+
+/** A node's network namespace (netns nodes only). Name: pv-<lab>-<node>. */
+export interface NamespaceState {
+  name: string;
+  /** Node name (from the lo ifalias "provium:<lab>:node:<node>" when observed). */
+  node: string;
+  /** lo's ifalias: the ownership mark. Observed: undefined when absent. */
+  owner?: string;
+  loUp: boolean;
+  /** Interfaces inside the namespace provium manages (eth0, eth1, ...). */
+  nics: Record<string, NicState>;
+  /** Non-kernel IPv4 routes, sorted by dst. */
+  routes: RouteState[];
+}
+
+/** A NIC inside a node namespace (the veth peer of a port). */
+export interface NicState {
+  ifname: string;
+  /** IPv4 addresses in CIDR form ("10.40.0.2/24"), sorted. */
+  addrs: string[];
+  /** Administrative state (flags contain UP). */
+  up: boolean;
+  /** MTU in bytes; undefined in desired state means "leave as is". */
+  mtu?: number;
+}
+
+/** An IPv4 route inside a node: "default" or a CIDR, via a gateway address. */
+export interface RouteState {
+  dst: string;
+  via: string;
+}
+
+/** A link in the lab's host namespace: a bridge, or a port (veth end / TAP) enslaved to one. */
+export interface LinkState {
+  name: string;
+  /** iproute2 linkinfo.info_kind: "bridge", "veth", "tun" (TAP). */
+  kind: string;
+  /** ifalias: the ownership mark ("provium:<lab>:bridge:<name>" / "provium:<lab>:port:<node>:<bridge>"). */
+  alias?: string;
+  /** Bridge device this link is a port of. */
+  master?: string;
+  /** MTU in bytes; undefined in desired state means "leave as is". */
+  mtu?: number;
+  /** Administrative state. For a port, down = the node sees carrier off. */
+  up: boolean;
+  /** IPv4 addresses in CIDR form (the bridge's host address), sorted. */
+  addrs: string[];
+  /** Ports only: the namespace of the veth peer (desired: node netns; observed: not known, left undefined). */
+  peerNetns?: string;
+  /** Ports only: the peer's interface name inside the node (eth0, ...). */
+  peerName?: string;
+}
+
+/**
+ * Netem settings of an HTB leaf (one-way): delay and jitter in milliseconds.
+ * Observed from `tc -j qdisc show` kind "netem".
+ */
+export interface NetemState {
+  delayMs: number;
+  jitterMs: number;
+}
+
+/** One HTB class under the port's root class <major>:1. rateBps = ceil, bits per second. */
+export interface ClassState {
+  minor: number;
+  rateBps: number;
+  netem?: NetemState;
+}
+
+/**
+ * Egress shaping of one port: `tc qdisc root handle <major>: htb default <defaultMinor>`,
+ * class <major>:1 (10 Gbit/s parent) and leaf classes. The per-pair classes are
+ * selected by skb->priority, which the nft `prio` map sets to <major>:<minor>.
+ */
+export interface PortShaping {
+  dev: string;
+  major: number;
+  defaultMinor: number;
+  /** Leaf classes by minor (the default class included). */
+  classes: Record<number, ClassState>;
+}
+
+/** Directed pair of ports, "iif>oif" (port device names). */
+export type PortPair = string;
+
+/** Element value plus its owner: the plan address stored in the element's nft comment. */
+export interface Owned<T = true> {
+  owner: string;
+  value: T;
+}
+
+/**
+ * The lab's `table bridge provium_<lab>`: partitions, isolation, drop and class selection.
+ * Element keys are port device names; every element carries its owner as comment.
+ */
+export interface NftBridgeTable {
+  /** Fingerprint of sets/chains/rules (not elements): equal when the table's structure is intact. */
+  skeleton: string;
+  /** Directed port pairs whose frames are dropped (ARP exempt). */
+  blocked: Record<PortPair, Owned>;
+  /** Ports cut off from every other port (ARP exempt). */
+  isolated: Record<string, Owned>;
+  /** Drop rate per directed pair in hundredths of a percent (1 % = 100); nft element iif . oif . 0-(n-1) over numgen mod 10000. */
+  loss: Record<PortPair, Owned<number>>;
+  /** HTB class per directed pair: classid "<major hex>:<minor hex>", set as skb->priority by the `prio` map. */
+  prio: Record<PortPair, Owned<string>>;
+}
+
+/** The lab's `table inet provium_<lab>`: routing between bridges and uplink NAT. */
+export interface NftInetTable {
+  skeleton: string;
+  /** The lab's bridge devices. */
+  bridges: Record<string, Owned>;
+  /** Bridge-device pairs allowed to forward at L3, "in>out" (both directions; a bridge to itself always). */
+  forward: Record<string, Owned>;
+  /** Bridge devices whose traffic may leave through the uplink. */
+  uplinkBridges: Record<string, Owned>;
+  /** Source subnets (CIDR) masqueraded on the uplink. */
+  masqSources: Record<string, Owned>;
+  /** Interfaces masquerading happens on: the host namespace's default-route interface. */
+  uplinkOifs: Record<string, Owned>;
+}
+
+export interface NftState {
+  bridge?: NftBridgeTable;
+  inet?: NftInetTable;
+}
+
+/** Everything provium manages for one lab, in one host namespace plus the node namespaces. */
+export interface HostState {
+  namespaces: Record<string, NamespaceState>;
+  links: Record<string, LinkState>;
+  shaping: Record<string, PortShaping>;
+  nft: NftState;
+  /** net.ipv4.ip_forward of the lab's host namespace; undefined in desired state means "leave as is". */
+  ipForward?: boolean;
+}
+
+/**
+ * Facts about the host that are not lab objects: kernel features, the default
+ * route, and same-named objects provium does not own (conflicts).
+ */
+export interface HostFacts {
+  /** Kernel features: true when present or loadable. */
+  features: { netem: boolean; htb: boolean; nftBridge: boolean; tun: boolean };
+  /** How each feature was determined (for messages). */
+  featureSource: Record<string, string>;
+  /** Interface of the default route in the lab's host namespace. */
+  defaultRouteDev?: string;
+  /** Objects with a name provium wants that carry no (or another lab's) mark. */
+  conflicts: Conflict[];
+}
+
+export interface Conflict {
+  kind: 'link' | 'netns' | 'nft-table';
+  name: string;
+  found: string;
+}
+
+/** An empty host state. */
+export function emptyState(): HostState {
+  return { namespaces: {}, links: {}, shaping: {}, nft: {} };
+}

@@ -1,0 +1,99 @@
+/**
+ * The validated, normalized topology: what a user's YAML file asks for.
+ * Produced by `load/` (YAML text -> Topology); consumed by `plan/realize.ts`.
+ * Every object keeps the source position of the YAML node it came from, so
+ * later stages (plan conflicts, missing kernel features) can point at the file.
+ */
+
+/** A position in a topology file: 1-based line and column (yaml's LineCounter). */
+export interface SourcePos {
+  file: string;
+  line: number;
+  col: number;
+}
+
+export type NodeKind = 'netns' | 'qemu';
+
+/** QEMU settings of a `kind: qemu` node (booted by a later issue; its TAPs exist now). */
+export interface QemuSpec {
+  kernel?: string;
+  initrd?: string;
+  append?: string;
+  disk?: string;
+  memory_mb: number;
+  cpus: number;
+  accel: 'auto' | 'kvm' | 'tcg';
+}
+
+export interface NodeSpec {
+  name: string;
+  kind: NodeKind;
+  qemu?: QemuSpec;
+  pos?: SourcePos;
+}
+
+/** One NIC of a node on a bridge. `nic` is eth0, eth1, ... in order of bridge name per node. */
+export interface AttachSpec {
+  node: string;
+  /** CIDR, e.g. "10.40.0.3/24": static, or allocated from the bridge's subnet; absent when the bridge has no subnet and none was given. */
+  ip?: string;
+  link: 'up' | 'down';
+  mac?: string;
+  /** Interface name inside the node (eth0, eth1, ...). */
+  nic: string;
+  /** Index of that NIC (0 for eth0). */
+  nicIndex: number;
+  pos?: SourcePos;
+}
+
+/** A partition: `symmetric` drops a->b and b->a; `directional` drops from->to only. */
+export interface PartitionSpec {
+  kind: 'symmetric' | 'directional';
+  a: string;
+  b: string;
+  pos?: SourcePos;
+}
+
+/**
+ * An impairment on a whole bridge (no from/to) or on one directed pair (from and to).
+ * Units: latency_ms, jitter_ms one-way milliseconds; drop_pct percent (0-100, fractions
+ * allowed, realized at 0.01 % resolution); bandwidth_bps bits per second.
+ * A per-pair field overrides the whole-bridge value of the same field for that pair.
+ */
+export interface ImpairmentSpec {
+  from?: string;
+  to?: string;
+  latency_ms?: number;
+  jitter_ms?: number;
+  drop_pct?: number;
+  bandwidth_bps?: number;
+  pos?: SourcePos;
+}
+
+export interface BridgeSpec {
+  name: string;
+  /** Normalized network CIDR, e.g. "10.40.0.0/24". */
+  subnet?: string;
+  /** The host side's address on the bridge: the subnet's first address, e.g. "10.40.0.1/24". */
+  hostAddr?: string;
+  mtu?: number;
+  attach: AttachSpec[];
+  partitions: PartitionSpec[];
+  partitionAll: boolean;
+  impairments: ImpairmentSpec[];
+  isolate: string[];
+  uplink: boolean;
+  /** Names of bridges this one forwards to at L3 (symmetric: listing it on either side suffices). */
+  routes: string[];
+  pos?: SourcePos;
+}
+
+export interface Topology {
+  /** Absolute path of the file it came from. */
+  file: string;
+  /** Lab name, ^[a-z][a-z0-9]{0,7}$: prefixes every host object the lab creates. */
+  lab: string;
+  nodes: Record<string, NodeSpec>;
+  bridges: Record<string, BridgeSpec>;
+  pos?: SourcePos;
+}

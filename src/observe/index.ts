@@ -1,0 +1,105 @@
+/**
+ * observe: reads what the host has for one lab and lifts it into a HostState of the
+ * same shape as the desired one, plus HostFacts (features, default route, conflicts).
+ * Read-only: runs only reader commands (ip/tc/nft show, sysctl -n).
+ * Invocations: 1 `ip -j -d addr show` + 1 `tc -j qdisc show` (+1 `tc -batch` class
+ * show when shaped ports exist) + 1 `nft -j list ruleset` + 1 per node namespace
+ * (`ip -j -d -n NS -batch -` with addr and route show), run 8 at a time.
+ */
+import { readdirSync } from 'node:fs';
+import type { HostFacts, HostState, LinkState } from '../model/state.js';
+import { emptyState } from '../model/state.js';
+import { netnsPrefix, nftTable, ownerPrefix, parseAlias } from '../model/names.js';
+import { HostRunner, mapLimit } from '../host/runner.js';
+import { ipArgv, nftArgv, sysctlArgv, tcArgv, type HostContext } from '../plan/commands.js';
+import { splitJsonDocs, toLinkState, toNamespaceState, toNft, toShaping, type IpLink, type IpRoute, type TcQdisc } from './parse.js';
+import { detectFeature } from './features.js';
+
+/** Names the desired state will create: same-named objects without the lab's mark are conflicts. */
+export interface Wanted {
+  links: string[];
+  namespaces: string[];
+  /** Read the default route (uplink). */
+  defaultRoute: boolean;
+  /** Read net.ipv4.ip_forward. */
+  ipForward: boolean;
+}
+
+export interface Observation {
+  state: HostState;
+  facts: HostFacts;
+}
+
+/** Lists named network namespaces (/run/netns). */
+export function listNetns(): string[] {
+  try {
+    return readdirSync('/run/netns');
+  } catch {
+    return [];
+  }
+}
+
+export async function observe(lab: string, ctx: HostContext, runner: HostRunner, wanted: Wanted): Promise<Observation> {
+  const state = emptyState();
+  const facts: HostFacts = { features: { netem: false, htb: false, nftBridge: false, tun: false }, featureSource: {}, conflicts: [] };
+  for (const f of ['netem', 'htb', 'nftBridge', 'tun'] as const) {
+    const d = detectFeature(f);
+    facts.features[f] = d.present;
+    facts.featureSource[f] = d.source;
+  }
+  const mine = (alias: string | undefined) => parseAlias(alias)?.lab === lab;
+  const wantLinks = new Set(wanted.links);
+
+  // Host namespace links, then the lab's node namespaces, tc and nft: independent reads.
+  const prefix = netnsPrefix(lab);
+  const allNs = listNetns();
+  const wantNs = new Set(wanted.namespaces);
+  const candidates = allNs.filter((n) => n.startsWith(prefix) || wantNs.has(n));
+
+  const [linksOut, qdiscOut, nftOut, nsOuts, routeOut, fwdOut] = await Promise.all([
+    runner.run([...ipArgv(ctx), '-j', '-d', 'addr', 'show']),
+    runner.run([...tcArgv(ctx), '-j', 'qdisc', 'show']),
+    runner.run([...nftArgv(ctx), '-j', 'list', 'ruleset']),
+    mapLimit(candidates, 8, (ns) => runner.run(['ip', '-j', '-d', '-n', ns, '-batch', '-'], { stdin: 'addr show\nroute show\n', allowFail: true })),
+    wanted.defaultRoute ? runner.run([...ipArgv(ctx), '-j', 'route', 'show', 'default']) : Promise.resolve(undefined),
+    wanted.ipForward ? runner.run([...sysctlArgv(ctx), '-n', 'net.ipv4.ip_forward']) : Promise.resolve(undefined),
+  ]);
+
+  const links = JSON.parse(linksOut.stdout || '[]') as IpLink[];
+  for (const l of links) {
+    if (mine(l.ifalias)) state.links[l.ifname] = toLinkState(l);
+    else if (wantLinks.has(l.ifname)) facts.conflicts.push({ kind: 'link', name: l.ifname, found: l.ifalias ? `ifalias "${l.ifalias}"` : 'no provium ifalias' });
+  }
+
+  candidates.forEach((ns, i) => {
+    const r = nsOuts[i];
+    if (r.exitCode !== 0) return; // vanished between listing and reading
+    const [addrs, routes] = splitJsonDocs(r.stdout) as [IpLink[], IpRoute[]];
+    const lo = (addrs ?? []).find((l) => l.ifname === 'lo');
+    const a = parseAlias(lo?.ifalias);
+    if (a?.kind === 'node' && a.lab === lab) state.namespaces[ns] = toNamespaceState(ns, a.node, addrs ?? [], routes ?? []);
+    else if (wantNs.has(ns)) facts.conflicts.push({ kind: 'netns', name: ns, found: lo?.ifalias ? `lo ifalias "${lo.ifalias}"` : 'no provium mark on its lo' });
+  });
+
+  const ports = new Set(Object.values(state.links).filter((l: LinkState) => parseAlias(l.alias)?.kind === 'port').map((l) => l.name));
+  const qdiscs = JSON.parse(qdiscOut.stdout || '[]') as TcQdisc[];
+  const htbPorts = qdiscs.filter((q) => q.kind === 'htb' && q.root && ports.has(q.dev)).map((q) => q.dev).sort();
+  let classText = '';
+  if (htbPorts.length > 0) {
+    const r = await runner.run([...tcArgv(ctx), '-batch', '-'], { stdin: htbPorts.map((p) => `class show dev ${p}`).join('\n') + '\n' });
+    classText = r.stdout;
+  }
+  state.shaping = toShaping(qdiscs, classText, ports);
+
+  const nft = toNft(JSON.parse(nftOut.stdout || '{"nftables":[]}'), nftTable(lab), ownerPrefix(lab));
+  if (nft.bridge) state.nft.bridge = nft.bridge;
+  if (nft.inet) state.nft.inet = nft.inet;
+  for (const fam of nft.conflicts) facts.conflicts.push({ kind: 'nft-table', name: `${fam} ${nftTable(lab)}`, found: 'no set carries the lab\'s comment mark' });
+
+  if (routeOut) {
+    const rs = JSON.parse(routeOut.stdout || '[]') as IpRoute[];
+    facts.defaultRouteDev = rs.find((r) => r.dst === 'default')?.dev;
+  }
+  if (fwdOut) state.ipForward = fwdOut.stdout.trim() === '1';
+  return { state, facts };
+}

@@ -1,0 +1,219 @@
+/**
+ * Pure parsers of host command output into HostState parts. Inputs are the exact
+ * text of: `ip -j -d addr show` (iproute2 6.1), `tc -j qdisc show`, `tc class show`
+ * (plain text: iproute2 6.1 prints no JSON for HTB classes), `nft -j list ruleset`
+ * (libnftables JSON schema 1). Tested on recorded real output in test/fixtures/.
+ */
+import type { LinkState, NamespaceState, NicState, PortShaping, RouteState, NftBridgeTable, NftInetTable, Owned } from '../model/state.js';
+import { parseTcRate } from '../plan/ids.js';
+import { skeletonFingerprint } from '../plan/nft-skeleton.js';
+
+/** Splits concatenated JSON documents (`ip -j -batch` prints one array per command). */
+export function splitJsonDocs(text: string): unknown[] {
+  const docs: unknown[] = [];
+  let depth = 0;
+  let start = -1;
+  let inStr = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i];
+    if (inStr) {
+      if (ch === '\\') i++;
+      else if (ch === '"') inStr = false;
+      continue;
+    }
+    if (ch === '"') inStr = true;
+    else if (ch === '[' || ch === '{') {
+      if (depth === 0) start = i;
+      depth++;
+    } else if (ch === ']' || ch === '}') {
+      depth--;
+      if (depth === 0) docs.push(JSON.parse(text.slice(start, i + 1)));
+    }
+  }
+  return docs;
+}
+
+/** One entry of `ip -j -d addr show` (fields used). */
+export interface IpLink {
+  ifname: string;
+  flags?: string[];
+  mtu?: number;
+  master?: string;
+  ifalias?: string;
+  linkinfo?: { info_kind?: string; info_data?: { type?: string } };
+  addr_info?: { family: string; local: string; prefixlen: number }[];
+}
+
+function v4addrs(l: IpLink): string[] {
+  return (l.addr_info ?? []).filter((a) => a.family === 'inet').map((a) => `${a.local}/${a.prefixlen}`).sort();
+}
+
+/** A link as LinkState (kind from linkinfo.info_kind; "tun" for TAP). */
+export function toLinkState(l: IpLink): LinkState {
+  return {
+    name: l.ifname,
+    kind: l.linkinfo?.info_kind ?? 'unknown',
+    ...(l.ifalias ? { alias: l.ifalias } : {}),
+    ...(l.master ? { master: l.master } : {}),
+    mtu: l.mtu,
+    up: (l.flags ?? []).includes('UP'),
+    addrs: v4addrs(l),
+  };
+}
+
+/** One entry of `ip -j route show`. */
+export interface IpRoute {
+  dst: string;
+  gateway?: string;
+  dev?: string;
+  protocol?: string;
+}
+
+/** Node namespace from its `addr show` and `route show` JSON. Routes: those with a gateway. */
+export function toNamespaceState(name: string, node: string, links: IpLink[], routes: IpRoute[]): NamespaceState {
+  const lo = links.find((l) => l.ifname === 'lo');
+  const nics: Record<string, NicState> = {};
+  for (const l of links) {
+    if (l.ifname === 'lo') continue;
+    nics[l.ifname] = { ifname: l.ifname, addrs: v4addrs(l), up: (l.flags ?? []).includes('UP'), mtu: l.mtu };
+  }
+  const rs: RouteState[] = routes
+    .filter((r) => r.gateway && r.protocol !== 'kernel')
+    .map((r) => ({ dst: r.dst, via: r.gateway! }))
+    .sort((a, b) => (a.dst < b.dst ? -1 : a.dst > b.dst ? 1 : 0));
+  return { name, node, ...(lo?.ifalias ? { owner: lo.ifalias } : {}), loUp: (lo?.flags ?? []).includes('UP'), nics, routes: rs };
+}
+
+/** One entry of `tc -j qdisc show`. */
+export interface TcQdisc {
+  kind: string;
+  handle: string;
+  dev: string;
+  root?: boolean;
+  parent?: string;
+  options?: { default?: string; delay?: { delay?: number; jitter?: number } };
+}
+
+/**
+ * HTB trees of the given ports from `tc -j qdisc show` plus the text of
+ * `class show dev P` for each of them (concatenated; each port has its own major).
+ * netem "delay" is in seconds in iproute2's JSON; stored as milliseconds.
+ */
+export function toShaping(qdiscs: TcQdisc[], classText: string, ports: Set<string>): Record<string, PortShaping> {
+  const out: Record<string, PortShaping> = {};
+  const byMajor = new Map<number, PortShaping>();
+  for (const q of qdiscs) {
+    if (!ports.has(q.dev) || q.kind !== 'htb' || !q.root) continue;
+    const major = parseInt(q.handle, 16);
+    const sh: PortShaping = { dev: q.dev, major, defaultMinor: parseInt(q.options?.default ?? '0', 16), classes: {} };
+    out[q.dev] = sh;
+    byMajor.set(major, sh);
+  }
+  for (const line of classText.split('\n')) {
+    const m = /^class htb ([0-9a-f]+):([0-9a-f]+) (?:root|parent [0-9a-f]+:[0-9a-f]*)\b.*?\brate (\S+) ceil (\S+)/.exec(line.trim());
+    if (!m) continue;
+    const sh = byMajor.get(parseInt(m[1], 16));
+    const minor = parseInt(m[2], 16);
+    if (!sh || minor === 1) continue;
+    sh.classes[minor] = { minor, rateBps: parseTcRate(m[4]) };
+  }
+  for (const q of qdiscs) {
+    if (q.kind !== 'netem' || !q.parent || !out[q.dev]) continue;
+    const [maj, min] = q.parent.split(':').map((x) => parseInt(x, 16));
+    const sh = out[q.dev];
+    const c = sh.classes[min];
+    if (maj !== sh.major || !c) continue;
+    const ms = (s: number | undefined) => Math.round((s ?? 0) * 1e6) / 1e3;
+    c.netem = { delayMs: ms(q.options?.delay?.delay), jitterMs: ms(q.options?.delay?.jitter) };
+  }
+  return out;
+}
+
+type NftObj = Record<string, any>;
+
+/** A set element as [key string, value, comment]. Keys: "a>b" for concatenations, "10.40.0.0/24" for prefixes. */
+function nftElem(e: unknown, isMap: boolean): { key: string; value: unknown; comment?: string } {
+  let k: any = e;
+  let value: unknown = true;
+  if (isMap && Array.isArray(e)) {
+    k = e[0];
+    value = e[1];
+  }
+  let comment: string | undefined;
+  if (k && typeof k === 'object' && 'elem' in k) {
+    comment = k.elem.comment;
+    k = k.elem.val;
+  }
+  const atom = (x: any): string => {
+    if (typeof x === 'string' || typeof x === 'number') return String(x);
+    if (x?.prefix) return `${x.prefix.addr}/${x.prefix.len}`;
+    if (x?.range) return `${x.range[0]}-${x.range[1]}`;
+    return JSON.stringify(x);
+  };
+  if (k && typeof k === 'object' && 'concat' in k) {
+    const parts: any[] = k.concat;
+    const last = parts[parts.length - 1];
+    if (parts.length === 3) {
+      // loss element: iif . oif . numgen range 0..n-1 -> n
+      const hi = typeof last === 'number' ? last : last?.range ? last.range[1] : NaN;
+      return { key: `${parts[0]}>${parts[1]}`, value: hi + 1, comment };
+    }
+    return { key: parts.map(atom).join('>'), value, comment };
+  }
+  return { key: atom(k), value, comment };
+}
+
+/** The lab's tables from `nft -j list ruleset`. `owned` false when a table has the name but no set carries the lab's mark. */
+export function toNft(json: { nftables: NftObj[] }, table: string, ownerPrefix: string) {
+  type Found = { owned: boolean; sets: Map<string, NftObj>; chains: NftObj[]; rules: NftObj[] };
+  const found: Record<'bridge' | 'inet', Found | undefined> = { bridge: undefined, inet: undefined };
+  for (const o of json.nftables ?? []) {
+    const [kind, body] = Object.entries(o)[0] as [string, NftObj];
+    const fam = body.family as 'bridge' | 'inet';
+    if ((fam !== 'bridge' && fam !== 'inet') || (kind === 'table' ? body.name : body.table) !== table) continue;
+    const t: Found = (found[fam] ??= { owned: false, sets: new Map(), chains: [], rules: [] });
+    if (kind === 'set' || kind === 'map') {
+      t.sets.set(body.name, { ...body, isMap: kind === 'map' });
+      if (typeof body.comment === 'string' && body.comment.startsWith(ownerPrefix)) t.owned = true;
+    } else if (kind === 'chain') t.chains.push(body);
+    else if (kind === 'rule') t.rules.push(body);
+  }
+  const elems = (t: Found, set: string): Record<string, Owned<any>> => {
+    const s = t.sets.get(set);
+    const out: Record<string, Owned<any>> = {};
+    for (const e of s?.elem ?? []) {
+      const x = nftElem(e, s!.isMap);
+      out[x.key] = { owner: x.comment ?? `nft.${set}[${x.key}]`, value: x.value };
+    }
+    return out;
+  };
+  const fingerprint = (t: Found) =>
+    skeletonFingerprint({
+      sets: [...t.sets.values()].map((s) => ({
+        name: s.name,
+        jsonType: (Array.isArray(s.type) ? s.type.join('.') : s.type) + (s.isMap ? `:${s.map}` : ''),
+      })),
+      chains: t.chains.map((c) => ({
+        name: c.name,
+        hook: `${c.hook}/${c.prio}`,
+        rules: t.rules.filter((r) => r.chain === c.name).sort((a, b) => a.handle - b.handle).map((r) => r.comment ?? '?'),
+      })),
+    });
+  let bridge: NftBridgeTable | undefined;
+  let inet: NftInetTable | undefined;
+  const b = found.bridge;
+  if (b?.owned) {
+    bridge = { skeleton: fingerprint(b), blocked: elems(b, 'blocked'), isolated: elems(b, 'isolated'), loss: elems(b, 'loss'), prio: elems(b, 'prio') };
+  }
+  const i = found.inet;
+  if (i?.owned) {
+    inet = {
+      skeleton: fingerprint(i), bridges: elems(i, 'bridges'), forward: elems(i, 'routed'), uplinkBridges: elems(i, 'uplinked'),
+      masqSources: elems(i, 'masq'), uplinkOifs: elems(i, 'wan'),
+    };
+  }
+  return {
+    bridge, inet,
+    conflicts: (['bridge', 'inet'] as const).filter((f) => found[f] && !found[f]!.owned),
+  };
+}

@@ -1,0 +1,231 @@
+/**
+ * commands: item changes -> host command invocations (pure). `plan` prints these and
+ * `apply` runs exactly these. Batched per tool and namespace, in dependency order:
+ *   1 root `ip -batch`: netns add        2 host `ip -batch`: links (deletes first)
+ *   3 per node `ip -n NS -batch`: lo, NICs, routes     4 sysctl (ip_forward)
+ *   5 host `tc -batch`: qdiscs/classes   6 `nft -f -`: one transaction
+ *   7 root `ip -batch`: netns del
+ * Argument arrays only; every name in them was validated by load/ (names.ts rules).
+ */
+import type { Item, ItemRef } from './items.js';
+import type { Invocation, ItemChange } from './types.js';
+import { bridgeSkeleton, inetSkeleton, skeletonText } from './nft-skeleton.js';
+import { nftTable } from '../model/names.js';
+import { hex, parseTcRate, ROOT_MINOR, UNSHAPED_BPS } from './ids.js';
+
+/** Where the lab's host side lives: the root namespace or an existing named one (--netns). */
+export interface HostContext {
+  hostNetns?: string;
+}
+
+/** argv prefix to run `ip` in the lab's host namespace. */
+export function ipArgv(ctx: HostContext): string[] {
+  return ctx.hostNetns ? ['ip', '-n', ctx.hostNetns] : ['ip'];
+}
+export function tcArgv(ctx: HostContext): string[] {
+  return ctx.hostNetns ? ['tc', '-n', ctx.hostNetns] : ['tc'];
+}
+/** nft has no -n: `ip netns exec NS nft` (which mounts nothing that nft needs). */
+export function nftArgv(ctx: HostContext): string[] {
+  return ctx.hostNetns ? ['ip', 'netns', 'exec', ctx.hostNetns, 'nft'] : ['nft'];
+}
+export function sysctlArgv(ctx: HostContext): string[] {
+  return ctx.hostNetns ? ['ip', 'netns', 'exec', ctx.hostNetns, 'sysctl'] : ['sysctl'];
+}
+
+type V = Record<string, any>;
+const val = (i: Item | undefined): V => (i?.value ?? {}) as V;
+
+/** HTB quantum in bytes: rate/10 clamped to [1600, 60000] (avoids the kernel's "quantum is big/small" warnings). */
+export function htbQuantum(bps: number): number {
+  return Math.max(1600, Math.min(60000, Math.floor(bps / 8 / 10)));
+}
+
+function htbClassArgs(bps: number): string[] {
+  return ['htb', 'rate', `${bps}bit`, 'ceil', `${bps}bit`, 'quantum', String(htbQuantum(bps))];
+}
+
+function netemArgs(delayMs: number, jitterMs: number): string[] {
+  return ['netem', 'delay', `${delayMs}ms`, ...(jitterMs > 0 ? [`${jitterMs}ms`] : [])];
+}
+
+/** nft element literal for a set element key: "a>b" -> "a" . "b"; CIDR stays bare. */
+function nftKey(set: string, key: string, value: unknown): string {
+  if (set === 'masq') return key;
+  const parts = key.split('>').map((p) => `"${p}"`);
+  if (set === 'loss') {
+    const n = Number(value);
+    parts.push(n <= 1 ? '0' : `0-${n - 1}`);
+  }
+  return parts.join(' . ');
+}
+
+function nftElemLine(op: 'add' | 'delete', lab: string, ref: Extract<ItemRef, { kind: 'elem' }>, v: V): string {
+  const key = nftKey(ref.set, ref.key, v.value);
+  const comment = op === 'add' ? ` comment "${v.owner}"` : '';
+  const data = ref.set === 'prio' ? ` : ${v.value}` : '';
+  return `${op} element ${ref.family} ${nftTable(lab)} ${ref.set} { ${key}${comment}${op === 'add' ? data : ''} }`;
+}
+
+/** Builds the invocations for a list of item changes. */
+export function buildInvocations(lab: string, changes: ItemChange[], ctx: HostContext): Invocation[] {
+  const rootAdd: string[] = [];
+  const rootDel: string[] = [];
+  const hostDel: string[] = [];
+  const hostAdd: string[] = [];
+  const hostPorts: string[] = [];
+  const nsLines = new Map<string, string[]>();
+  const sysctl: string[] = [];
+  const tcDel: string[] = [];
+  const tcAdd: string[] = [];
+  const nftDel: string[] = [];
+  const nftAdd: string[] = [];
+  const nsl = (ns: string) => {
+    const l = nsLines.get(ns) ?? [];
+    nsLines.set(ns, l);
+    return l;
+  };
+
+  const ordered = [...changes].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  for (const c of ordered) {
+    if (c.implied) continue;
+    const ref = (c.after ?? c.before)!.ref;
+    const before = c.action === 'create' || c.action === 'replace' ? undefined : val(c.before);
+    const after = c.action === 'delete' ? undefined : val(c.after);
+    const recreate = c.action === 'replace';
+    switch (ref.kind) {
+      case 'netns': {
+        if (!after) { rootDel.push(`netns del ${ref.ns}`); break; }
+        if (c.action === 'create') rootAdd.push(`netns add ${ref.ns}`);
+        nsl(ref.ns).push('link set lo up', `link set lo alias ${after.owner}`);
+        break;
+      }
+      case 'nic': {
+        if (!after) break; // the NIC goes with its port
+        const l = nsl(ref.ns);
+        const have: string[] = before?.addrs ?? [];
+        for (const a of have) if (!after.addrs.includes(a)) l.push(`addr del ${a} dev ${ref.ifname}`);
+        for (const a of after.addrs as string[]) if (!have.includes(a)) l.push(`addr add ${a} dev ${ref.ifname}`);
+        if (after.mtu !== undefined && after.mtu !== before?.mtu) l.push(`link set ${ref.ifname} mtu ${after.mtu}`);
+        if (after.up !== before?.up) l.push(`link set ${ref.ifname} ${after.up ? 'up' : 'down'}`);
+        break;
+      }
+      case 'routes': {
+        const have: string[] = before?.routes ?? [];
+        const want: string[] = after?.routes ?? [];
+        if (!after && c.action === 'delete') { for (const r of have) nsl(ref.ns).push(`route del ${r}`); break; }
+        const l = nsl(ref.ns);
+        for (const r of have) if (!want.includes(r)) l.push(`route del ${r}`);
+        for (const r of want) if (!have.includes(r)) l.push(`route replace ${r}`);
+        break;
+      }
+      case 'link': {
+        const name = ref.name;
+        if (!after || recreate) {
+          if (c.before) hostDel.push(`link del ${name}`);
+          if (!after) break;
+        }
+        const isBridge = after.kind === 'bridge';
+        const lines = isBridge ? hostAdd : hostPorts;
+        if (!before) {
+          if (isBridge) lines.push(`link add ${name} type bridge`);
+          else if (after.kind === 'tun') lines.push(`tuntap add dev ${name} mode tap`);
+          else {
+            const m = c.after!.meta as V;
+            lines.push(`link add ${name} type veth peer name ${m.peerName} netns ${m.peerNetns}`);
+          }
+        }
+        if (after.alias !== before?.alias) lines.push(`link set ${name} alias ${after.alias}`);
+        if (after.master !== before?.master) lines.push(after.master ? `link set ${name} master ${after.master}` : `link set ${name} nomaster`);
+        if (after.mtu !== undefined && after.mtu !== before?.mtu) lines.push(`link set ${name} mtu ${after.mtu}`);
+        const have: string[] = before?.addrs ?? [];
+        for (const a of have) if (!after.addrs.includes(a)) lines.push(`addr del ${a} dev ${name}`);
+        for (const a of after.addrs as string[]) if (!have.includes(a)) lines.push(`addr add ${a} dev ${name}`);
+        if (after.up !== before?.up) lines.push(`link set ${name} ${after.up ? 'up' : 'down'}`);
+        break;
+      }
+      case 'qdisc': {
+        if (!after || recreate) {
+          if (c.before) tcDel.push(`qdisc del dev ${ref.dev} root`);
+          if (!after) break;
+        }
+        const m = hex(after.major);
+        tcAdd.push(`qdisc add dev ${ref.dev} root handle ${m}: htb default ${hex(after.defaultMinor)}`);
+        tcAdd.push(`class add dev ${ref.dev} parent ${m}: classid ${m}:${hex(ROOT_MINOR)} ${htbClassArgs(UNSHAPED_BPS).join(' ')}`);
+        break;
+      }
+      case 'class': {
+        const m = hex((c.after ?? c.before)!.meta!.major as number);
+        const cid = `${m}:${hex(ref.minor)}`;
+        const leaf = `${hex(ref.minor)}:`;
+        if (!after) { tcDel.push(`class del dev ${ref.dev} classid ${cid}`); break; }
+        const bps = (c.after!.meta!.bps as number) ?? parseTcRate(after.rate);
+        if (!before) {
+          tcAdd.push(`class add dev ${ref.dev} parent ${m}:${hex(ROOT_MINOR)} classid ${cid} ${htbClassArgs(bps).join(' ')}`);
+          if (after.delayMs > 0 || after.jitterMs > 0) tcAdd.push(`qdisc add dev ${ref.dev} parent ${cid} handle ${leaf} ${netemArgs(after.delayMs, after.jitterMs).join(' ')}`);
+          break;
+        }
+        if (after.rate !== before.rate) tcAdd.push(`class change dev ${ref.dev} parent ${m}:${hex(ROOT_MINOR)} classid ${cid} ${htbClassArgs(bps).join(' ')}`);
+        const hadNetem = before.delayMs > 0 || before.jitterMs > 0;
+        const wantNetem = after.delayMs > 0 || after.jitterMs > 0;
+        if (wantNetem && !hadNetem) tcAdd.push(`qdisc add dev ${ref.dev} parent ${cid} handle ${leaf} ${netemArgs(after.delayMs, after.jitterMs).join(' ')}`);
+        else if (wantNetem && (after.delayMs !== before.delayMs || after.jitterMs !== before.jitterMs)) tcAdd.push(`qdisc change dev ${ref.dev} parent ${cid} handle ${leaf} ${netemArgs(after.delayMs, after.jitterMs).join(' ')}`);
+        else if (!wantNetem && hadNetem) tcAdd.push(`qdisc del dev ${ref.dev} parent ${cid} handle ${leaf}`);
+        break;
+      }
+      case 'nft-table': {
+        const sk = ref.family === 'bridge' ? bridgeSkeleton(lab) : inetSkeleton(lab);
+        if (c.before && (!after || recreate)) nftDel.push(`delete table ${ref.family} ${nftTable(lab)}`);
+        if (after) nftAdd.unshift(skeletonText(sk));
+        break;
+      }
+      case 'elem': {
+        // update: delete the old element and add the new one in the same transaction;
+        // replace only happens when the table is re-created, which removed the old one.
+        if (c.action === 'update' || c.action === 'delete') nftDel.push(nftElemLine('delete', lab, ref, val(c.before)));
+        if (after) nftAdd.push(nftElemLine('add', lab, ref, after));
+        break;
+      }
+      case 'sysctl': {
+        if (after) sysctl.push(`${ref.name}=${after.value}`);
+        break;
+      }
+    }
+  }
+
+  const inv: Invocation[] = [];
+  const rootIp = ['ip', '-batch', '-'];
+  if (rootAdd.length) inv.push({ argv: rootIp, stdin: lines(rootAdd), label: 'node namespaces' });
+  const host = [...hostDel.filter((l) => !isBridgeDel(l, changes)), ...hostDel.filter((l) => isBridgeDel(l, changes)), ...hostAdd, ...hostPorts];
+  if (host.length) inv.push({ argv: [...ipArgv(ctx), '-batch', '-'], stdin: lines(host), label: 'host links' });
+  for (const [ns, l] of [...nsLines].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    if (rootDel.includes(`netns del ${ns}`)) continue;
+    inv.push({ argv: ['ip', '-n', ns, '-batch', '-'], stdin: lines(nsOrder(l)), label: `namespace ${ns}` });
+  }
+  if (sysctl.length) inv.push({ argv: [...sysctlArgv(ctx), '-q', '-w', ...sysctl], label: 'sysctl' });
+  // Deletes: leaf classes before root qdiscs. Adds: root qdisc, its root class, leaf classes, then netem leaves.
+  const tcRank = (l: string) => (/^qdisc add .* root /.test(l) ? 0 : / classid [0-9a-f]+:1 /.test(l) ? 1 : l.startsWith('class') ? 2 : 3);
+  const tc = [...tcDel.filter((l) => l.startsWith('class')), ...tcDel.filter((l) => !l.startsWith('class')), ...[...tcAdd].sort((a, b) => tcRank(a) - tcRank(b))];
+  if (tc.length) inv.push({ argv: [...tcArgv(ctx), '-batch', '-'], stdin: lines(tc), label: 'traffic control' });
+  const nft = [...nftDel, ...nftAdd];
+  if (nft.length) inv.push({ argv: [...nftArgv(ctx), '-f', '-'], stdin: lines(nft), label: 'nftables transaction' });
+  if (rootDel.length) inv.push({ argv: rootIp, stdin: lines(rootDel), label: 'delete node namespaces' });
+  return inv;
+}
+
+function lines(l: string[]): string {
+  return l.join('\n') + '\n';
+}
+
+/** Inside a namespace: lo first, then addresses and link state, routes last (they need the addresses). */
+function nsOrder(l: string[]): string[] {
+  const rank = (s: string) => (s.startsWith('link set lo') ? 0 : s.startsWith('route') ? 2 : 1);
+  return [...l].sort((a, b) => rank(a) - rank(b));
+}
+
+function isBridgeDel(line: string, changes: ItemChange[]): boolean {
+  const name = line.split(' ')[2];
+  const c = changes.find((x) => x.key === `link:${name}`);
+  return (c?.before?.value as V | undefined)?.kind === 'bridge';
+}
+

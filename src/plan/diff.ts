@@ -1,0 +1,105 @@
+/**
+ * diff: desired items x observed items -> item changes, grouped into Changes by
+ * owner address. Pure. A field that is undefined on the desired side is unmanaged
+ * and never differs. Replace when an identity field changes (a link's kind, a
+ * qdisc's handle, an nft table's structure). An item whose dependency is created or
+ * replaced is re-created too (its host object goes with the old one).
+ */
+import type { Item } from './items.js';
+import type { Action, Change, FieldDiff, ItemChange } from './types.js';
+
+/** Fields whose change cannot be done in place. */
+const IDENTITY: Record<string, string[]> = {
+  link: ['kind'],
+  qdisc: ['major', 'defaultMinor'],
+  'nft-table': ['skeleton'],
+  netns: ['owner'],
+};
+
+function same(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/** Fields of `want` that differ in `have` (fields undefined in `want` are skipped). */
+export function fieldDiffs(want: Record<string, unknown>, have: Record<string, unknown> | undefined): FieldDiff[] {
+  const out: FieldDiff[] = [];
+  for (const [k, v] of Object.entries(want)) {
+    if (v === undefined) continue;
+    if (!have || !same(v, have[k])) out.push({ field: k, before: have?.[k], after: v });
+  }
+  return out;
+}
+
+export function diffItems(desired: Item[], observed: Item[]): ItemChange[] {
+  const obs = new Map(observed.map((i) => [i.key, i]));
+  const des = new Map(desired.map((i) => [i.key, i]));
+  const changes = new Map<string, ItemChange>();
+
+  for (const d of desired) {
+    const o = obs.get(d.key);
+    if (!o) {
+      changes.set(d.key, { action: 'create', key: d.key, after: d, fields: fieldDiffs(d.value, undefined) });
+      continue;
+    }
+    const fields = fieldDiffs(d.value, o.value);
+    if (fields.length === 0) continue;
+    const ident = IDENTITY[d.ref.kind] ?? [];
+    const forced = fields.filter((f) => ident.includes(f.field));
+    changes.set(d.key, {
+      action: forced.length > 0 ? 'replace' : 'update', key: d.key, before: o, after: d, fields,
+      ...(forced.length > 0 ? { reason: `${forced.map((f) => f.field).join(', ')} cannot change in place` } : {}),
+    });
+  }
+  for (const o of observed) {
+    if (!des.has(o.key)) changes.set(o.key, { action: 'delete', key: o.key, before: o, fields: fieldDiffs(o.value, undefined).map((f) => ({ field: f.field, before: f.after, after: undefined })) });
+  }
+
+  // Propagate re-creation to dependents that exist on both sides (fixpoint over deps).
+  let moved = true;
+  while (moved) {
+    moved = false;
+    for (const d of desired) {
+      const c = changes.get(d.key);
+      if (c && (c.action === 'create' || c.action === 'replace')) continue;
+      const o = obs.get(d.key);
+      if (!o) continue;
+      const cause = d.deps.find((k) => {
+        const dc = changes.get(k);
+        return dc && (dc.action === 'create' || dc.action === 'replace');
+      });
+      if (!cause) continue;
+      changes.set(d.key, { action: 'replace', key: d.key, before: o, after: d, fields: c?.fields ?? [], reason: `re-created with ${cause}` });
+      moved = true;
+    }
+  }
+
+  // Deletions implied by a parent's deletion or replacement need no command.
+  for (const c of changes.values()) {
+    if (c.action !== 'delete' || !c.before?.parent) continue;
+    const p = changes.get(c.before.parent);
+    if (p && (p.action === 'delete' || p.action === 'replace')) c.implied = true;
+  }
+  return [...changes.values()];
+}
+
+/** Worst action of a group: any replace, or creates mixed with deletes, is a replace. */
+function groupAction(items: ItemChange[]): Action {
+  const acts = new Set(items.map((i) => i.action));
+  if (acts.has('replace') || (acts.has('create') && acts.has('delete'))) return 'replace';
+  if (acts.size === 1) return [...acts][0];
+  return 'update';
+}
+
+/** Groups item changes by owner address, in a stable order (address, then item key). */
+export function groupChanges(items: ItemChange[]): Change[] {
+  const by = new Map<string, ItemChange[]>();
+  for (const c of items) {
+    const owner = (c.after ?? c.before)!.owner;
+    const list = by.get(owner) ?? [];
+    list.push(c);
+    by.set(owner, list);
+  }
+  return [...by.entries()]
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([address, list]) => ({ address, action: groupAction(list), items: list.sort((a, b) => (a.key < b.key ? -1 : 1)) }));
+}

@@ -1,0 +1,89 @@
+/**
+ * plan: a pure function of (topology, observation) -> Plan; and `wantedFor`, which
+ * tells observe what names to check for conflicts and which optional facts to read.
+ */
+import type { Topology } from '../model/topology.js';
+import type { Diagnostic } from '../model/diagnostics.js';
+import type { HostState, HostFacts } from '../model/state.js';
+import * as names from '../model/names.js';
+import type { Wanted } from '../observe/index.js';
+import { FEATURE_FIX, featureModule } from '../observe/features.js';
+import { realize, requiredFeatures } from './realize.js';
+import { itemize } from './items.js';
+import { diffItems, groupChanges } from './diff.js';
+import { buildInvocations, type HostContext } from './commands.js';
+import type { Plan } from './types.js';
+
+export type { Plan } from './types.js';
+
+/** The names and facts observe must look at for this topology. */
+export function wantedFor(t: Topology, observedHint?: HostState): Wanted {
+  const links: string[] = [];
+  const namespaces: string[] = [];
+  for (const b of Object.values(t.bridges)) {
+    links.push(names.bridgeDev(t.lab, b.name));
+    for (const a of b.attach) links.push(names.portDev(t.lab, a.node, a.nicIndex));
+  }
+  for (const n of Object.values(t.nodes)) if (n.kind === 'netns') namespaces.push(names.nodeNetns(t.lab, n.name));
+  const l3 = Object.values(t.bridges).some((b) => b.uplink || b.routes.length > 0);
+  return {
+    links, namespaces,
+    defaultRoute: Object.values(t.bridges).some((b) => b.uplink),
+    ipForward: l3 || observedHint?.nft.inet !== undefined,
+  };
+}
+
+/** A topology with no nodes and no bridges: planning against it deletes everything the lab owns. */
+export function emptyTopology(lab: string, file = '<destroy>'): Topology {
+  return { file, lab, nodes: {}, bridges: {} };
+}
+
+/** Maps a NIC inside a node namespace to its host port by the naming rule (eth<i> -> <lab>-<node>-<i>). */
+export function portOfNic(lab: string, state: HostState) {
+  return (ns: string, ifname: string): string => {
+    const node = state.namespaces[ns]?.node ?? ns.slice(names.netnsPrefix(lab).length);
+    return names.portDev(lab, node, Number(ifname.replace(/^eth/, '')));
+  };
+}
+
+/**
+ * Computes the plan. Pure: no host access. Errors (conflicts with objects provium
+ * does not own, kernel features the topology needs but the host lacks, an uplink
+ * without a default route) are returned in `errors`; apply refuses such a plan.
+ */
+export function computePlan(t: Topology, observed: HostState, facts: HostFacts, ctx: HostContext, ipForwardBefore?: boolean): Plan {
+  const errors: Diagnostic[] = [];
+  for (const c of facts.conflicts) {
+    errors.push({
+      severity: 'error', summary: `conflict: ${c.kind} ${c.name} exists and is not owned by lab ${t.lab}`,
+      detail: `found ${c.found}; provium never changes objects it does not own. Remove or rename it, or rename the lab/node/bridge`,
+    });
+  }
+  const seen = new Set<string>();
+  for (const r of requiredFeatures(t)) {
+    if (facts.features[r.feature] || seen.has(r.feature)) continue;
+    seen.add(r.feature);
+    errors.push({
+      severity: 'error', pos: r.pos,
+      summary: `missing kernel feature: ${featureModule(r.feature)} (${r.because})`,
+      detail: `this kernel has no ${featureModule(r.feature)} (${facts.featureSource[r.feature]}). Fix: ${FEATURE_FIX[r.feature]}`,
+    });
+  }
+  const uplinks = Object.values(t.bridges).filter((b) => b.uplink);
+  if (uplinks.length > 0 && !facts.defaultRouteDev) {
+    errors.push({
+      severity: 'error', pos: uplinks[0].pos,
+      summary: `uplink: the lab's host namespace${ctx.hostNetns ? ` (${ctx.hostNetns})` : ''} has no default route`,
+      detail: 'an uplink masquerades to the default-route interface; add a default route or set uplink: false',
+    });
+  }
+  const desired = realize(t, { defaultRouteDev: facts.defaultRouteDev });
+  // Without routing, ip_forward goes back to what the lab found (recorded in its state directory).
+  if (desired.ipForward === undefined && ipForwardBefore !== undefined && observed.ipForward !== undefined) desired.ipForward = ipForwardBefore;
+  const lab = t.lab;
+  const dItems = itemize(desired, portOfNic(lab, desired));
+  const oItems = itemize(observed, portOfNic(lab, observed));
+  const itemChanges = diffItems(dItems, oItems);
+  const changes = groupChanges(itemChanges);
+  return { lab, changes, errors, invocations: errors.length ? [] : buildInvocations(lab, itemChanges, ctx) };
+}

@@ -1,0 +1,140 @@
+/**
+ * itemize: HostState -> flat list of Items, the unit the planner compares.
+ * The same function runs on the desired and the observed state, so both sides are
+ * compared like with like. Each item names its owner (the plan address it is shown
+ * under), taken from the object itself (ifalias, nft element comment), and how it
+ * depends on others (`parent`: deleting it deletes this; `deps`: recreating it
+ * recreates this).
+ */
+import type { HostState, LinkState } from '../model/state.js';
+import { parseAlias } from '../model/names.js';
+import { addr } from './owners.js';
+import { classid, DEFAULT_MINOR, tcRateString, UNSHAPED_BPS } from './ids.js';
+
+export type ItemKind = 'netns' | 'nic' | 'routes' | 'link' | 'qdisc' | 'class' | 'nft-table' | 'elem' | 'sysctl';
+
+/** Identity of an item for command building. */
+export type ItemRef =
+  | { kind: 'netns'; ns: string }
+  | { kind: 'nic'; ns: string; ifname: string }
+  | { kind: 'routes'; ns: string }
+  | { kind: 'link'; name: string }
+  | { kind: 'qdisc'; dev: string }
+  | { kind: 'class'; dev: string; minor: number }
+  | { kind: 'nft-table'; family: 'bridge' | 'inet' }
+  | { kind: 'elem'; family: 'bridge' | 'inet'; set: string; key: string }
+  | { kind: 'sysctl'; name: 'net.ipv4.ip_forward' };
+
+export interface Item {
+  key: string;
+  ref: ItemRef;
+  owner: string;
+  /** Comparable fields. A field that is undefined on the desired side is not managed. */
+  value: Record<string, unknown>;
+  /** Facts for building commands that are not compared (a veth's peer, a class's exact rate). */
+  meta?: Record<string, unknown>;
+  parent?: string;
+  deps: string[];
+}
+
+/** Owner address of a link from its ifalias. */
+function linkOwner(l: LinkState | undefined, fallback: string): string {
+  const a = parseAlias(l?.alias);
+  if (a?.kind === 'bridge') return addr.bridge(a.bridge);
+  if (a?.kind === 'port') return addr.attach(a.bridge, a.node);
+  return fallback;
+}
+
+function shapingOwner(l: LinkState | undefined, dev: string): string {
+  const a = parseAlias(l?.alias);
+  return a?.kind === 'port' ? addr.shaping(a.bridge, a.node) : `tc.${dev}`;
+}
+
+/**
+ * Flattens a state. `portOfNic(ns, ifname)` names the host port behind a NIC (from
+ * the lab's naming rule) so a NIC is shown under its attachment.
+ */
+export function itemize(s: HostState, portOfNic: (ns: string, ifname: string) => string): Item[] {
+  const out: Item[] = [];
+  for (const ns of Object.values(s.namespaces)) {
+    const nsKey = `netns:${ns.name}`;
+    out.push({ key: nsKey, ref: { kind: 'netns', ns: ns.name }, owner: addr.node(ns.node), value: { owner: ns.owner, loUp: ns.loUp }, deps: [] });
+    const nicKeys: string[] = [];
+    for (const nic of Object.values(ns.nics)) {
+      const port = portOfNic(ns.name, nic.ifname);
+      const key = `nic:${ns.name}/${nic.ifname}`;
+      nicKeys.push(key);
+      out.push({
+        key, ref: { kind: 'nic', ns: ns.name, ifname: nic.ifname },
+        owner: linkOwner(s.links[port], addr.node(ns.node)),
+        value: { addrs: nic.addrs, up: nic.up, mtu: nic.mtu },
+        parent: `link:${port}`, deps: [nsKey, `link:${port}`],
+      });
+    }
+    if (ns.routes.length > 0) {
+      out.push({
+        key: `routes:${ns.name}`, ref: { kind: 'routes', ns: ns.name }, owner: addr.nodeRoutes(ns.node),
+        value: { routes: ns.routes.map((r) => `${r.dst} via ${r.via}`) }, parent: nsKey, deps: [nsKey, ...nicKeys],
+      });
+    }
+  }
+  for (const l of Object.values(s.links)) {
+    out.push({
+      key: `link:${l.name}`, ref: { kind: 'link', name: l.name }, owner: linkOwner(l, `link.${l.name}`),
+      value: { kind: l.kind, alias: l.alias, master: l.master, mtu: l.mtu, up: l.up, addrs: l.addrs },
+      meta: { peerNetns: l.peerNetns, peerName: l.peerName },
+      deps: [...(l.peerNetns ? [`netns:${l.peerNetns}`] : []), ...(l.master ? [`link:${l.master}`] : [])],
+    });
+  }
+  for (const sh of Object.values(s.shaping)) {
+    const qKey = `qdisc:${sh.dev}`;
+    const link = s.links[sh.dev];
+    const sOwner = shapingOwner(link, sh.dev);
+    out.push({ key: qKey, ref: { kind: 'qdisc', dev: sh.dev }, owner: sOwner, value: { major: sh.major, defaultMinor: sh.defaultMinor }, parent: `link:${sh.dev}`, deps: [`link:${sh.dev}`] });
+    const prioOwners = new Map(Object.values(s.nft.bridge?.prio ?? {}).map((p) => [p.value, p.owner]));
+    for (const c of Object.values(sh.classes)) {
+      let owner = prioOwners.get(classid(sh.major, c.minor)) ?? sOwner;
+      if (c.minor === DEFAULT_MINOR && (c.rateBps !== UNSHAPED_BPS || c.netem)) {
+        const a = parseAlias(link?.alias);
+        if (a?.kind === 'port') owner = addr.impairWhole(a.bridge);
+      }
+      out.push({
+        key: `class:${sh.dev}:${c.minor}`, ref: { kind: 'class', dev: sh.dev, minor: c.minor }, owner,
+        value: { rate: tcRateString(c.rateBps), delayMs: c.netem?.delayMs ?? 0, jitterMs: c.netem?.jitterMs ?? 0 },
+        meta: { major: sh.major, bps: c.rateBps },
+        parent: qKey, deps: [qKey],
+      });
+    }
+  }
+  const elems = (family: 'bridge' | 'inet', set: string, m: Record<string, { owner: string; value: unknown }>, tKey: string) => {
+    for (const [k, e] of Object.entries(m)) {
+      out.push({
+        key: `elem:${family}:${set}:${k}`, ref: { kind: 'elem', family, set, key: k }, owner: e.owner,
+        value: { value: e.value, owner: e.owner }, parent: tKey, deps: [tKey],
+      });
+    }
+  };
+  if (s.nft.bridge) {
+    const t = s.nft.bridge;
+    const tKey = 'nft-table:bridge';
+    out.push({ key: tKey, ref: { kind: 'nft-table', family: 'bridge' }, owner: addr.nftBridge, value: { skeleton: t.skeleton }, deps: [] });
+    elems('bridge', 'blocked', t.blocked, tKey);
+    elems('bridge', 'isolated', t.isolated, tKey);
+    elems('bridge', 'loss', t.loss, tKey);
+    elems('bridge', 'prio', t.prio, tKey);
+  }
+  if (s.nft.inet) {
+    const t = s.nft.inet;
+    const tKey = 'nft-table:inet';
+    out.push({ key: tKey, ref: { kind: 'nft-table', family: 'inet' }, owner: addr.nftInet, value: { skeleton: t.skeleton }, deps: [] });
+    elems('inet', 'bridges', t.bridges, tKey);
+    elems('inet', 'routed', t.forward, tKey);
+    elems('inet', 'uplinked', t.uplinkBridges, tKey);
+    elems('inet', 'masq', t.masqSources, tKey);
+    elems('inet', 'wan', t.uplinkOifs, tKey);
+  }
+  if (s.ipForward !== undefined) {
+    out.push({ key: 'sysctl:ip_forward', ref: { kind: 'sysctl', name: 'net.ipv4.ip_forward' }, owner: addr.ipForward, value: { value: s.ipForward ? 1 : 0 }, deps: [] });
+  }
+  return out;
+}

@@ -1,0 +1,131 @@
+/**
+ * The fixed structure (sets, maps, chains, rules) of the lab's two nftables tables,
+ * as nft text for `nft -f`, and the fingerprint both sides of a plan compare.
+ * Ownership: the table name (provium_<lab>) and a comment "provium:<lab>:..." on every
+ * set, map and rule; `nft -j` drops table and chain comments, so those are not used.
+ * Recipes measured in shared/notes/kernel-experiments.md (Q1-Q4).
+ */
+import { nftTable } from '../model/names.js';
+
+export interface SkeletonSet {
+  name: string;
+  /** The declaration body as nft text. */
+  decl: string;
+  /** As `nft -j` reports it: the "type" array/string and "map" (for maps). */
+  jsonType: string;
+}
+
+export interface SkeletonChain {
+  name: string;
+  decl: string;
+  rules: { body: string; comment: string }[];
+}
+
+export interface Skeleton {
+  family: 'bridge' | 'inet';
+  table: string;
+  sets: SkeletonSet[];
+  chains: SkeletonChain[];
+}
+
+/** Bridge family table: partitions, isolation, per-pair drop, HTB class selection. */
+export function bridgeSkeleton(lab: string): Skeleton {
+  const c = (x: string) => `provium:${lab}:${x}`;
+  return {
+    family: 'bridge',
+    table: nftTable(lab),
+    sets: [
+      { name: 'blocked', decl: `type ifname . ifname; comment "${c('partitions')}";`, jsonType: 'ifname.ifname' },
+      { name: 'isolated', decl: `type ifname; comment "${c('isolation')}";`, jsonType: 'ifname' },
+      {
+        name: 'loss',
+        decl: `typeof iifname . oifname . numgen random mod 10000; flags interval; comment "${c('loss')}";`,
+        jsonType: 'ifname.ifname.integer',
+      },
+      { name: 'prio', decl: `type ifname . ifname : classid; comment "${c('classes')}";`, jsonType: 'ifname.ifname:classid' },
+    ],
+    chains: [
+      {
+        name: 'lab_forward',
+        decl: 'type filter hook forward priority -10; policy accept;',
+        rules: [
+          { body: 'ether type != arp iifname . oifname @blocked counter drop', comment: c('partition') },
+          { body: 'ether type != arp iifname @isolated counter drop', comment: c('isolate-in') },
+          { body: 'ether type != arp oifname @isolated counter drop', comment: c('isolate-out') },
+          { body: 'ether type != arp iifname . oifname . numgen random mod 10000 @loss counter drop', comment: c('loss') },
+          { body: 'meta priority set iifname . oifname map @prio', comment: c('classify') },
+        ],
+      },
+    ],
+  };
+}
+
+/** Inet family table: L3 forwarding between the lab's bridges and uplink masquerade. */
+export function inetSkeleton(lab: string): Skeleton {
+  const c = (x: string) => `provium:${lab}:${x}`;
+  return {
+    family: 'inet',
+    table: nftTable(lab),
+    sets: [
+      { name: 'bridges', decl: `type ifname; comment "${c('bridges')}";`, jsonType: 'ifname' },
+      { name: 'routed', decl: `type ifname . ifname; comment "${c('routes')}";`, jsonType: 'ifname.ifname' },
+      { name: 'uplinked', decl: `type ifname; comment "${c('uplink-bridges')}";`, jsonType: 'ifname' },
+      { name: 'masq', decl: `type ipv4_addr; flags interval; comment "${c('masquerade-sources')}";`, jsonType: 'ipv4_addr' },
+      { name: 'wan', decl: `type ifname; comment "${c('uplink-interfaces')}";`, jsonType: 'ifname' },
+    ],
+    chains: [
+      {
+        name: 'lab_forward',
+        decl: 'type filter hook forward priority 0; policy accept;',
+        rules: [
+          { body: 'iifname @bridges oifname @bridges iifname . oifname != @routed counter drop', comment: c('no-route') },
+          { body: 'iifname @bridges oifname != @bridges iifname != @uplinked counter drop', comment: c('no-uplink') },
+          { body: 'iifname != @bridges oifname @bridges ct state established,related accept', comment: c('return-traffic') },
+          { body: 'iifname != @bridges oifname @bridges counter drop', comment: c('inbound') },
+        ],
+      },
+      {
+        name: 'lab_postrouting',
+        decl: 'type nat hook postrouting priority srcnat; policy accept;',
+        rules: [{ body: 'ip saddr @masq oifname @wan masquerade', comment: c('masquerade') }],
+      },
+    ],
+  };
+}
+
+/** Canonical fingerprint of a skeleton: set names/types, chain names/hooks, rule comments in order. */
+export function skeletonFingerprint(parts: {
+  sets: { name: string; jsonType: string }[];
+  chains: { name: string; hook: string; rules: string[] }[];
+}): string {
+  const sets = [...parts.sets].sort((a, b) => a.name.localeCompare(b.name)).map((s) => `${s.name}=${s.jsonType}`);
+  const chains = [...parts.chains]
+    .sort((a, b) => a.name.localeCompare(b.name))
+    .map((c) => `${c.name}(${c.hook})[${c.rules.join(',')}]`);
+  return `sets:${sets.join(';')} chains:${chains.join(';')}`;
+}
+
+/** The fingerprint of a skeleton as provium writes it. Hooks as "forward/-10" (hook/priority). */
+export function desiredFingerprint(s: Skeleton): string {
+  return skeletonFingerprint({
+    sets: s.sets,
+    chains: s.chains.map((c) => {
+      const m = /hook (\w+) priority ([-\w]+)/.exec(c.decl)!;
+      const prio = m[2] === 'srcnat' ? '100' : m[2];
+      return { name: c.name, hook: `${m[1]}/${prio}`, rules: c.rules.map((r) => r.comment) };
+    }),
+  });
+}
+
+/** nft text creating the whole table (sets empty). */
+export function skeletonText(s: Skeleton): string {
+  const lines = [`table ${s.family} ${s.table} {`];
+  for (const set of s.sets) lines.push(`  ${set.decl.includes(' : ') ? 'map' : 'set'} ${set.name} { ${set.decl} }`);
+  for (const ch of s.chains) {
+    lines.push(`  chain ${ch.name} {`, `    ${ch.decl}`);
+    for (const r of ch.rules) lines.push(`    ${r.body} comment "${r.comment}"`);
+    lines.push('  }');
+  }
+  lines.push('}');
+  return lines.join('\n');
+}

@@ -1,0 +1,25 @@
+/**
+ * Plan addresses: the user-level object each host object belongs to. Host objects
+ * carry their owner themselves (ifalias on links, comments on nft elements), so an
+ * observed object is grouped under the same address as the desired one.
+ */
+
+export const addr = {
+  node: (n: string) => `node.${n}`,
+  nodeRoutes: (n: string) => `node.${n}.routes`,
+  bridge: (b: string) => `bridge.${b}`,
+  attach: (b: string, n: string) => `bridge.${b}.attach.${n}`,
+  shaping: (b: string, n: string) => `bridge.${b}.shaping.${n}`,
+  partitionSym: (b: string, x: string, y: string) => `bridge.${b}.partition[${x}<>${y}]`,
+  partitionDir: (b: string, x: string, y: string) => `bridge.${b}.partition[${x}>${y}]`,
+  partitionAll: (b: string) => `bridge.${b}.partition_all`,
+  isolate: (b: string, n: string) => `bridge.${b}.isolate[${n}]`,
+  impairWhole: (b: string) => `bridge.${b}.impairment[*]`,
+  impairPair: (b: string, x: string, y: string) => `bridge.${b}.impairment[${x}>${y}]`,
+  uplink: (b: string) => `bridge.${b}.uplink`,
+  route: (x: string, y: string) => (x < y ? `route[${x}<>${y}]` : `route[${y}<>${x}]`),
+  nftBridge: 'nft.bridge',
+  nftInet: 'nft.inet',
+  ipForward: 'host.ip_forward',
+  uplinkOif: 'host.uplink_interface',
+} as const;

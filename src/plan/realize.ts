@@ -1,0 +1,217 @@
+/**
+ * realize: Topology -> desired HostState (pure; no host access).
+ * Maps every user-level object onto the host objects that implement it, using the
+ * recipes measured in shared/notes/kernel-experiments.md:
+ * - partitions/isolation: nft bridge-family sets of port names (ARP exempt);
+ * - drop: nft `numgen random mod 10000` interval elements per directed pair;
+ * - bandwidth/latency: HTB on the destination port's egress, one class per shaped
+ *   source (selected by the nft `prio` map through skb->priority), netem as leaf;
+ *   a whole-bridge bandwidth/latency is each member port's default class;
+ * - uplink/routes: inet-family table plus ip_forward, routes inside the nodes.
+ * Per-pair impairment fields override the whole-bridge field of the same name.
+ */
+import type { Topology, BridgeSpec, ImpairmentSpec } from '../model/topology.js';
+import type { HostState, NamespaceState, PortShaping, NftBridgeTable, NftInetTable, RouteState } from '../model/state.js';
+import { emptyState } from '../model/state.js';
+import * as names from '../model/names.js';
+import { addr } from './owners.js';
+import { allocateMajors, allocateMinors, classid, DEFAULT_MINOR, UNSHAPED_BPS } from './ids.js';
+import { bridgeSkeleton, inetSkeleton, desiredFingerprint } from './nft-skeleton.js';
+
+/** What realize needs to know about the host (observed before planning). */
+export interface RealizeContext {
+  /** Interface of the host namespace's default route (for uplink NAT). */
+  defaultRouteDev?: string;
+}
+
+/** Effective impairment of one directed pair after merging whole-bridge and per-pair fields. */
+interface Effective {
+  drop?: { pct: number; owner: string };
+  shape?: { rateBps: number; latencyMs?: number; jitterMs?: number; owner: string };
+}
+
+/** Realizes a topology. Throws nothing: inputs are validated by load/. */
+export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
+  const s = emptyState();
+  const lab = t.lab;
+  const portOf = (node: string, bridge: string): string => {
+    const a = t.bridges[bridge].attach.find((x) => x.node === node)!;
+    return names.portDev(lab, node, a.nicIndex);
+  };
+
+  // Node namespaces (netns nodes).
+  for (const n of Object.values(t.nodes)) {
+    if (n.kind !== 'netns') continue;
+    const ns = names.nodeNetns(lab, n.name);
+    s.namespaces[ns] = { name: ns, node: n.name, owner: names.nodeAlias(lab, n.name), loUp: true, nics: {}, routes: [] };
+  }
+
+  // Bridges, ports, NICs.
+  for (const b of Object.values(t.bridges)) {
+    const dev = names.bridgeDev(lab, b.name);
+    s.links[dev] = {
+      name: dev, kind: 'bridge', alias: names.bridgeAlias(lab, b.name), mtu: b.mtu, up: true,
+      addrs: b.hostAddr ? [b.hostAddr] : [],
+    };
+    for (const a of b.attach) {
+      const node = t.nodes[a.node];
+      const port = names.portDev(lab, a.node, a.nicIndex);
+      const isNetns = node.kind === 'netns';
+      s.links[port] = {
+        name: port, kind: isNetns ? 'veth' : 'tun', alias: names.portAlias(lab, a.node, b.name), master: dev,
+        mtu: b.mtu, up: a.link === 'up', addrs: [],
+        ...(isNetns ? { peerNetns: names.nodeNetns(lab, a.node), peerName: a.nic } : {}),
+      };
+      if (isNetns) {
+        const ns = s.namespaces[names.nodeNetns(lab, a.node)];
+        ns.nics[a.nic] = { ifname: a.nic, addrs: a.ip ? [a.ip] : [], up: true, mtu: b.mtu };
+      }
+    }
+  }
+
+  // Routes inside nodes: to routed bridges' subnets and a default route for uplinks.
+  for (const ns of Object.values(s.namespaces)) ns.routes = nodeRoutes(t, ns.node);
+
+  // Partitions, isolation, impairments.
+  const bt: NftBridgeTable = { skeleton: desiredFingerprint(bridgeSkeleton(lab)), blocked: {}, isolated: {}, loss: {}, prio: {} };
+  type Shaped = { bridge: BridgeSpec; dstNode: string; pairs: Map<string, NonNullable<Effective['shape']> & { src: string }>; def?: Effective['shape'] };
+  const shapedPorts = new Map<string, Shaped>();
+  for (const b of Object.values(t.bridges)) {
+    const members = b.attach.map((a) => a.node);
+    const setBlocked = (x: string, y: string, owner: string) => {
+      const k = `${portOf(x, b.name)}>${portOf(y, b.name)}`;
+      if (!bt.blocked[k]) bt.blocked[k] = { owner, value: true };
+    };
+    for (const p of b.partitions) {
+      if (p.kind === 'symmetric') {
+        const [x, y] = [p.a, p.b].sort();
+        setBlocked(p.a, p.b, addr.partitionSym(b.name, x, y));
+        setBlocked(p.b, p.a, addr.partitionSym(b.name, x, y));
+      } else setBlocked(p.a, p.b, addr.partitionDir(b.name, p.a, p.b));
+    }
+    if (b.partitionAll) for (const x of members) for (const y of members) if (x !== y) setBlocked(x, y, addr.partitionAll(b.name));
+    for (const n of b.isolate) bt.isolated[portOf(n, b.name)] = { owner: addr.isolate(b.name, n), value: true };
+
+    const whole = b.impairments.find((i) => !i.from);
+    const pairs = new Map(b.impairments.filter((i) => i.from).map((i) => [`${i.from}>${i.to}`, i]));
+    for (const x of members) {
+      for (const y of members) {
+        if (x === y) continue;
+        const eff = effective(b.name, whole, pairs.get(`${x}>${y}`), x, y);
+        const px = portOf(x, b.name);
+        const py = portOf(y, b.name);
+        if (eff.drop && Math.round(eff.drop.pct * 100) > 0) {
+          bt.loss[`${px}>${py}`] = { owner: eff.drop.owner, value: Math.min(10000, Math.round(eff.drop.pct * 100)) };
+        }
+        if (eff.shape) {
+          const e: Shaped = shapedPorts.get(py) ?? { bridge: b, dstNode: y, pairs: new Map() };
+          e.pairs.set(px, { ...eff.shape, src: x });
+          shapedPorts.set(py, e);
+        }
+      }
+      // The destination port's default class carries the whole-bridge bandwidth/latency.
+      if (whole && (whole.bandwidth_bps !== undefined || whole.latency_ms !== undefined)) {
+        const py = portOf(x, b.name);
+        const e: Shaped = shapedPorts.get(py) ?? { bridge: b, dstNode: x, pairs: new Map() };
+        e.def = { rateBps: whole.bandwidth_bps ?? UNSHAPED_BPS, latencyMs: whole.latency_ms, jitterMs: whole.jitter_ms, owner: addr.impairWhole(b.name) };
+        shapedPorts.set(py, e);
+      }
+    }
+  }
+
+  // HTB trees on shaped ports.
+  const majors = allocateMajors([...shapedPorts.keys()]);
+  for (const [port, e] of shapedPorts) {
+    const major = majors.get(port)!;
+    const minors = allocateMinors([...e.pairs.keys()]);
+    const sh: PortShaping = { dev: port, major, defaultMinor: DEFAULT_MINOR, classes: {} };
+    sh.classes[DEFAULT_MINOR] = {
+      minor: DEFAULT_MINOR, rateBps: e.def?.rateBps ?? UNSHAPED_BPS,
+      ...(e.def?.latencyMs !== undefined ? { netem: { delayMs: e.def.latencyMs, jitterMs: e.def.jitterMs ?? 0 } } : {}),
+    };
+    for (const [src, p] of e.pairs) {
+      const minor = minors.get(src)!;
+      sh.classes[minor] = {
+        minor, rateBps: p.rateBps,
+        ...(p.latencyMs !== undefined ? { netem: { delayMs: p.latencyMs, jitterMs: p.jitterMs ?? 0 } } : {}),
+      };
+      bt.prio[`${src}>${port}`] = { owner: p.owner, value: classid(major, minor) };
+    }
+    s.shaping[port] = sh;
+  }
+  const anyBridgeNft = Object.keys(bt.blocked).length + Object.keys(bt.isolated).length + Object.keys(bt.loss).length + Object.keys(bt.prio).length > 0;
+  if (anyBridgeNft) s.nft.bridge = bt;
+
+  // Routing between bridges and uplink NAT.
+  const l3 = Object.values(t.bridges).filter((b) => b.uplink || b.routes.length > 0);
+  if (l3.length > 0) {
+    const it: NftInetTable = { skeleton: desiredFingerprint(inetSkeleton(lab)), bridges: {}, forward: {}, uplinkBridges: {}, masqSources: {}, uplinkOifs: {} };
+    for (const b of Object.values(t.bridges)) {
+      const dev = names.bridgeDev(lab, b.name);
+      it.bridges[dev] = { owner: addr.bridge(b.name), value: true };
+      it.forward[`${dev}>${dev}`] = { owner: addr.bridge(b.name), value: true };
+      for (const r of b.routes) it.forward[`${dev}>${names.bridgeDev(lab, r)}`] = { owner: addr.route(b.name, r), value: true };
+      if (b.uplink) {
+        it.uplinkBridges[dev] = { owner: addr.uplink(b.name), value: true };
+        if (b.subnet) it.masqSources[b.subnet] = { owner: addr.uplink(b.name), value: true };
+      }
+    }
+    if (Object.keys(it.uplinkBridges).length > 0 && ctx.defaultRouteDev) {
+      it.uplinkOifs[ctx.defaultRouteDev] = { owner: addr.uplinkOif, value: true };
+    }
+    s.nft.inet = it;
+    s.ipForward = true;
+  }
+  return s;
+}
+
+/** Effective drop and shaping of pair x->y on bridge b: per-pair fields override whole-bridge ones. */
+function effective(b: string, whole: ImpairmentSpec | undefined, pair: ImpairmentSpec | undefined, x: string, y: string): Effective {
+  const out: Effective = {};
+  const pOwner = addr.impairPair(b, x, y);
+  const wOwner = addr.impairWhole(b);
+  if (pair?.drop_pct !== undefined) out.drop = { pct: pair.drop_pct, owner: pOwner };
+  else if (whole?.drop_pct !== undefined) out.drop = { pct: whole.drop_pct, owner: wOwner };
+  // A pair gets its own class only when it sets bandwidth or latency itself; otherwise
+  // it shares the destination port's default class (whole-bridge values).
+  if (pair && (pair.bandwidth_bps !== undefined || pair.latency_ms !== undefined)) {
+    const latencyMs = pair.latency_ms ?? whole?.latency_ms;
+    const jitterMs = pair.latency_ms !== undefined ? pair.jitter_ms : whole?.jitter_ms;
+    out.shape = { rateBps: pair.bandwidth_bps ?? whole?.bandwidth_bps ?? UNSHAPED_BPS, latencyMs, jitterMs, owner: pOwner };
+  }
+  return out;
+}
+
+/** Routes of one netns node: routed bridges' subnets via the attached bridge's host address; default via the first uplink bridge. */
+export function nodeRoutes(t: Topology, node: string): RouteState[] {
+  const mine = Object.values(t.bridges)
+    .filter((b) => b.attach.some((a) => a.node === node))
+    .sort((a, b) => (a.name < b.name ? -1 : 1));
+  const attached = new Set(mine.map((b) => b.name));
+  const routes = new Map<string, string>();
+  for (const b of mine) {
+    const me = b.attach.find((a) => a.node === node)!;
+    if (!b.hostAddr || !me.ip) continue;
+    const gw = b.hostAddr.split('/')[0];
+    for (const r of b.routes) {
+      const sub = t.bridges[r].subnet;
+      if (sub && !attached.has(r) && !routes.has(sub)) routes.set(sub, gw);
+    }
+    if (b.uplink && !routes.has('default')) routes.set('default', gw);
+  }
+  return [...routes].map(([dst, via]) => ({ dst, via })).sort((a, b) => (a.dst < b.dst ? -1 : a.dst > b.dst ? 1 : 0));
+}
+
+/** Kernel features a topology needs, with the user-level object that needs each first. */
+export function requiredFeatures(t: Topology): { feature: 'netem' | 'htb' | 'tun'; because: string; pos?: import('../model/topology.js').SourcePos }[] {
+  const out: { feature: 'netem' | 'htb' | 'tun'; because: string; pos?: import('../model/topology.js').SourcePos }[] = [];
+  for (const b of Object.values(t.bridges)) {
+    for (const i of b.impairments) {
+      const where = i.from ? addr.impairPair(b.name, i.from, i.to!) : addr.impairWhole(b.name);
+      if (i.latency_ms !== undefined || i.jitter_ms !== undefined) out.push({ feature: 'netem', because: `${where} sets latency_ms/jitter_ms`, pos: i.pos });
+      if (i.bandwidth_bps !== undefined || i.latency_ms !== undefined) out.push({ feature: 'htb', because: `${where} needs an HTB class`, pos: i.pos });
+    }
+  }
+  if (Object.values(t.nodes).some((n) => n.kind === 'qemu')) out.push({ feature: 'tun', because: 'qemu nodes need TAP devices' });
+  return out;
+}

@@ -1,0 +1,91 @@
+/**
+ * `provium show`: the lab as the host has it (observed), by object, plus drift
+ * against the file. Port devices are named back to nodes through their ifalias.
+ */
+import { Chalk } from 'chalk';
+import type { Topology } from '../model/topology.js';
+import type { Planned } from '../apply/index.js';
+import { parseAlias } from '../model/names.js';
+import { planJson } from './json.js';
+
+interface PortView {
+  node: string;
+  bridge: string;
+  port: string;
+  kind: string;
+  link: 'up' | 'down';
+  nic?: string;
+  addrs: string[];
+}
+
+/** Observed objects of the lab, keyed by user-level names. */
+export function showJson(t: Topology, planned: Planned) {
+  const s = planned.observation.state;
+  const who = new Map<string, { node: string; bridge: string }>();
+  for (const l of Object.values(s.links)) {
+    const a = parseAlias(l.alias);
+    if (a?.kind === 'port') who.set(l.name, { node: a.node, bridge: a.bridge });
+  }
+  const name = (dev: string) => who.get(dev)?.node ?? dev;
+  const pair = (k: string) => k.split('>').map(name).join('->');
+  const bridges: Record<string, unknown> = {};
+  for (const l of Object.values(s.links)) {
+    const a = parseAlias(l.alias);
+    if (a?.kind !== 'bridge') continue;
+    const ports: PortView[] = Object.values(s.links)
+      .filter((p) => p.master === l.name)
+      .map((p) => {
+        const w = who.get(p.name);
+        const nsName = Object.values(s.namespaces).find((n) => n.node === w?.node);
+        const nicName = `eth${p.name.split('-').pop()}`;
+        const nic = nsName?.nics[nicName];
+        return { node: w?.node ?? '?', bridge: a.bridge, port: p.name, kind: p.kind === 'tun' ? 'tap' : p.kind, link: p.up ? 'up' : 'down', ...(nic ? { nic: nicName } : {}), addrs: nic?.addrs ?? [] };
+      });
+    const devs = new Set(ports.map((p) => p.port));
+    const inBridge = (k: string) => devs.has(k.split('>')[0]);
+    const bt = s.nft.bridge;
+    bridges[a.bridge] = {
+      device: l.name, up: l.up, host_addresses: l.addrs, mtu: l.mtu, ports,
+      partitions: Object.keys(bt?.blocked ?? {}).filter(inBridge).map(pair),
+      isolated: Object.keys(bt?.isolated ?? {}).filter((d) => devs.has(d)).map(name),
+      drop_pct: Object.fromEntries(Object.entries(bt?.loss ?? {}).filter(([k]) => inBridge(k)).map(([k, v]) => [pair(k), v.value / 100])),
+      shaping: Object.fromEntries(ports.filter((p) => s.shaping[p.port]).map((p) => {
+        const sh = s.shaping[p.port];
+        const bySrc: Record<string, unknown> = {};
+        for (const [k, v] of Object.entries(bt?.prio ?? {})) {
+          const [src, dst] = k.split('>');
+          if (dst !== p.port) continue;
+          const minor = parseInt(v.value.split(':')[1], 16);
+          const c = sh.classes[minor];
+          if (c) bySrc[name(src)] = { bandwidth_bps: c.rateBps, latency_ms: c.netem?.delayMs ?? 0, jitter_ms: c.netem?.jitterMs ?? 0 };
+        }
+        const d = sh.classes[sh.defaultMinor];
+        return [p.node, { default: d ? { bandwidth_bps: d.rateBps, latency_ms: d.netem?.delayMs ?? 0, jitter_ms: d.netem?.jitterMs ?? 0 } : null, from: bySrc }];
+      })),
+    };
+  }
+  const nodes = Object.fromEntries(Object.values(s.namespaces).map((n) => [n.node, { netns: n.name, nics: n.nics, routes: n.routes }]));
+  return { lab: t.lab, nodes, bridges, ip_forward: s.ipForward ?? null, drift: planJson(planned.plan) };
+}
+
+export function renderShow(t: Topology, planned: Planned, opts: { color: boolean }): string {
+  const c = new Chalk({ level: opts.color ? 1 : 0 });
+  const j = showJson(t, planned);
+  const out: string[] = [c.bold(`lab ${t.lab}`)];
+  for (const [b, v] of Object.entries(j.bridges) as [string, any][]) {
+    out.push(`  bridge ${c.bold(b)} (${v.device}, ${v.up ? 'up' : 'down'}${v.host_addresses.length ? `, host ${v.host_addresses.join(' ')}` : ''})`);
+    for (const p of v.ports as PortView[]) {
+      out.push(`    ${p.node.padEnd(10)} ${(p.nic ?? '').padEnd(5)} ${p.port.padEnd(16)} ${p.kind.padEnd(5)} link ${p.link === 'up' ? c.green('up') : c.red('down')}  ${p.addrs.join(' ')}`);
+    }
+    if (v.partitions.length) out.push(`    partitions (dropped): ${v.partitions.join(', ')}`);
+    if (v.isolated.length) out.push(`    isolated: ${v.isolated.join(', ')}`);
+    for (const [k, pct] of Object.entries(v.drop_pct)) out.push(`    drop ${k}: ${pct} %`);
+    for (const [node, sh] of Object.entries(v.shaping) as [string, any][]) {
+      if (sh.default && sh.default.bandwidth_bps < 10e9) out.push(`    into ${node}: ${sh.default.bandwidth_bps / 1e6} Mbit/s${sh.default.latency_ms ? `, ${sh.default.latency_ms} ms` : ''}`);
+      for (const [src, x] of Object.entries(sh.from) as [string, any][]) out.push(`    ${src}->${node}: ${x.bandwidth_bps / 1e6} Mbit/s${x.latency_ms ? `, latency ${x.latency_ms} ms, jitter ${x.jitter_ms} ms` : ''}`);
+    }
+  }
+  const drift = planned.plan.changes.length;
+  out.push(drift === 0 ? c.green('  no drift: the host matches the file') : c.yellow(`  drift: ${drift} object(s) differ from the file (run provium plan)`));
+  return out.join('\n') + '\n';
+}

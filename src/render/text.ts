@@ -1,0 +1,118 @@
+/**
+ * Plan -> text, in terraform's idiom: `+` create, `~` update, `-/+` replace,
+ * `-` destroy, grouped by address, each changed field as `before -> after` with
+ * units, then a summary line. Reads a plan, returns a string; writes nothing.
+ */
+import { Chalk } from 'chalk';
+import type { Action, Change, ItemChange, Plan } from '../plan/types.js';
+import type { Item } from '../plan/items.js';
+import { formatDiagnostic } from '../model/diagnostics.js';
+
+export interface RenderOptions {
+  color: boolean;
+  /** Also print the exact host commands. */
+  commands?: boolean;
+}
+
+const SYMBOL: Record<Action, string> = { create: '+', update: '~', replace: '-/+', delete: '-' };
+const VERB: Record<Action, string> = { create: 'will be created', update: 'will be updated in place', replace: 'must be replaced', delete: 'will be destroyed' };
+
+/** Human form of a field value, with units. */
+function show(field: string, v: unknown, item: Item | undefined): string {
+  if (v === undefined) return '(none)';
+  if (item?.ref.kind === 'elem') {
+    if (item.ref.set === 'loss' && field === 'value') return `${Number(v) / 100} %`;
+    if (field === 'value' && v === true) return 'present';
+  }
+  if (item?.ref.kind === 'class') {
+    if (field === 'rate') return String(v).replace(/bit$/, 'bit/s');
+    if (field === 'delayMs' || field === 'jitterMs') return `${v} ms`;
+  }
+  if (field === 'mtu') return `${v} bytes`;
+  if (Array.isArray(v)) return v.length ? `[${v.join(', ')}]` : '[]';
+  return typeof v === 'string' ? v : JSON.stringify(v);
+}
+
+const FIELD_NAME: Record<string, string> = { delayMs: 'latency', jitterMs: 'jitter', rate: 'bandwidth', up: 'link up' };
+
+/** A line naming the host object an item change is about. */
+export function describeItem(c: ItemChange): string {
+  const ref = (c.after ?? c.before)!.ref;
+  switch (ref.kind) {
+    case 'netns': return `network namespace ${ref.ns}`;
+    case 'nic': return `nic ${ref.ifname} in ${ref.ns}`;
+    case 'routes': return `routes in ${ref.ns}`;
+    case 'link': {
+      const k = ((c.after ?? c.before)!.value as { kind?: string }).kind;
+      return `${k === 'bridge' ? 'bridge' : k === 'tun' ? 'TAP port' : 'veth port'} ${ref.name}`;
+    }
+    case 'qdisc': return `HTB qdisc on ${ref.dev}`;
+    case 'class': return `HTB class on ${ref.dev} (minor ${ref.minor.toString(16)})`;
+    case 'nft-table': return `nft table ${ref.family} (sets, chains, rules)`;
+    case 'elem': {
+      const what: Record<string, string> = {
+        blocked: 'partition', isolated: 'isolation', loss: 'drop', prio: 'class selection',
+        bridges: 'lab bridge', routed: 'forwarding', uplinked: 'uplink', masq: 'masquerade source', wan: 'uplink interface',
+      };
+      return `${what[ref.set] ?? ref.set} ${ref.key.replace('>', ' -> ')}`;
+    }
+    case 'sysctl': return `sysctl ${ref.name}`;
+  }
+}
+
+function renderChange(ch: Change, c: InstanceType<typeof Chalk>): string[] {
+  const color = { create: c.green, update: c.yellow, replace: c.magenta, delete: c.red }[ch.action];
+  const out = [`  ${c.bold(`# ${ch.address}`)} ${VERB[ch.action]}`, color(`  ${SYMBOL[ch.action]} ${ch.address}`)];
+  for (const it of ch.items) {
+    const item = it.after ?? it.before;
+    const ic = { create: c.green, update: c.yellow, replace: c.magenta, delete: c.red }[it.action];
+    const note = it.reason ? c.dim(` (${it.reason})`) : it.implied ? c.dim(' (goes with its parent)') : '';
+    out.push(ic(`      ${SYMBOL[it.action]} ${describeItem(it)}`) + note);
+    const fields = it.fields.filter((f) => f.field !== 'owner' || it.action === 'update');
+    if (it.action === 'update' || it.action === 'replace') {
+      for (const f of fields) {
+        out.push(`          ${FIELD_NAME[f.field] ?? f.field}: ${show(f.field, f.before, item)} -> ${show(f.field, f.after, item)}`);
+      }
+    } else if (it.action === 'create') {
+      for (const f of fields) if (f.field !== 'owner' && !(f.field === 'value' && f.after === true)) out.push(c.dim(`          ${FIELD_NAME[f.field] ?? f.field}: ${show(f.field, f.after, item)}`));
+    }
+  }
+  return out;
+}
+
+/** Counts in terraform's way: a replace is one add and one destroy. */
+export function summary(plan: Plan): { add: number; change: number; destroy: number } {
+  const s = { add: 0, change: 0, destroy: 0 };
+  for (const ch of plan.changes) {
+    if (ch.action === 'create') s.add++;
+    else if (ch.action === 'update') s.change++;
+    else if (ch.action === 'delete') s.destroy++;
+    else {
+      s.add++;
+      s.destroy++;
+    }
+  }
+  return s;
+}
+
+export function renderPlan(plan: Plan, opts: RenderOptions): string {
+  const c = new Chalk({ level: opts.color ? 1 : 0 });
+  const out: string[] = [];
+  if (plan.errors.length) {
+    for (const e of plan.errors) out.push(c.red(formatDiagnostic(e)));
+    return out.join('\n') + '\n';
+  }
+  if (plan.changes.length === 0) return c.green('No changes.') + ` The host matches the file for lab ${plan.lab}.\n`;
+  out.push(`provium will perform the following actions on lab ${c.bold(plan.lab)}:`, '');
+  for (const ch of plan.changes) out.push(...renderChange(ch, c), '');
+  const s = summary(plan);
+  out.push(c.bold(`Plan: ${s.add} to add, ${s.change} to change, ${s.destroy} to destroy.`));
+  if (opts.commands) {
+    out.push('', c.bold(`Host commands (${plan.invocations.length} invocations):`));
+    for (const inv of plan.invocations) {
+      out.push(c.cyan(`  $ ${inv.argv.join(' ')}`) + c.dim(`   # ${inv.label}`));
+      for (const l of (inv.stdin ?? '').split('\n').filter(Boolean)) out.push(`      ${l}`);
+    }
+  }
+  return out.join('\n') + '\n';
+}
