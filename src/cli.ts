@@ -160,10 +160,8 @@ export function buildProgram(): Command {
               }
             }
             const t0 = performance.now();
-            const before = runner.count;
-            await applyPlan(target, planned, ctx, runner, (inv) => prog.step(`${inv.label}: ${inv.argv.join(' ')}`));
+            const ran = await applyPlan(target, planned, ctx, runner, (inv) => prog.step(`${inv.label}: ${inv.argv.join(' ')}`));
             prog.stop();
-            const ran = runner.log.slice(before).filter((r) => !isReader(r.argv)).length;
             const s = summary(plan);
             if (o.json) {
               process.stdout.write(JSON.stringify({ ...planJson(plan), applied: true, host_commands: ran, seconds: Math.round(performance.now() - t0) / 1000 }, null, 2) + '\n');
@@ -222,12 +220,6 @@ export function buildProgram(): Command {
     });
 
   return program;
-}
-
-/** Reader commands (observe) as opposed to commands that change the host. */
-function isReader(argv: string[]): boolean {
-  const s = argv.join(' ');
-  return / -j /.test(` ${s} `) || / show/.test(s) || s.includes('sysctl -n') || (argv.includes('-batch') && argv.includes('-j'));
 }
 
 export async function main(argv: string[]): Promise<number> {

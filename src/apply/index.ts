@@ -60,8 +60,8 @@ export async function runInvocations(invs: Invocation[], runner: HostRunner, onS
   }
 }
 
-/** Applies a computed plan, records what must be restored later, and verifies. */
-export async function applyPlan(t: Topology, planned: Planned, ctx: HostContext, runner: HostRunner, onStep?: (inv: Invocation) => void): Promise<Plan> {
+/** Applies a computed plan, records what must be restored later, and verifies. Returns the number of changing invocations run. */
+export async function applyPlan(t: Topology, planned: Planned, ctx: HostContext, runner: HostRunner, onStep?: (inv: Invocation) => void): Promise<number> {
   const { plan, observation } = planned;
   if (plan.errors.length) throw new ProviumError('the plan has errors; nothing was changed');
   const rec = readRecord(t.lab);
@@ -70,7 +70,8 @@ export async function applyPlan(t: Topology, planned: Planned, ctx: HostContext,
     writeRecord(t.lab, { ...rec, ipForwardBefore: false });
   }
   await runInvocations(plan.invocations, runner, onStep);
-  return verify(t, ctx, runner);
+  await verify(t, ctx, runner);
+  return plan.invocations.length;
 }
 
 /** Re-observes until a fresh plan is empty (up to ~3 s); throws ProviumError listing what remains. */
