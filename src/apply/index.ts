@@ -6,8 +6,8 @@
 import type { Topology } from '../model/topology.js';
 import type { HostState } from '../model/state.js';
 import { ProviumError } from '../model/diagnostics.js';
-import { HostRunner, mapLimit } from '../host/runner.js';
-import { observe, type Observation } from '../observe/index.js';
+import { mapLimit, type Runner } from '../host/runner.js';
+import { observe, realFiles, type HostFiles, type Observation } from '../observe/index.js';
 import { computePlan, wantedFor, type Plan } from '../plan/index.js';
 import type { HostContext } from '../plan/commands.js';
 import type { Invocation } from '../plan/types.js';
@@ -22,11 +22,11 @@ export interface Planned {
  * Observes the host and computes the plan for a topology. When the lab recorded the
  * ip_forward value it found, a topology that no longer routes restores it.
  */
-export async function planFor(t: Topology, ctx: HostContext, runner: HostRunner): Promise<Planned> {
+export async function planFor(t: Topology, ctx: HostContext, runner: Runner, files: HostFiles = realFiles): Promise<Planned> {
   const rec = readRecord(t.lab);
   const wanted = wantedFor(t);
   if (rec.ipForwardBefore !== undefined) wanted.ipForward = true;
-  const observation = await observe(t.lab, ctx, runner, wanted);
+  const observation = await observe(t.lab, ctx, runner, wanted, files);
   const plan = computePlan(t, managedView(t, observation.state, rec.ipForwardBefore), observation.facts, ctx, rec.ipForwardBefore);
   return { plan, observation };
 }
@@ -39,7 +39,7 @@ function managedView(t: Topology, s: HostState, before: boolean | undefined): Ho
 }
 
 /** Runs invocations in order; consecutive per-namespace batches run 8 at a time. Throws CommandError. */
-export async function runInvocations(invs: Invocation[], runner: HostRunner, onStep?: (inv: Invocation) => void): Promise<void> {
+export async function runInvocations(invs: Invocation[], runner: Runner, onStep?: (inv: Invocation) => void): Promise<void> {
   let i = 0;
   while (i < invs.length) {
     const isNs = (x: Invocation) => x.label.startsWith('namespace ');
@@ -61,7 +61,7 @@ export async function runInvocations(invs: Invocation[], runner: HostRunner, onS
 }
 
 /** Applies a computed plan, records what must be restored later, and verifies. Returns the number of changing invocations run. */
-export async function applyPlan(t: Topology, planned: Planned, ctx: HostContext, runner: HostRunner, onStep?: (inv: Invocation) => void): Promise<number> {
+export async function applyPlan(t: Topology, planned: Planned, ctx: HostContext, runner: Runner, onStep?: (inv: Invocation) => void): Promise<number> {
   const { plan, observation } = planned;
   if (plan.errors.length) throw new ProviumError('the plan has errors; nothing was changed');
   const rec = readRecord(t.lab);
@@ -75,7 +75,7 @@ export async function applyPlan(t: Topology, planned: Planned, ctx: HostContext,
 }
 
 /** Re-observes until a fresh plan is empty (up to ~3 s); throws ProviumError listing what remains. */
-export async function verify(t: Topology, ctx: HostContext, runner: HostRunner): Promise<Plan> {
+export async function verify(t: Topology, ctx: HostContext, runner: Runner): Promise<Plan> {
   let last: Plan | undefined;
   for (let attempt = 0; attempt < 12; attempt++) {
     if (attempt > 0) await new Promise((r) => setTimeout(r, Math.min(50 * 2 ** attempt, 800)));

@@ -30,8 +30,14 @@ export class CommandError extends Error {
   }
 }
 
+/** What observe/apply need from a runner; tests substitute a replayer of recorded output. */
+export interface Runner {
+  count: number;
+  run(argv: string[], opts?: RunOptions): Promise<RunResult>;
+}
+
 /** Runs host commands. One instance per CLI call; `count` is the number of invocations made. */
-export class HostRunner {
+export class HostRunner implements Runner {
   count = 0;
   readonly log: RunResult[] = [];
 
@@ -55,6 +61,9 @@ export class HostRunner {
     this.log.push(r);
     const trace = process.env.PROVIUM_TRACE;
     if (trace) appendFileSync(trace, JSON.stringify({ argv, exitCode: r.exitCode, ms: Math.round(r.ms * 10) / 10, stdin: opts.stdin }) + '\n');
+    // Full recordings (with output) make the planner's test fixtures: see test/fixtures/README.md.
+    const record = process.env.PROVIUM_RECORD;
+    if (record) appendFileSync(record, JSON.stringify({ argv, stdin: opts.stdin, exitCode: r.exitCode, stdout: r.stdout }) + '\n');
     if (r.exitCode !== 0 && !opts.allowFail) throw new CommandError(r, opts.stdin);
     return r;
   }

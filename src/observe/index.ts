@@ -10,10 +10,10 @@ import { readdirSync } from 'node:fs';
 import type { HostFacts, HostState, LinkState } from '../model/state.js';
 import { emptyState } from '../model/state.js';
 import { netnsPrefix, nftTable, ownerPrefix, parseAlias } from '../model/names.js';
-import { HostRunner, mapLimit } from '../host/runner.js';
+import { mapLimit, type Runner } from '../host/runner.js';
 import { ipArgv, nftArgv, sysctlArgv, tcArgv, type HostContext } from '../plan/commands.js';
 import { splitJsonDocs, toLinkState, toNamespaceState, toNft, toShaping, type IpLink, type IpRoute, type TcQdisc } from './parse.js';
-import { detectFeature } from './features.js';
+import { detectFeature, type Feature } from './features.js';
 
 /** Names the desired state will create: same-named objects without the lab's mark are conflicts. */
 export interface Wanted {
@@ -39,11 +39,19 @@ export function listNetns(): string[] {
   }
 }
 
-export async function observe(lab: string, ctx: HostContext, runner: HostRunner, wanted: Wanted): Promise<Observation> {
+/** What observe reads from files rather than commands; replaced in tests. */
+export interface HostFiles {
+  listNetns(): string[];
+  detectFeature(f: Feature): { present: boolean; source: string };
+}
+
+export const realFiles: HostFiles = { listNetns, detectFeature };
+
+export async function observe(lab: string, ctx: HostContext, runner: Runner, wanted: Wanted, files: HostFiles = realFiles): Promise<Observation> {
   const state = emptyState();
   const facts: HostFacts = { features: { netem: false, htb: false, nftBridge: false, tun: false }, featureSource: {}, conflicts: [] };
   for (const f of ['netem', 'htb', 'nftBridge', 'tun'] as const) {
-    const d = detectFeature(f);
+    const d = files.detectFeature(f);
     facts.features[f] = d.present;
     facts.featureSource[f] = d.source;
   }
@@ -52,7 +60,7 @@ export async function observe(lab: string, ctx: HostContext, runner: HostRunner,
 
   // Host namespace links, then the lab's node namespaces, tc and nft: independent reads.
   const prefix = netnsPrefix(lab);
-  const allNs = listNetns();
+  const allNs = files.listNetns();
   const wantNs = new Set(wanted.namespaces);
   const candidates = allNs.filter((n) => n.startsWith(prefix) || wantNs.has(n));
 

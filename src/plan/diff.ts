@@ -82,16 +82,26 @@ export function diffItems(desired: Item[], observed: Item[]): ItemChange[] {
   return [...changes.values()];
 }
 
-/** Worst action of a group: any replace, or creates mixed with deletes, is a replace. */
-function groupAction(items: ItemChange[]): Action {
+/**
+ * Action of a group: create when the address exists only in the file, delete when
+ * only on the host; otherwise replace when any item is replaced, else update (an
+ * object partly missing on the host is updated, not created).
+ */
+function groupAction(items: ItemChange[], inDesired: boolean, inObserved: boolean): Action {
   const acts = new Set(items.map((i) => i.action));
-  if (acts.has('replace') || (acts.has('create') && acts.has('delete'))) return 'replace';
-  if (acts.size === 1) return [...acts][0];
+  if (!inObserved) return 'create';
+  if (!inDesired) return 'delete';
+  if (acts.has('replace')) return 'replace';
   return 'update';
 }
 
-/** Groups item changes by owner address, in a stable order (address, then item key). */
-export function groupChanges(items: ItemChange[]): Change[] {
+/**
+ * Groups item changes by owner address, in a stable order (address, then item key).
+ * `desired`/`observed` are all items of each side (to know which addresses exist where).
+ */
+export function groupChanges(items: ItemChange[], desired: Item[], observed: Item[]): Change[] {
+  const dOwners = new Set(desired.map((i) => i.owner));
+  const oOwners = new Set(observed.map((i) => i.owner));
   const by = new Map<string, ItemChange[]>();
   for (const c of items) {
     const owner = (c.after ?? c.before)!.owner;
@@ -101,5 +111,5 @@ export function groupChanges(items: ItemChange[]): Change[] {
   }
   return [...by.entries()]
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-    .map(([address, list]) => ({ address, action: groupAction(list), items: list.sort((a, b) => (a.key < b.key ? -1 : 1)) }));
+    .map(([address, list]) => ({ address, action: groupAction(list, dOwners.has(address), oOwners.has(address)), items: list.sort((a, b) => (a.key < b.key ? -1 : 1)) }));
 }

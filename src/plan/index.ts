@@ -84,6 +84,6 @@ export function computePlan(t: Topology, observed: HostState, facts: HostFacts, 
   const dItems = itemize(desired, portOfNic(lab, desired));
   const oItems = itemize(observed, portOfNic(lab, observed));
   const itemChanges = diffItems(dItems, oItems);
-  const changes = groupChanges(itemChanges);
+  const changes = groupChanges(itemChanges, dItems, oItems);
   return { lab, changes, errors, invocations: errors.length ? [] : buildInvocations(lab, itemChanges, ctx) };
 }

@@ -1,0 +1,187 @@
+/**
+ * A typed, path-carrying view of the plain YAML data, read defensively: any
+ * value of the wrong shape is skipped (the schema reports it), so semantic
+ * checks can run on a partly broken file and still report every other problem.
+ * On a schema-valid file the view is complete.
+ */
+import type { NodeKind } from '../model/topology.js';
+import type { DataPath } from './source.js';
+
+/** A node under `nodes`. `path` is ["nodes", name]. */
+export interface InNode {
+  name: string;
+  path: DataPath;
+  kind?: NodeKind;
+  kernel?: string;
+  initrd?: string;
+  append?: string;
+  disk?: string;
+  memory_mb?: number;
+  cpus?: number;
+  accel?: 'auto' | 'kvm' | 'tcg';
+}
+
+/** One entry of a bridge's `attach` list. `nodePath` locates the node name (the entry itself in short form). */
+export interface InAttach {
+  node: string;
+  ip?: string;
+  link?: 'up' | 'down';
+  mac?: string;
+  path: DataPath;
+  nodePath: DataPath;
+  ipPath: DataPath;
+}
+
+/** A node name somewhere in a bridge, with where it is written. */
+export interface InRef {
+  name: string;
+  path: DataPath;
+}
+
+/** One partition: `[a, b]` (symmetric) or `{from, to}` (directional). */
+export interface InPartition {
+  kind: 'symmetric' | 'directional';
+  a: InRef;
+  b: InRef;
+  path: DataPath;
+}
+
+/** One impairment entry; from/to absent for a whole-bridge entry. Units as in ImpairmentSpec. */
+export interface InImpairment {
+  from?: InRef;
+  to?: InRef;
+  latency_ms?: number;
+  jitter_ms?: number;
+  drop_pct?: number;
+  bandwidth_bps?: number;
+  path: DataPath;
+}
+
+/** A bridge under `bridges`. `path` is ["bridges", name]. */
+export interface InBridge {
+  name: string;
+  path: DataPath;
+  subnet?: string;
+  mtu?: number;
+  attach: InAttach[];
+  partitions: InPartition[];
+  partitionAll: boolean;
+  impairments: InImpairment[];
+  isolate: InRef[];
+  uplink: boolean;
+  routes: InRef[];
+}
+
+/** The whole file. nodes/bridges are undefined when absent or not mappings (then references cannot be checked). */
+export interface Input {
+  lab?: string;
+  nodes?: Map<string, InNode>;
+  bridges?: Map<string, InBridge>;
+}
+
+type Obj = Record<string, unknown>;
+
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+const oneOf = <T extends string>(v: unknown, allowed: readonly T[]): T | undefined =>
+  allowed.includes(v as T) ? (v as T) : undefined;
+
+/** Reads the plain data of a topology file (doc.toJS()) into the typed view. Never throws. */
+export function readInput(data: unknown): Input {
+  if (!isObj(data)) return {};
+  return {
+    lab: str(data.lab),
+    nodes: isObj(data.nodes) ? readMap(data.nodes, (name, v) => readNode(name, v)) : undefined,
+    bridges: isObj(data.bridges) ? readMap(data.bridges, (name, v) => readBridge(name, v)) : undefined,
+  };
+}
+
+function readMap<T>(obj: Obj, read: (name: string, value: unknown) => T): Map<string, T> {
+  return new Map(Object.entries(obj).map(([name, value]) => [name, read(name, value)]));
+}
+
+function readNode(name: string, v: unknown): InNode {
+  const o = isObj(v) ? v : {};
+  return {
+    name,
+    path: ['nodes', name],
+    kind: oneOf(o.kind, ['netns', 'qemu'] as const),
+    kernel: str(o.kernel),
+    initrd: str(o.initrd),
+    append: str(o.append),
+    disk: str(o.disk),
+    memory_mb: num(o.memory_mb),
+    cpus: num(o.cpus),
+    accel: oneOf(o.accel, ['auto', 'kvm', 'tcg'] as const),
+  };
+}
+
+function readBridge(name: string, v: unknown): InBridge {
+  const o = isObj(v) ? v : {};
+  const path = ['bridges', name];
+  return {
+    name,
+    path,
+    subnet: str(o.subnet),
+    mtu: num(o.mtu),
+    attach: list(o.attach).flatMap((item, i) => readAttach(item, [...path, 'attach', i])),
+    partitions: list(o.partitions).flatMap((item, i) => readPartition(item, [...path, 'partitions', i])),
+    partitionAll: o.partition_all === true,
+    impairments: list(o.impairments).flatMap((item, i) => readImpairment(item, [...path, 'impairments', i])),
+    isolate: readRefs(o.isolate, [...path, 'isolate']),
+    uplink: o.uplink === true,
+    routes: readRefs(o.routes, [...path, 'routes']),
+  };
+}
+
+/** Attach entry: "a" or {node: "a", ...}; [] when unreadable. */
+function readAttach(item: unknown, path: DataPath): InAttach[] {
+  if (typeof item === 'string') return [{ node: item, path, nodePath: path, ipPath: path }];
+  if (!isObj(item) || typeof item.node !== 'string') return [];
+  return [
+    {
+      node: item.node,
+      ip: str(item.ip),
+      link: oneOf(item.link, ['up', 'down'] as const),
+      mac: str(item.mac),
+      path,
+      nodePath: [...path, 'node'],
+      ipPath: [...path, 'ip'],
+    },
+  ];
+}
+
+/** Partition entry: [a, b] or {from, to}; [] when unreadable. */
+function readPartition(item: unknown, path: DataPath): InPartition[] {
+  if (Array.isArray(item)) {
+    if (item.length !== 2 || typeof item[0] !== 'string' || typeof item[1] !== 'string') return [];
+    return [{ kind: 'symmetric', a: { name: item[0], path: [...path, 0] }, b: { name: item[1], path: [...path, 1] }, path }];
+  }
+  if (!isObj(item) || typeof item.from !== 'string' || typeof item.to !== 'string') return [];
+  return [{ kind: 'directional', a: { name: item.from, path: [...path, 'from'] }, b: { name: item.to, path: [...path, 'to'] }, path }];
+}
+
+/** Impairment entry; [] when not a mapping. */
+function readImpairment(item: unknown, path: DataPath): InImpairment[] {
+  if (!isObj(item)) return [];
+  const ref = (key: string): InRef | undefined =>
+    typeof item[key] === 'string' ? { name: item[key] as string, path: [...path, key] } : undefined;
+  return [
+    {
+      from: ref('from'),
+      to: ref('to'),
+      latency_ms: num(item.latency_ms),
+      jitter_ms: num(item.jitter_ms),
+      drop_pct: num(item.drop_pct),
+      bandwidth_bps: num(item.bandwidth_bps),
+      path,
+    },
+  ];
+}
+
+/** A list of names (isolate, routes); non-strings skipped. */
+function readRefs(v: unknown, path: DataPath): InRef[] {
+  return list(v).flatMap((name, i) => (typeof name === 'string' ? [{ name, path: [...path, i] }] : []));
+}

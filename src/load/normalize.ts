@@ -1,0 +1,129 @@
+/**
+ * Builds the normalized Topology from a checked input (no errors left):
+ * defaults filled in, addresses and NIC numbers assigned, routes made
+ * symmetric, and source positions attached to every object.
+ */
+import type {
+  AttachSpec,
+  BridgeSpec,
+  ImpairmentSpec,
+  NodeSpec,
+  PartitionSpec,
+  Topology,
+} from '../model/topology.js';
+import { nicName } from '../model/names.js';
+import type { Addressing } from './addresses.js';
+import type { NicTable } from './devices.js';
+import type { InAttach, InBridge, InImpairment, InNode, Input } from './input.js';
+import { formatCidr } from './ipv4.js';
+import type { Locator } from './source.js';
+
+/** QEMU defaults: memory in MiB, virtual CPUs, accelerator. */
+export const QEMU_DEFAULTS = { memory_mb: 256, cpus: 1, accel: 'auto' } as const;
+
+/** Everything normalization needs from the earlier stages. */
+export interface Checked {
+  input: Input;
+  addressing: Addressing;
+  nics: NicTable;
+  locator: Locator;
+}
+
+/**
+ * The Topology of a file that passed every check. `absFile` is the absolute
+ * path (Topology.file); positions keep the path as the user gave it.
+ * Nodes and bridges keep file order; optional fields are omitted when unset.
+ */
+export function normalize(absFile: string, c: Checked): Topology {
+  const routes = symmetricRoutes(c.input);
+  const nodes: Record<string, NodeSpec> = {};
+  for (const n of c.input.nodes?.values() ?? []) nodes[n.name] = normalizeNode(n, c);
+  const bridges: Record<string, BridgeSpec> = {};
+  for (const b of c.input.bridges?.values() ?? []) bridges[b.name] = normalizeBridge(b, routes.get(b.name) ?? [], c);
+  return { file: absFile, lab: c.input.lab!, nodes, bridges, pos: c.locator.pos([]) };
+}
+
+/** A node; qemu settings with defaults for kind qemu. Positioned at its name. */
+function normalizeNode(n: InNode, c: Checked): NodeSpec {
+  const spec: NodeSpec = { name: n.name, kind: n.kind!, pos: c.locator.pos(n.path, { key: true }) };
+  if (n.kind === 'qemu') {
+    spec.qemu = omitUndefined({
+      kernel: n.kernel,
+      initrd: n.initrd,
+      append: n.append,
+      disk: n.disk,
+      memory_mb: n.memory_mb ?? QEMU_DEFAULTS.memory_mb,
+      cpus: n.cpus ?? QEMU_DEFAULTS.cpus,
+      accel: n.accel ?? QEMU_DEFAULTS.accel,
+    });
+  }
+  return spec;
+}
+
+/** A bridge with its subnet/host address, attachments, partitions and impairments. Positioned at its name. */
+function normalizeBridge(b: InBridge, routes: string[], c: Checked): BridgeSpec {
+  const net = c.addressing.subnets.get(b.name);
+  return omitUndefined({
+    name: b.name,
+    subnet: net ? formatCidr(net) : undefined,
+    hostAddr: net ? formatCidr({ addr: net.addr + 1, prefix: net.prefix }) : undefined,
+    mtu: b.mtu,
+    attach: b.attach.map((a) => normalizeAttach(a, b, c)),
+    partitions: b.partitions.map(
+      (p): PartitionSpec => ({ kind: p.kind, a: p.a.name, b: p.b.name, pos: c.locator.pos(p.path) }),
+    ),
+    partitionAll: b.partitionAll,
+    impairments: b.impairments.map((i) => normalizeImpairment(i, c)),
+    isolate: b.isolate.map((ref) => ref.name),
+    uplink: b.uplink,
+    routes,
+    pos: c.locator.pos(b.path, { key: true }),
+  });
+}
+
+/** One NIC: address (static or allocated), link state, MAC in lower case, NIC name and index. */
+function normalizeAttach(a: InAttach, b: InBridge, c: Checked): AttachSpec {
+  const nicIndex = c.nics.get(a.node)!.indexOf(b.name);
+  return omitUndefined({
+    node: a.node,
+    ip: c.addressing.ips.get(a),
+    link: a.link ?? 'up',
+    mac: a.mac?.toLowerCase(),
+    nic: nicName(nicIndex),
+    nicIndex,
+    pos: c.locator.pos(a.path),
+  });
+}
+
+function normalizeImpairment(i: InImpairment, c: Checked): ImpairmentSpec {
+  return omitUndefined({
+    from: i.from?.name,
+    to: i.to?.name,
+    latency_ms: i.latency_ms,
+    jitter_ms: i.jitter_ms,
+    drop_pct: i.drop_pct,
+    bandwidth_bps: i.bandwidth_bps,
+    pos: c.locator.pos(i.path),
+  });
+}
+
+/** Bridge name -> the bridges it routes to, on either side's say-so; sorted, unique. */
+export function symmetricRoutes(input: Input): Map<string, string[]> {
+  const sets = new Map<string, Set<string>>();
+  const add = (from: string, to: string): void => {
+    if (!sets.has(from)) sets.set(from, new Set());
+    sets.get(from)!.add(to);
+  };
+  for (const b of input.bridges?.values() ?? []) {
+    for (const ref of b.routes) {
+      add(b.name, ref.name);
+      add(ref.name, b.name);
+    }
+  }
+  return new Map([...sets].map(([name, set]) => [name, [...set].sort()]));
+}
+
+/** A copy of obj without the keys whose value is undefined (so absent means absent). */
+function omitUndefined<T extends object>(obj: T): T {
+  return Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined)) as T;
+}

@@ -1,0 +1,88 @@
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { planFixture, FIXTURES } from './replay.js';
+
+process.env.PROVIUM_STATE_DIR = '/nonexistent/provium-unit';
+
+describe('plan on recorded host output', () => {
+  test('a host that matches the file plans no changes', async () => {
+    const { plan } = await planFixture('applied');
+    assert.deepEqual(plan.errors, []);
+    assert.deepEqual(plan.changes.map((c) => c.address), []);
+    assert.equal(plan.invocations.length, 0);
+  });
+
+  test('changing one field of one impairment plans exactly one update and one tc command', async () => {
+    const { plan } = await planFixture('one-field');
+    assert.equal(plan.changes.length, 1);
+    const [c] = plan.changes;
+    assert.equal(c.address, 'bridge.lan.impairment[a>d]');
+    assert.equal(c.action, 'update');
+    assert.deepEqual(c.items.map((i) => [i.action, i.fields.map((f) => [f.field, f.before, f.after])]), [
+      ['update', [['rate', '1Mbit', '2Mbit']]],
+    ]);
+    assert.equal(plan.invocations.length, 1);
+    assert.match(plan.invocations[0].stdin!, /^class change dev fx-d-0 parent [0-9a-f]+:1 classid [0-9a-f]+:[0-9a-f]+ htb rate 2000000bit ceil 2000000bit quantum 25000\n$/);
+  });
+
+  test('drift by hand (port deleted, partition element removed, route removed) is planned and nothing else', async () => {
+    const { plan } = await planFixture('drifted');
+    assert.deepEqual(plan.changes.map((c) => `${c.action} ${c.address}`), [
+      'create bridge.lan.attach.c', // port deleted: its NIC went with it
+      'update bridge.lan.impairment[*]', // partly present: c's default class went with the port
+      'update bridge.lan.partition[a<>b]', // one of its two elements removed
+      'create bridge.lan.shaping.c',
+      'create node.a.routes', // a's only route (default via the uplink) removed
+      'create node.c.routes', // c's routes went with its NIC
+    ]);
+    const cmds = plan.invocations.map((i) => i.label);
+    assert.deepEqual(cmds, ['host links', 'namespace pv-fx-a', 'namespace pv-fx-c', 'traffic control', 'nftables transaction']);
+    const nft = plan.invocations.find((i) => i.label === 'nftables transaction')!.stdin!;
+    assert.equal(nft.trim(), 'add element bridge provium_fx blocked { "fx-a-1" . "fx-b-1" comment "bridge.lan.partition[a<>b]" }');
+    const host = plan.invocations.find((i) => i.label === 'host links')!.stdin!;
+    assert.match(host, /link add fx-c-0 type veth peer name eth0 netns pv-fx-c/);
+    assert.match(host, /link set fx-c-0 down/);
+  });
+
+  test('an empty host plans every object, in dependency order', async () => {
+    const { plan } = await planFixture('empty');
+    assert.deepEqual(plan.errors, []);
+    assert.ok(plan.changes.every((c) => c.action === 'create' || c.address === 'host.ip_forward'), plan.changes.map((c) => c.action + c.address).join());
+    assert.deepEqual(plan.invocations.map((i) => i.label), [
+      'node namespaces', 'host links', 'namespace pv-fx-a', 'namespace pv-fx-b', 'namespace pv-fx-c', 'namespace pv-fx-d',
+      'sysctl', 'traffic control', 'nftables transaction',
+    ]);
+    const tc = plan.invocations.find((i) => i.label === 'traffic control')!.stdin!.split('\n');
+    // Each port's root qdisc precedes its classes.
+    for (const [i, line] of tc.entries()) {
+      const m = /class add dev (\S+)/.exec(line);
+      if (m) assert.ok(tc.slice(0, i).some((l) => l.startsWith(`qdisc add dev ${m[1]} root`)), `class before qdisc: ${line}`);
+    }
+  });
+
+  test('latency without sch_netem fails the plan naming the module and the fix, with no commands', async () => {
+    const { writeFileSync, readFileSync, mkdtempSync } = await import('node:fs');
+    const dir = mkdtempSync('/tmp/pv-unit-');
+    const file = `${dir}/lat.yaml`;
+    writeFileSync(file, readFileSync(new URL('applied/topology.yaml', FIXTURES), 'utf8').replace('drop_pct: 2.5,', 'drop_pct: 2.5, latency_ms: 20,'));
+    const { plan } = await planFixture('applied', file, { netem: false });
+    assert.equal(plan.invocations.length, 0);
+    assert.equal(plan.errors.length, 1);
+    assert.match(plan.errors[0].summary, /missing kernel feature: sch_netem/);
+    assert.match(plan.errors[0].detail!, /modprobe sch_netem/);
+    assert.equal(plan.errors[0].pos?.file, file);
+    assert.ok(plan.errors[0].pos!.line > 1);
+  });
+
+  test('with sch_netem present the same latency plans a netem leaf under the pair class', async () => {
+    const { writeFileSync, readFileSync, mkdtempSync } = await import('node:fs');
+    const dir = mkdtempSync('/tmp/pv-unit-');
+    const file = `${dir}/lat.yaml`;
+    writeFileSync(file, readFileSync(new URL('applied/topology.yaml', FIXTURES), 'utf8').replace('drop_pct: 2.5,', 'drop_pct: 2.5, latency_ms: 20, jitter_ms: 4,'));
+    const { plan } = await planFixture('applied', file, { netem: true });
+    assert.equal(plan.changes.length, 1);
+    assert.equal(plan.changes[0].address, 'bridge.lan.impairment[a>d]');
+    assert.equal(plan.invocations.length, 1);
+    assert.match(plan.invocations[0].stdin!, /^qdisc add dev fx-d-0 parent [0-9a-f]+:[0-9a-f]+ handle [0-9a-f]+: netem delay 20ms 4ms\n$/);
+  });
+});
