@@ -71,9 +71,10 @@ function renderChange(ch: Change, c: InstanceType<typeof Chalk>): string[] {
     const fields = it.fields.filter((f) => f.field !== 'owner' || it.action === 'update');
     if (it.action === 'update' || it.action === 'replace') {
       for (const f of fields) {
-        out.push(`          ${FIELD_NAME[f.field] ?? f.field}: ${show(f.field, f.before, item)} -> ${show(f.field, f.after, item)}`);
+        if (f.field === 'skeleton') out.push('          structure (sets, chains, rules) differs from what provium writes');
+        else out.push(`          ${FIELD_NAME[f.field] ?? f.field}: ${show(f.field, f.before, item)} -> ${show(f.field, f.after, item)}`);
       }
-    } else if (it.action === 'create') {
+    } else if (it.action === 'create' && item?.ref.kind !== 'nft-table') {
       for (const f of fields) if (f.field !== 'owner' && !(f.field === 'value' && f.after === true)) out.push(c.dim(`          ${FIELD_NAME[f.field] ?? f.field}: ${show(f.field, f.after, item)}`));
     }
   }
