@@ -4,6 +4,7 @@
  * self-references, routes and uplinks have what they need. Each problem is
  * reported at the YAML node that causes it.
  */
+import { NAME_RE } from '../model/names.js';
 import type { InBridge, InRef, Input } from './input.js';
 import { q, type Reporter } from './report.js';
 
@@ -35,7 +36,7 @@ function checkMember(ref: InRef, what: string, bridge: InBridge, input: Input, r
     return false;
   }
   if (!attachedTo(bridge).has(ref.name)) {
-    r.error(ref.path, 'node not on bridge', `${what} names node ${q(ref.name)}, which is not attached to bridge ${q(bridge.name)}`);
+    r.error(ref.path, 'unknown node', `${what} names node ${q(ref.name)}, which is not attached to bridge ${q(bridge.name)}`);
     return false;
   }
   return true;
@@ -134,12 +135,12 @@ function checkMacs(input: Input, r: Reporter): void {
   }
 }
 
-/** Warns about nodes attached to no bridge (they get no NIC; allowed). */
+/** Warns about nodes attached to no bridge (they get no NIC; allowed). Invalid names are left to the schema error. */
 function warnUnattached(input: Input, r: Reporter): void {
   if (!input.nodes || !input.bridges) return;
   const attached = new Set([...input.bridges.values()].flatMap((b) => b.attach.map((a) => a.node)));
   for (const node of input.nodes.values()) {
-    if (!attached.has(node.name)) {
+    if (!attached.has(node.name) && NAME_RE.test(node.name)) {
       r.warning(node.path, 'unattached node', `node ${q(node.name)} is attached to no bridge`, { key: true });
     }
   }

@@ -98,10 +98,12 @@ export function readInput(data: unknown): Input {
   };
 }
 
+/** Reads each entry of a mapping (name -> value) in file order. */
 function readMap<T>(obj: Obj, read: (name: string, value: unknown) => T): Map<string, T> {
   return new Map(Object.entries(obj).map(([name, value]) => [name, read(name, value)]));
 }
 
+/** A node's typed fields; wrongly typed ones are left undefined. */
 function readNode(name: string, v: unknown): InNode {
   const o = isObj(v) ? v : {};
   return {
@@ -118,6 +120,7 @@ function readNode(name: string, v: unknown): InNode {
   };
 }
 
+/** A bridge's typed fields and lists; unreadable list items are dropped, flags default to false. */
 function readBridge(name: string, v: unknown): InBridge {
   const o = isObj(v) ? v : {};
   const path = ['bridges', name];

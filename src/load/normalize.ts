@@ -95,6 +95,7 @@ function normalizeAttach(a: InAttach, b: InBridge, c: Checked): AttachSpec {
   });
 }
 
+/** One impairment: whole-bridge (no from/to) or per pair; absent fields stay absent. */
 function normalizeImpairment(i: InImpairment, c: Checked): ImpairmentSpec {
   return omitUndefined({
     from: i.from?.name,

@@ -3,9 +3,10 @@
  * (JSON Schema draft-07, ajv), with every ajv error turned into a located,
  * human-readable Diagnostic.
  *
- * The schema may carry a non-standard `errorMessage` string (also understood by
- * YAML/JSON editors): it replaces ajv's message for value-shape errors (type,
- * pattern, enum, not, anyOf, ...) of the subschema it sits in.
+ * The schema may carry a non-standard `errorMessage` string (a convention of
+ * VS Code's JSON support; registered here as an annotation keyword): it replaces
+ * ajv's message for value-shape errors (type, pattern, enum, not, anyOf, ...) of
+ * the subschema it sits in.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';

@@ -28,6 +28,12 @@ const YAML_SUMMARIES: Record<string, string> = {
   TAB_AS_INDENT: 'invalid YAML: tab used for indentation',
   BAD_INDENT: 'invalid YAML: bad indentation',
   MISSING_CHAR: 'invalid YAML: unclosed quote or bracket',
+  MULTIPLE_DOCS: 'invalid YAML: more than one document',
+};
+
+/** yaml error codes whose message speaks to programmers -> a message for users. */
+const YAML_DETAILS: Record<string, string> = {
+  MULTIPLE_DOCS: "a topology file holds one YAML document; remove the '---' and what follows, or split the file",
 };
 
 /**
@@ -60,6 +66,11 @@ export function parseSource(file: string, text: string): ParsedSource {
  * located at the opening quote or bracket instead, which is where to look.
  */
 function syntaxError(e: YAMLError, doc: Document, text: string, locator: Locator): Diagnostic {
+  if (e.code === 'DUPLICATE_KEY') {
+    const key = keyAt(doc, e.pos[0]);
+    const detail = key === undefined ? e.message : `key ${JSON.stringify(key)} is already defined in this mapping`;
+    return { severity: 'error', summary: 'duplicate key', detail, pos: locator.offsetPos(e.pos[0]) };
+  }
   const opener = unclosedOpener(e, doc, text);
   if (opener === undefined) return yamlDiagnostic('error', e.code, e.message, locator.offsetPos(e.pos[0]));
   const pos = locator.offsetPos(opener);
@@ -123,9 +134,21 @@ function badAliasOffset(doc: Document): number | undefined {
   return bad ?? first;
 }
 
+/** The text of the scalar mapping key that starts at offset, if any. */
+function keyAt(doc: Document, offset: number): string | undefined {
+  let found: string | undefined;
+  visit(doc, {
+    Pair(_key, pair) {
+      if (isScalar(pair.key) && pair.key.range?.[0] === offset) found = String(pair.key.value);
+    },
+  });
+  return found;
+}
+
+/** A yaml error or warning with a human summary (by yaml's error code). */
 function yamlDiagnostic(severity: 'error' | 'warning', code: string, message: string, pos: SourcePos): Diagnostic {
   const summary = YAML_SUMMARIES[code] ?? (severity === 'error' ? 'invalid YAML' : 'YAML warning');
-  return { severity, summary, detail: message, pos };
+  return { severity, summary, detail: YAML_DETAILS[code] ?? message, pos };
 }
 
 /**
