@@ -54,7 +54,7 @@ export function detectFeature(f: Feature): { present: boolean; source: string } 
 
 /** How to get each feature, for error messages and `provium doctor`. */
 export const FEATURE_FIX: Record<Feature, string> = {
-  netem: 'load it with `modprobe sch_netem` (Debian/Ubuntu: package linux-modules-extra-$(uname -r) on some kernels), or run on a kernel built with CONFIG_NET_SCH_NETEM',
+  netem: 'load it with `modprobe sch_netem` (Debian/Ubuntu: package linux-modules-extra for the running kernel on some distributions), or run on a kernel built with CONFIG_NET_SCH_NETEM',
   htb: 'load it with `modprobe sch_htb`, or use a kernel built with CONFIG_NET_SCH_HTB',
   nftBridge: 'load it with `modprobe nf_tables_bridge` (kernel option CONFIG_NF_TABLES_BRIDGE)',
   tun: 'load it with `modprobe tun` (kernel option CONFIG_TUN)',
