@@ -132,11 +132,12 @@ export function buildProgram(): Command {
       .option('--auto-approve', 'do not ask for confirmation (required without a terminal)')
       .option('--json', 'machine-readable result')
       .option('--commands', 'also print the exact host commands')
-      .action(async (file: string, o: { autoApprove?: boolean; json?: boolean; commands?: boolean }) => {
+      .option('--refresh-links', "re-send every VM NIC's recorded link state over QMP (QEMU cannot report it back)")
+      .action(async (file: string, o: { autoApprove?: boolean; json?: boolean; commands?: boolean; refreshLinks?: boolean }) => {
         const t = load(file);
         requireRoot();
         const g = globals();
-        const ctx = hostCtx(g);
+        const ctx: HostContext = { ...hostCtx(g), refreshLinks: o.refreshLinks === true };
         const target = name === 'apply' ? t : emptyTopology(t.lab, t.file);
         const release = acquireLock(t.lab, `provium ${name}`, (m) => process.stderr.write(`warning: ${m}\n`));
         const prog = progress(!o.json);

@@ -11,7 +11,9 @@ import { observe, realFiles, type HostFiles, type Observation } from '../observe
 import { computePlan, wantedFor, type Plan } from '../plan/index.js';
 import type { HostContext } from '../plan/commands.js';
 import type { Invocation } from '../plan/types.js';
-import { readRecord, writeRecord } from './statedir.js';
+import { readRecord, writeRecord, stateRoot } from './statedir.js';
+import { startVm, stopVm, runQmp } from './vm.js';
+import { join } from 'node:path';
 
 export interface Planned {
   plan: Plan;
@@ -22,7 +24,8 @@ export interface Planned {
  * Observes the host and computes the plan for a topology. When the lab recorded the
  * ip_forward value it found, a topology that no longer routes restores it.
  */
-export async function planFor(t: Topology, ctx: HostContext, runner: Runner, files: HostFiles = realFiles): Promise<Planned> {
+export async function planFor(t: Topology, ctx0: HostContext, runner: Runner, files: HostFiles = realFiles): Promise<Planned> {
+  const ctx: HostContext = { ...ctx0, stateDir: ctx0.stateDir ?? join(stateRoot(), t.lab) };
   const rec = readRecord(t.lab);
   const wanted = wantedFor(t);
   if (rec.ipForwardBefore !== undefined) wanted.ipForward = true;
@@ -38,23 +41,31 @@ function managedView(t: Topology, s: HostState, before: boolean | undefined): Ho
   return { ...s, ipForward: undefined };
 }
 
-/** Runs invocations in order; consecutive per-namespace batches run 8 at a time. Throws CommandError. */
+/** Runs one invocation: a host command, or a VM action (start, stop, QMP steps). */
+async function runOne(inv: Invocation, runner: Runner): Promise<void> {
+  if (inv.vmStart) await startVm(inv, runner);
+  else if (inv.vmStop) await stopVm(inv);
+  else if (inv.qmp) await runQmp(inv);
+  else await runner.run(inv.argv, { stdin: inv.stdin });
+}
+
+/** Runs invocations in order; consecutive per-namespace batches and VM starts run 8 at a time. Throws CommandError. */
 export async function runInvocations(invs: Invocation[], runner: Runner, onStep?: (inv: Invocation) => void): Promise<void> {
   let i = 0;
   while (i < invs.length) {
-    const isNs = (x: Invocation) => x.label.startsWith('namespace ');
+    const isNs = (x: Invocation) => x.label.startsWith('namespace ') || x.vmStart !== undefined || x.vmStop !== undefined;
     if (isNs(invs[i])) {
       let j = i;
       while (j < invs.length && isNs(invs[j])) j++;
       const group = invs.slice(i, j);
       await mapLimit(group, 8, async (inv) => {
         onStep?.(inv);
-        await runner.run(inv.argv, { stdin: inv.stdin });
+        await runOne(inv, runner);
       });
       i = j;
     } else {
       onStep?.(invs[i]);
-      await runner.run(invs[i].argv, { stdin: invs[i].stdin });
+      await runOne(invs[i], runner);
       i++;
     }
   }
@@ -70,7 +81,7 @@ export async function applyPlan(t: Topology, planned: Planned, ctx: HostContext,
     writeRecord(t.lab, { ...rec, ipForwardBefore: false });
   }
   await runInvocations(plan.invocations, runner, onStep);
-  await verify(t, ctx, runner);
+  await verify(t, { ...ctx, refreshLinks: false }, runner);
   return plan.invocations.length;
 }
 

@@ -72,3 +72,26 @@ export function parseAlias(alias: string | undefined):
   if (p[2] === 'node' && p.length === 4) return { lab: p[1], kind: 'node', node: p[3] };
   return undefined;
 }
+
+/** QEMU ids of a VM NIC on TAP `tap`: netdev "n-<tap>", device "d-<tap>". */
+export function vmNetdevId(tap: string): string {
+  return `n-${tap}`;
+}
+export function vmDeviceId(tap: string): string {
+  return `d-${tap}`;
+}
+
+/**
+ * Deterministic MAC of a VM NIC: 02 (locally administered, unicast) followed by five
+ * bytes of a hash of lab, node and bridge; stable across runs and hosts.
+ */
+export function vmMac(lab: string, node: string, bridge: string): string {
+  let h = 0xcbf29ce484222325n;
+  for (const ch of `${lab}/${node}/${bridge}`) {
+    h ^= BigInt(ch.charCodeAt(0));
+    h = (h * 0x100000001b3n) & 0xffffffffffffffffn;
+  }
+  const bytes = [0x02];
+  for (let i = 0; i < 5; i++) bytes.push(Number((h >> BigInt(8 * i)) & 0xffn));
+  return bytes.map((b) => b.toString(16).padStart(2, '0')).join(':');
+}

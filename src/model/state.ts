@@ -134,8 +134,49 @@ export interface NftState {
   inet?: NftInetTable;
 }
 
+/** A VM NIC: `-netdev tap,id=n-<tap>` + `-device virtio-net-pci,id=d-<tap>` on the TAP port. */
+export interface VmNic {
+  tap: string;
+  /** Guest MAC, "02:xx:xx:xx:xx:xx" (locally administered) unless given in the file. */
+  mac: string;
+  /** PCI slot (0x10 + NIC index), so guest eth<i> order follows bridge names. */
+  slot: number;
+}
+
+/** How a VM is launched; any change restarts it. Paths are absolute. */
+export interface VmSpec {
+  kernel?: string;
+  initrd?: string;
+  append?: string;
+  disk?: string;
+  memoryMb: number;
+  cpus: number;
+  /** Resolved accelerator (auto is decided at plan time). */
+  accel: 'kvm' | 'tcg';
+}
+
+/**
+ * A QEMU VM of a `kind: qemu` node, owned by the lab: its process, QMP socket, pidfile
+ * and console log live in <state dir>/<lab>/vm/<node>/. Observed from the pidfile,
+ * /proc and QMP (`query-status`, `qom-list /machine/peripheral`); NIC link state
+ * cannot be read back from QEMU, so `links` holds what provium last set (recorded).
+ */
+export interface VmState {
+  node: string;
+  spec: VmSpec;
+  /** Process alive (pidfile names a live qemu using this VM's QMP socket). */
+  alive: boolean;
+  /** QMP query-status "status": running, paused, ... ("unresponsive" when QMP did not answer). */
+  status: string;
+  pid?: number;
+  nics: Record<string, VmNic>;
+  /** Link state per TAP as last set with QMP set_link (recorded, not observed). */
+  links: Record<string, 'up' | 'down'>;
+}
+
 /** Everything provium manages for one lab, in one host namespace plus the node namespaces. */
 export interface HostState {
+  vms: Record<string, VmState>;
   namespaces: Record<string, NamespaceState>;
   links: Record<string, LinkState>;
   shaping: Record<string, PortShaping>;
@@ -151,6 +192,12 @@ export interface HostState {
 export interface HostFacts {
   /** Kernel features: true when present or loadable. */
   features: { netem: boolean; htb: boolean; nftBridge: boolean; tun: boolean };
+  /** /dev/kvm can run ordinary guests (kvm_intel or kvm_amd; a PVM-only host cannot). */
+  kvmUsable?: boolean;
+  /** Files the topology names that do not exist. */
+  missingFiles?: string[];
+  /** Path of qemu-system-x86_64 when the topology boots VMs and it was found. */
+  qemuBinary?: string;
   /** How each feature was determined (for messages). */
   featureSource: Record<string, string>;
   /** Interface of the default route in the lab's host namespace. */
@@ -167,5 +214,5 @@ export interface Conflict {
 
 /** An empty host state. */
 export function emptyState(): HostState {
-  return { namespaces: {}, links: {}, shaping: {}, nft: {} };
+  return { vms: {}, namespaces: {}, links: {}, shaping: {}, nft: {} };
 }

@@ -6,8 +6,9 @@
  * show when shaped ports exist) + 1 `nft -j list ruleset` + 1 per node namespace
  * (`ip -j -d -n NS -batch -` with addr and route show), run 8 at a time.
  */
-import { readdirSync } from 'node:fs';
-import type { HostFacts, HostState, LinkState } from '../model/state.js';
+import { readdirSync, existsSync } from 'node:fs';
+import { observeVms } from './vms.js';
+import type { HostFacts, HostState, LinkState, VmState } from '../model/state.js';
 import { emptyState } from '../model/state.js';
 import { netnsPrefix, nftTable, ownerPrefix, parseAlias } from '../model/names.js';
 import { mapLimit, type Runner } from '../host/runner.js';
@@ -23,6 +24,10 @@ export interface Wanted {
   defaultRoute: boolean;
   /** Read net.ipv4.ip_forward. */
   ipForward: boolean;
+  /** Files the topology needs (VM kernels, initrds, disks; absolute). */
+  files?: string[];
+  /** The topology boots VMs: look for qemu-system-x86_64. */
+  qemu?: boolean;
 }
 
 export interface Observation {
@@ -43,9 +48,19 @@ export function listNetns(): string[] {
 export interface HostFiles {
   listNetns(): string[];
   detectFeature(f: Feature): { present: boolean; source: string };
+  /** KVM can run ordinary guests: /dev/kvm plus kvm_intel or kvm_amd (a PVM-only host, kvm_pvm, cannot). */
+  kvmUsable(): boolean;
+  /** The lab's VMs (state directory + QMP). */
+  observeVms(ctx: HostContext): Promise<Record<string, VmState>>;
+  /** A file exists (VM kernels, initrds, disks; the qemu binary). */
+  exists(path: string): boolean;
 }
 
-export const realFiles: HostFiles = { listNetns, detectFeature };
+export function kvmUsable(): boolean {
+  return existsSync('/dev/kvm') && (existsSync('/sys/module/kvm_intel') || existsSync('/sys/module/kvm_amd'));
+}
+
+export const realFiles: HostFiles = { listNetns, detectFeature, kvmUsable, observeVms, exists: existsSync };
 
 export async function observe(lab: string, ctx: HostContext, runner: Runner, wanted: Wanted, files: HostFiles = realFiles): Promise<Observation> {
   const state = emptyState();
@@ -64,14 +79,22 @@ export async function observe(lab: string, ctx: HostContext, runner: Runner, wan
   const wantNs = new Set(wanted.namespaces);
   const candidates = allNs.filter((n) => n.startsWith(prefix) || wantNs.has(n));
 
-  const [linksOut, qdiscOut, nftOut, nsOuts, routeOut, fwdOut] = await Promise.all([
+  facts.kvmUsable = files.kvmUsable();
+  facts.missingFiles = (wanted.files ?? []).filter((f) => !files.exists(f));
+  if (wanted.qemu) {
+    const dirs = (process.env.PATH ?? '/usr/bin').split(':');
+    facts.qemuBinary = dirs.map((d) => `${d}/qemu-system-x86_64`).find((p) => files.exists(p));
+  }
+  const [linksOut, qdiscOut, nftOut, nsOuts, routeOut, fwdOut, vms] = await Promise.all([
     runner.run([...ipArgv(ctx), '-j', '-d', 'addr', 'show']),
     runner.run([...tcArgv(ctx), '-j', 'qdisc', 'show']),
     runner.run([...nftArgv(ctx), '-j', 'list', 'ruleset']),
     mapLimit(candidates, 8, (ns) => runner.run(['ip', '-j', '-d', '-n', ns, '-batch', '-'], { stdin: 'addr show\nroute show\n', allowFail: true })),
     wanted.defaultRoute ? runner.run([...ipArgv(ctx), '-j', 'route', 'show', 'default']) : Promise.resolve(undefined),
     wanted.ipForward ? runner.run([...sysctlArgv(ctx), '-n', 'net.ipv4.ip_forward']) : Promise.resolve(undefined),
+    files.observeVms(ctx),
   ]);
+  state.vms = vms;
 
   const links = JSON.parse(linksOut.stdout || '[]') as IpLink[];
   for (const l of links) {

@@ -8,14 +8,70 @@
  * Argument arrays only; every name in them was validated by load/ (names.ts rules).
  */
 import type { Item, ItemRef } from './items.js';
-import type { Invocation, ItemChange } from './types.js';
+import type { Invocation, ItemChange, QmpStep } from './types.js';
+import type { VmNic, VmState } from '../model/state.js';
 import { bridgeSkeleton, inetSkeleton, skeletonText } from './nft-skeleton.js';
-import { nftTable } from '../model/names.js';
+import { nftTable, vmDeviceId, vmNetdevId } from '../model/names.js';
 import { hex, parseTcRate, ROOT_MINOR, UNSHAPED_BPS } from './ids.js';
 
 /** Where the lab's host side lives: the root namespace or an existing named one (--netns). */
 export interface HostContext {
   hostNetns?: string;
+  /** The lab's state directory (VM files live in <stateDir>/vm/<node>/). */
+  stateDir?: string;
+  /** Re-send every VM NIC's link state (apply --refresh-links). */
+  refreshLinks?: boolean;
+}
+
+/** Files of one VM: state directory, QMP socket, pidfile, console log, record. */
+export function vmPaths(ctx: HostContext, node: string) {
+  const dir = `${ctx.stateDir ?? '/var/lib/provium/unknown'}/vm/${node}`;
+  return { dir, socket: `${dir}/qmp.sock`, pidfile: `${dir}/qemu.pid`, console: `${dir}/console.log`, record: `${dir}/vm.json` };
+}
+
+/**
+ * The QEMU command line of a VM (daemonized, owned by the lab): TCG or KVM, memory in
+ * MiB, one `-netdev tap` + `virtio-net-pci` per NIC at PCI slot 0x10+i (guest eth<i>),
+ * `romfile=` skips the iPXE ROM, QMP on a unix socket, pidfile, serial console to a file.
+ */
+export function qemuArgv(vm: VmState, ctx: HostContext): string[] {
+  const p = vmPaths(ctx, vm.node);
+  const s = vm.spec;
+  // QEMU opens its TAPs by name in its own network namespace: run it in the lab's host namespace.
+  const argv = [
+    ...(ctx.hostNetns ? ['ip', 'netns', 'exec', ctx.hostNetns] : []),
+    'qemu-system-x86_64', '-name', `${vm.node},process=qemu-${vm.node}`, '-accel', s.accel, '-m', String(s.memoryMb), '-smp', String(s.cpus),
+    '-display', 'none', '-vga', 'none', '-monitor', 'none', '-serial', `file:${p.console}`, '-no-reboot',
+  ];
+  if (s.kernel) argv.push('-kernel', s.kernel);
+  if (s.initrd) argv.push('-initrd', s.initrd);
+  if (s.append !== undefined) argv.push('-append', s.append);
+  if (s.disk) argv.push('-drive', `file=${s.disk},if=virtio,format=${s.disk.endsWith('.qcow2') ? 'qcow2' : 'raw'}`);
+  for (const nic of Object.values(vm.nics).sort((a, b) => a.slot - b.slot)) {
+    argv.push('-netdev', `tap,id=${vmNetdevId(nic.tap)},ifname=${nic.tap},script=no,downscript=no`);
+    argv.push('-device', `virtio-net-pci,netdev=${vmNetdevId(nic.tap)},id=${vmDeviceId(nic.tap)},mac=${nic.mac},addr=0x${nic.slot.toString(16)},romfile=`);
+  }
+  argv.push('-qmp', `unix:${p.socket},server=on,wait=off`, '-pidfile', p.pidfile, '-daemonize');
+  return argv;
+}
+
+function hotplugSteps(nic: VmNic): QmpStep[] {
+  return [
+    { execute: 'netdev_add', arguments: { type: 'tap', id: vmNetdevId(nic.tap), ifname: nic.tap, script: 'no', downscript: 'no' } },
+    {
+      execute: 'device_add',
+      arguments: { driver: 'virtio-net-pci', netdev: vmNetdevId(nic.tap), id: vmDeviceId(nic.tap), mac: nic.mac, addr: `0x${nic.slot.toString(16)}`, romfile: '' },
+      record: { op: 'nic-add', nic },
+    },
+  ];
+}
+
+function unplugSteps(tap: string): QmpStep[] {
+  return [
+    { execute: 'set_link', arguments: { name: vmDeviceId(tap), up: false }, record: { op: 'link', tap, link: 'down' } },
+    { execute: 'device_del', arguments: { id: vmDeviceId(tap) }, awaitDeleted: vmDeviceId(tap) },
+    { execute: 'netdev_del', arguments: { id: vmNetdevId(tap) }, record: { op: 'nic-del', tap } },
+  ];
 }
 
 /** argv prefix to run `ip` in the lab's host namespace. */
@@ -80,6 +136,20 @@ export function buildInvocations(lab: string, changes: ItemChange[], ctx: HostCo
   const tcAdd: string[] = [];
   const nftDel: string[] = [];
   const nftAdd: string[] = [];
+  const vmStops: Invocation[] = [];
+  const vmStarts: Invocation[] = [];
+  const qmpPre = new Map<string, QmpStep[]>();
+  const qmpPost = new Map<string, QmpStep[]>();
+  const steps = (m: Map<string, QmpStep[]>, node: string) => {
+    const l = m.get(node) ?? [];
+    m.set(node, l);
+    return l;
+  };
+  const vmChange = (node: string) => changes.find((x) => x.key === `vm:${node}`);
+  const launched = (node: string) => {
+    const c = vmChange(node);
+    return c !== undefined && (c.action === 'create' || c.action === 'replace');
+  };
   const nsl = (ns: string) => {
     const l = nsLines.get(ns) ?? [];
     nsLines.set(ns, l);
@@ -190,10 +260,47 @@ export function buildInvocations(lab: string, changes: ItemChange[], ctx: HostCo
         if (after) sysctl.push(`${ref.name}=${after.value}`);
         break;
       }
+      case 'vm': {
+        const p = vmPaths(ctx, ref.node);
+        if (c.before && (!after || recreate)) {
+          const pid = ((c.before.meta as V).vm as VmState).pid;
+          vmStops.push({ argv: ['provium-vm-stop', ref.node], label: `stop VM ${ref.node}`, vmStop: { node: ref.node, dir: p.dir, pid, socket: p.socket } });
+        }
+        if (!after) break;
+        const vm = (c.after!.meta as V).vm as VmState;
+        if (!before) {
+          const record: VmState = { ...vm, links: Object.fromEntries(Object.keys(vm.nics).map((t) => [t, 'up' as const])) };
+          vmStarts.push({ argv: qemuArgv(vm, ctx), label: `start VM ${ref.node}`, vmStart: { node: ref.node, dir: p.dir, record } });
+        } else if (after.status !== before.status && after.status === 'running') {
+          steps(qmpPost, ref.node).push({ execute: 'cont' });
+        }
+        break;
+      }
+      case 'vm-nic': {
+        const nic = (c.after?.meta as V | undefined)?.nic as VmNic | undefined;
+        const old = (c.before?.meta as V | undefined)?.nic as VmNic | undefined;
+        if (old && (!after || recreate) && !launched(ref.node) && c.before) steps(qmpPre, ref.node).push(...unplugSteps(old.tap));
+        if (nic && !launched(ref.node)) steps(qmpPost, ref.node).push(...hotplugSteps(nic));
+        break;
+      }
+      case 'vm-link': {
+        if (!after) break;
+        const fresh = !before; // a new NIC starts with its link up
+        if (fresh && after.link === 'up' && launched(ref.node)) break;
+        steps(qmpPost, ref.node).push({ execute: 'set_link', arguments: { name: vmDeviceId(ref.tap), up: after.link === 'up' }, record: { op: 'link', tap: ref.tap, link: after.link } });
+        break;
+      }
     }
   }
 
   const inv: Invocation[] = [];
+  const qmpInv = (node: string, st: QmpStep[], when: string): Invocation => {
+    const p = vmPaths(ctx, node);
+    return { argv: ['qmp', p.socket], stdin: st.map((x) => JSON.stringify({ execute: x.execute, ...(x.arguments ? { arguments: x.arguments } : {}) })).join('\n') + '\n', label: `QMP ${when} VM ${node}`, qmp: { node, dir: p.dir, socket: p.socket, steps: st } };
+  };
+  // VMs and NICs leaving go first, before their TAPs are deleted.
+  for (const [node, st] of [...qmpPre].sort(([a], [b]) => (a < b ? -1 : 1))) inv.push(qmpInv(node, st, 'unplug from'));
+  inv.push(...vmStops);
   const rootIp = ['ip', '-batch', '-'];
   if (rootAdd.length) inv.push({ argv: rootIp, stdin: lines(rootAdd), label: 'node namespaces' });
   const host = [...hostDel.filter((l) => !isBridgeDel(l, changes)), ...hostDel.filter((l) => isBridgeDel(l, changes)), ...hostAdd, ...hostPorts];
@@ -209,6 +316,13 @@ export function buildInvocations(lab: string, changes: ItemChange[], ctx: HostCo
   if (tc.length) inv.push({ argv: [...tcArgv(ctx), '-batch', '-'], stdin: lines(tc), label: 'traffic control' });
   const nft = [...nftDel, ...nftAdd];
   if (nft.length) inv.push({ argv: [...nftArgv(ctx), '-f', '-'], stdin: lines(nft), label: 'nftables transaction' });
+  // VMs start once their TAPs exist; then hotplug, link state and resume.
+  inv.push(...vmStarts);
+  // Per VM: hotplug first (the NIC must exist), then link state, then resume.
+  const rank = (x: QmpStep) => (x.execute === 'netdev_add' || x.execute === 'device_add' ? 0 : x.execute === 'set_link' ? 1 : 2);
+  for (const [node, st] of [...qmpPost].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    inv.push(qmpInv(node, [...st].sort((a, b) => rank(a) - rank(b)), 'configure'));
+  }
   if (rootDel.length) inv.push({ argv: rootIp, stdin: lines(rootDel), label: 'delete node namespaces' });
   return inv;
 }

@@ -14,6 +14,8 @@ const IDENTITY: Record<string, string[]> = {
   qdisc: ['major', 'defaultMinor'],
   'nft-table': ['skeleton'],
   netns: ['owner'],
+  vm: ['kernel', 'initrd', 'append', 'disk', 'memoryMb', 'cpus', 'accel', 'alive'],
+  'vm-nic': ['mac', 'slot'],
 };
 
 function same(a: unknown, b: unknown): boolean {
@@ -28,6 +30,12 @@ export function fieldDiffs(want: Record<string, unknown>, have: Record<string, u
     if (!have || !same(v, have[k])) out.push({ field: k, before: have?.[k], after: v });
   }
   return out;
+}
+
+function replaceReason(kind: string, fields: string[]): string {
+  if (kind === 'vm' && fields.includes('alive')) return 'its process is not running: restart';
+  if (kind === 'vm') return `${fields.join(', ')} changed: restart the VM`;
+  return `${fields.join(', ')} cannot change in place`;
 }
 
 export function diffItems(desired: Item[], observed: Item[]): ItemChange[] {
@@ -47,7 +55,7 @@ export function diffItems(desired: Item[], observed: Item[]): ItemChange[] {
     const forced = fields.filter((f) => ident.includes(f.field));
     changes.set(d.key, {
       action: forced.length > 0 ? 'replace' : 'update', key: d.key, before: o, after: d, fields,
-      ...(forced.length > 0 ? { reason: `${forced.map((f) => f.field).join(', ')} cannot change in place` } : {}),
+      ...(forced.length > 0 ? { reason: replaceReason(d.ref.kind, forced.map((f) => f.field)) } : {}),
     });
   }
   for (const o of observed) {

@@ -8,7 +8,8 @@ import type { HostState, HostFacts } from '../model/state.js';
 import * as names from '../model/names.js';
 import type { Wanted } from '../observe/index.js';
 import { FEATURE_FIX, featureModule } from '../observe/features.js';
-import { realize, requiredFeatures } from './realize.js';
+import { realize, requiredFeatures, bootsVm } from './realize.js';
+import { dirname, resolve } from 'node:path';
 import { itemize } from './items.js';
 import { diffItems, groupChanges } from './diff.js';
 import { buildInvocations, type HostContext } from './commands.js';
@@ -26,8 +27,10 @@ export function wantedFor(t: Topology, observedHint?: HostState): Wanted {
   }
   for (const n of Object.values(t.nodes)) if (n.kind === 'netns') namespaces.push(names.nodeNetns(t.lab, n.name));
   const l3 = Object.values(t.bridges).some((b) => b.uplink || b.routes.length > 0);
+  const vms = Object.values(t.nodes).filter(bootsVm);
+  const files = vms.flatMap((n) => [n.qemu!.kernel, n.qemu!.initrd, n.qemu!.disk]).filter((x): x is string => !!x).map((f) => resolve(dirname(t.file), f));
   return {
-    links, namespaces,
+    links, namespaces, files, qemu: vms.length > 0,
     defaultRoute: Object.values(t.bridges).some((b) => b.uplink),
     ipForward: l3 || observedHint?.nft.inet !== undefined,
   };
@@ -51,7 +54,8 @@ export function portOfNic(lab: string, state: HostState) {
  * does not own, kernel features the topology needs but the host lacks, an uplink
  * without a default route) are returned in `errors`; apply refuses such a plan.
  */
-export function computePlan(t: Topology, observed: HostState, facts: HostFacts, ctx: HostContext, ipForwardBefore?: boolean): Plan {
+export function computePlan(t: Topology, observedIn: HostState, facts: HostFacts, ctx: HostContext, ipForwardBefore?: boolean): Plan {
+  let observed = observedIn;
   const errors: Diagnostic[] = [];
   for (const c of facts.conflicts) {
     errors.push({
@@ -77,7 +81,18 @@ export function computePlan(t: Topology, observed: HostState, facts: HostFacts, 
       detail: 'an uplink masquerades to the default-route interface; add a default route or set uplink: false',
     });
   }
-  const desired = realize(t, { defaultRouteDev: facts.defaultRouteDev });
+  for (const n of Object.values(t.nodes).filter(bootsVm)) {
+    for (const f of [n.qemu!.kernel, n.qemu!.initrd, n.qemu!.disk]) {
+      if (f && facts.missingFiles?.includes(resolve(dirname(t.file), f))) {
+        errors.push({ severity: 'error', pos: n.pos, summary: `node ${n.name}: file not found: ${f}`, detail: `resolved against the topology file's folder: ${resolve(dirname(t.file), f)}` });
+      }
+    }
+  }
+  if (Object.values(t.nodes).some(bootsVm) && facts.qemuBinary === undefined) {
+    errors.push({ severity: 'error', summary: 'qemu-system-x86_64 not found: the topology boots VMs', detail: 'install it (Debian: apt-get install qemu-system-x86)' });
+  }
+  const desired = realize(t, { defaultRouteDev: facts.defaultRouteDev, kvmUsable: facts.kvmUsable });
+  if (ctx.refreshLinks) for (const vm of Object.values(observed.vms)) observed = { ...observed, vms: { ...observed.vms, [vm.node]: { ...vm, links: {} } } };
   // Without routing, ip_forward goes back to what the lab found (recorded in its state directory).
   if (desired.ipForward === undefined && ipForwardBefore !== undefined && observed.ipForward !== undefined) desired.ipForward = ipForwardBefore;
   const lab = t.lab;

@@ -11,7 +11,7 @@ import { parseAlias } from '../model/names.js';
 import { addr } from './owners.js';
 import { classid, DEFAULT_MINOR, tcRateString, UNSHAPED_BPS } from './ids.js';
 
-export type ItemKind = 'netns' | 'nic' | 'routes' | 'link' | 'qdisc' | 'class' | 'nft-table' | 'elem' | 'sysctl';
+export type ItemKind = 'netns' | 'nic' | 'routes' | 'link' | 'qdisc' | 'class' | 'nft-table' | 'elem' | 'sysctl' | 'vm' | 'vm-nic' | 'vm-link';
 
 /** Identity of an item for command building. */
 export type ItemRef =
@@ -23,7 +23,10 @@ export type ItemRef =
   | { kind: 'class'; dev: string; minor: number }
   | { kind: 'nft-table'; family: 'bridge' | 'inet' }
   | { kind: 'elem'; family: 'bridge' | 'inet'; set: string; key: string }
-  | { kind: 'sysctl'; name: 'net.ipv4.ip_forward' };
+  | { kind: 'sysctl'; name: 'net.ipv4.ip_forward' }
+  | { kind: 'vm'; node: string }
+  | { kind: 'vm-nic'; node: string; tap: string }
+  | { kind: 'vm-link'; node: string; tap: string };
 
 export interface Item {
   key: string;
@@ -132,6 +135,33 @@ export function itemize(s: HostState, portOfNic: (ns: string, ifname: string) =>
     elems('inet', 'uplinked', t.uplinkBridges, tKey);
     elems('inet', 'masq', t.masqSources, tKey);
     elems('inet', 'wan', t.uplinkOifs, tKey);
+  }
+  for (const vm of Object.values(s.vms)) {
+    const vKey = `vm:${vm.node}`;
+    const { spec } = vm;
+    out.push({
+      key: vKey, ref: { kind: 'vm', node: vm.node }, owner: addr.node(vm.node),
+      value: {
+        kernel: spec.kernel, initrd: spec.initrd, append: spec.append, disk: spec.disk, memoryMb: spec.memoryMb, cpus: spec.cpus,
+        accel: spec.accel, alive: vm.alive, status: vm.status,
+      },
+      meta: { vm }, deps: [],
+    });
+    for (const nic of Object.values(vm.nics)) {
+      const nKey = `vm-nic:${vm.node}:${nic.tap}`;
+      const owner = linkOwner(s.links[nic.tap], addr.node(vm.node));
+      out.push({
+        key: nKey, ref: { kind: 'vm-nic', node: vm.node, tap: nic.tap }, owner, value: { mac: nic.mac, slot: nic.slot },
+        meta: { nic }, parent: vKey, deps: [vKey, `link:${nic.tap}`],
+      });
+      const link = vm.links[nic.tap];
+      if (link) {
+        out.push({
+          key: `vm-link:${vm.node}:${nic.tap}`, ref: { kind: 'vm-link', node: vm.node, tap: nic.tap }, owner,
+          value: { link }, parent: nKey, deps: [nKey],
+        });
+      }
+    }
   }
   if (s.ipForward !== undefined) {
     out.push({ key: 'sysctl:ip_forward', ref: { kind: 'sysctl', name: 'net.ipv4.ip_forward' }, owner: addr.ipForward, value: { value: s.ipForward ? 1 : 0 }, deps: [] });

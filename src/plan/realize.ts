@@ -10,7 +10,8 @@
  * - uplink/routes: inet-family table plus ip_forward, routes inside the nodes.
  * Per-pair impairment fields override the whole-bridge field of the same name.
  */
-import type { Topology, BridgeSpec, ImpairmentSpec } from '../model/topology.js';
+import type { Topology, BridgeSpec, ImpairmentSpec, NodeSpec } from '../model/topology.js';
+import { dirname, resolve } from 'node:path';
 import type { HostState, NamespaceState, PortShaping, NftBridgeTable, NftInetTable, RouteState } from '../model/state.js';
 import { emptyState } from '../model/state.js';
 import * as names from '../model/names.js';
@@ -22,6 +23,13 @@ import { bridgeSkeleton, inetSkeleton, desiredFingerprint } from './nft-skeleton
 export interface RealizeContext {
   /** Interface of the host namespace's default route (for uplink NAT). */
   defaultRouteDev?: string;
+  /** /dev/kvm runs ordinary guests: `accel: auto` picks kvm, else tcg. */
+  kvmUsable?: boolean;
+}
+
+/** A qemu node boots a VM when it has a kernel or a disk; otherwise it only gets its TAPs. */
+export function bootsVm(n: NodeSpec): boolean {
+  return n.kind === 'qemu' && !!(n.qemu?.kernel || n.qemu?.disk);
 }
 
 /** Effective impairment of one directed pair after merging whole-bridge and per-pair fields. */
@@ -57,9 +65,16 @@ export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
       const node = t.nodes[a.node];
       const port = names.portDev(lab, a.node, a.nicIndex);
       const isNetns = node.kind === 'netns';
+      // A VM's link state is its NIC's (QMP set_link); the TAP itself stays up.
+      const vm = bootsVm(node);
+      if (vm) {
+        const v = vmOf(s, t, node, ctx);
+        v.nics[port] = { tap: port, mac: a.mac ?? names.vmMac(lab, a.node, b.name), slot: 0x10 + a.nicIndex };
+        v.links[port] = a.link;
+      }
       s.links[port] = {
         name: port, kind: isNetns ? 'veth' : 'tun', alias: names.portAlias(lab, a.node, b.name), master: dev,
-        mtu: b.mtu, up: a.link === 'up', addrs: [],
+        mtu: b.mtu, up: vm ? true : a.link === 'up', addrs: [],
         ...(isNetns ? { peerNetns: names.nodeNetns(lab, a.node), peerName: a.nic } : {}),
       };
       if (isNetns) {
@@ -68,6 +83,9 @@ export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
       }
     }
   }
+
+  // VMs without any attachment still boot.
+  for (const n of Object.values(t.nodes)) if (bootsVm(n)) vmOf(s, t, n, ctx);
 
   // Routes inside nodes: to routed bridges' subnets and a default route for uplinks.
   for (const ns of Object.values(s.namespaces)) ns.routes = nodeRoutes(t, ns.node);
@@ -163,6 +181,20 @@ export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
     s.ipForward = true;
   }
   return s;
+}
+
+/** The desired VM of a qemu node (created on first use). Paths resolve against the topology file's folder. */
+function vmOf(s: HostState, t: Topology, n: NodeSpec, ctx: RealizeContext) {
+  const q = n.qemu!;
+  const abs = (p?: string) => (p ? resolve(dirname(t.file), p) : undefined);
+  return (s.vms[n.name] ??= {
+    node: n.name,
+    spec: {
+      kernel: abs(q.kernel), initrd: abs(q.initrd), append: q.kernel ? q.append ?? 'console=ttyS0' : q.append, disk: abs(q.disk),
+      memoryMb: q.memory_mb, cpus: q.cpus, accel: q.accel === 'auto' ? (ctx.kvmUsable ? 'kvm' : 'tcg') : q.accel,
+    },
+    alive: true, status: 'running', nics: {}, links: {},
+  });
 }
 
 /** Effective drop and shaping of pair x->y on bridge b: per-pair fields override whole-bridge ones. */

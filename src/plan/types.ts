@@ -4,6 +4,7 @@
  */
 import type { Diagnostic } from '../model/diagnostics.js';
 import type { Item } from './items.js';
+import type { VmNic, VmState } from '../model/state.js';
 
 /** Terraform's closed set of actions: create `+`, update `~`, replace `-/+`, delete `-`. */
 export type Action = 'create' | 'update' | 'replace' | 'delete';
@@ -35,12 +36,29 @@ export interface Change {
   items: ItemChange[];
 }
 
-/** A host command invocation. `stdin` carries batch lines (ip/tc -batch -) or the nft transaction. */
+/** One QMP command, and what it changes in the VM's record (vm.json) when it succeeds. */
+export interface QmpStep {
+  execute: string;
+  arguments?: Record<string, unknown>;
+  record?: { op: 'nic-add'; nic: VmNic } | { op: 'nic-del'; tap: string } | { op: 'link'; tap: string; link: 'up' | 'down' };
+  /** After device_del: wait for DEVICE_DELETED of this device id (the guest releases the NIC). */
+  awaitDeleted?: string;
+}
+
+/**
+ * A host command invocation (`argv`, with batch lines or the nft transaction on
+ * `stdin`), or a VM action: `vmStart` runs argv (qemu -daemonize) after preparing the
+ * VM's state directory; `vmStop` ends a VM (QMP quit, then SIGTERM, then SIGKILL) and
+ * removes its files; `qmp` runs QMP steps over the VM's socket (argv is then only shown).
+ */
 export interface Invocation {
   argv: string[];
   stdin?: string;
   /** What it does, for logs: "host links", "node a", "nft transaction". */
   label: string;
+  vmStart?: { node: string; dir: string; record: VmState };
+  vmStop?: { node: string; dir: string; pid?: number; socket: string };
+  qmp?: { node: string; dir: string; socket: string; steps: QmpStep[] };
 }
 
 export interface Plan {

@@ -29,11 +29,12 @@ function show(field: string, v: unknown, item: Item | undefined): string {
     if (field === 'delayMs' || field === 'jitterMs') return `${v} ms`;
   }
   if (field === 'mtu') return `${v} bytes`;
+  if (field === 'memoryMb') return `${v} MiB`;
   if (Array.isArray(v)) return v.length ? `[${v.join(', ')}]` : '[]';
   return typeof v === 'string' ? v : JSON.stringify(v);
 }
 
-const FIELD_NAME: Record<string, string> = { delayMs: 'latency', jitterMs: 'jitter', rate: 'bandwidth', up: 'link up' };
+const FIELD_NAME: Record<string, string> = { delayMs: 'latency', jitterMs: 'jitter', rate: 'bandwidth', up: 'link up', memoryMb: 'memory', alive: 'process running' };
 
 /** A line naming the host object an item change is about. */
 export function describeItem(c: ItemChange): string {
@@ -57,6 +58,9 @@ export function describeItem(c: ItemChange): string {
       return `${what[ref.set] ?? ref.set} ${ref.key.replace('>', ' -> ')}`;
     }
     case 'sysctl': return `sysctl ${ref.name}`;
+    case 'vm': return `QEMU VM ${ref.node}`;
+    case 'vm-nic': return `VM NIC on ${ref.tap} (virtio-net)`;
+    case 'vm-link': return `VM link state on ${ref.tap} (recorded: QEMU cannot report it)`;
   }
 }
 

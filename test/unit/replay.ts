@@ -43,6 +43,9 @@ export function fixtureFiles(dir: URL, features: Partial<Record<string, boolean>
   return {
     listNetns: () => ns,
     detectFeature: (f) => ({ present: features[f] ?? f !== 'netem', source: 'fixture' }),
+    kvmUsable: () => false,
+    observeVms: async () => ({}),
+    exists: () => true,
   };
 }
 
