@@ -82,10 +82,12 @@ export function vmDeviceId(tap: string): string {
 }
 
 /**
- * Deterministic MAC of a VM NIC: 02 (locally administered, unicast) followed by five
- * bytes of a hash of lab, node and bridge; stable across runs and hosts.
+ * Deterministic MAC of a node's NIC (netns veth peer or VM virtio-net): 02 (locally
+ * administered, unicast) followed by five bytes of a hash of lab, node and bridge;
+ * stable across runs and hosts, so a re-created NIC keeps its MAC and peers' ARP
+ * caches stay valid.
  */
-export function vmMac(lab: string, node: string, bridge: string): string {
+export function nicMac(lab: string, node: string, bridge: string): string {
   let h = 0xcbf29ce484222325n;
   for (const ch of `${lab}/${node}/${bridge}`) {
     h ^= BigInt(ch.charCodeAt(0));

@@ -24,6 +24,8 @@ export interface NamespaceState {
 /** A NIC inside a node namespace (the veth peer of a port). */
 export interface NicState {
   ifname: string;
+  /** MAC address (ip -j "address"), lower case. */
+  mac?: string;
   /** IPv4 addresses in CIDR form ("10.40.0.2/24"), sorted. */
   addrs: string[];
   /** Administrative state (flags contain UP). */
@@ -57,6 +59,8 @@ export interface LinkState {
   peerNetns?: string;
   /** Ports only: the peer's interface name inside the node (eth0, ...). */
   peerName?: string;
+  /** Ports only: the peer's MAC address. */
+  peerMac?: string;
 }
 
 /**

@@ -36,6 +36,7 @@ export function splitJsonDocs(text: string): unknown[] {
 /** One entry of `ip -j -d addr show` (fields used). */
 export interface IpLink {
   ifname: string;
+  address?: string;
   flags?: string[];
   mtu?: number;
   master?: string;
@@ -75,7 +76,7 @@ export function toNamespaceState(name: string, node: string, links: IpLink[], ro
   const nics: Record<string, NicState> = {};
   for (const l of links) {
     if (l.ifname === 'lo') continue;
-    nics[l.ifname] = { ifname: l.ifname, addrs: v4addrs(l), up: (l.flags ?? []).includes('UP'), mtu: l.mtu };
+    nics[l.ifname] = { ifname: l.ifname, ...(l.address ? { mac: l.address.toLowerCase() } : {}), addrs: v4addrs(l), up: (l.flags ?? []).includes('UP'), mtu: l.mtu };
   }
   const rs: RouteState[] = routes
     .filter((r) => r.gateway && r.protocol !== 'kernel')

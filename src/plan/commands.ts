@@ -177,6 +177,7 @@ export function buildInvocations(lab: string, changes: ItemChange[], ctx: HostCo
         for (const a of have) if (!after.addrs.includes(a)) l.push(`addr del ${a} dev ${ref.ifname}`);
         for (const a of after.addrs as string[]) if (!have.includes(a)) l.push(`addr add ${a} dev ${ref.ifname}`);
         if (after.mtu !== undefined && after.mtu !== before?.mtu) l.push(`link set ${ref.ifname} mtu ${after.mtu}`);
+        if (before && after.mac !== undefined && after.mac !== before.mac) l.push(`link set ${ref.ifname} address ${after.mac}`);
         if (after.up !== before?.up) l.push(`link set ${ref.ifname} ${after.up ? 'up' : 'down'}`);
         break;
       }
@@ -202,7 +203,7 @@ export function buildInvocations(lab: string, changes: ItemChange[], ctx: HostCo
           else if (after.kind === 'tun') lines.push(`tuntap add dev ${name} mode tap`);
           else {
             const m = c.after!.meta as V;
-            lines.push(`link add ${name} type veth peer name ${m.peerName} netns ${m.peerNetns}`);
+            lines.push(`link add ${name} type veth peer name ${m.peerName}${m.peerMac ? ` address ${m.peerMac}` : ''} netns ${m.peerNetns}`);
           }
         }
         if (after.alias !== before?.alias) lines.push(`link set ${name} alias ${after.alias}`);

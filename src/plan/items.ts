@@ -70,7 +70,7 @@ export function itemize(s: HostState, portOfNic: (ns: string, ifname: string) =>
       out.push({
         key, ref: { kind: 'nic', ns: ns.name, ifname: nic.ifname },
         owner: linkOwner(s.links[port], addr.node(ns.node)),
-        value: { addrs: nic.addrs, up: nic.up, mtu: nic.mtu },
+        value: { mac: nic.mac, addrs: nic.addrs, up: nic.up, mtu: nic.mtu },
         parent: `link:${port}`, deps: [nsKey, `link:${port}`],
       });
     }
@@ -85,7 +85,7 @@ export function itemize(s: HostState, portOfNic: (ns: string, ifname: string) =>
     out.push({
       key: `link:${l.name}`, ref: { kind: 'link', name: l.name }, owner: linkOwner(l, `link.${l.name}`),
       value: { kind: l.kind, alias: l.alias, master: l.master, mtu: l.mtu, up: l.up, addrs: l.addrs },
-      meta: { peerNetns: l.peerNetns, peerName: l.peerName },
+      meta: { peerNetns: l.peerNetns, peerName: l.peerName, peerMac: l.peerMac },
       deps: [...(l.peerNetns ? [`netns:${l.peerNetns}`] : []), ...(l.master ? [`link:${l.master}`] : [])],
     });
   }

@@ -69,17 +69,17 @@ export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
       const vm = bootsVm(node);
       if (vm) {
         const v = vmOf(s, t, node, ctx);
-        v.nics[port] = { tap: port, mac: a.mac ?? names.vmMac(lab, a.node, b.name), slot: 0x10 + a.nicIndex };
+        v.nics[port] = { tap: port, mac: a.mac ?? names.nicMac(lab, a.node, b.name), slot: 0x10 + a.nicIndex };
         v.links[port] = a.link;
       }
       s.links[port] = {
         name: port, kind: isNetns ? 'veth' : 'tun', alias: names.portAlias(lab, a.node, b.name), master: dev,
         mtu: b.mtu, up: vm ? true : a.link === 'up', addrs: [],
-        ...(isNetns ? { peerNetns: names.nodeNetns(lab, a.node), peerName: a.nic } : {}),
+        ...(isNetns ? { peerNetns: names.nodeNetns(lab, a.node), peerName: a.nic, peerMac: a.mac ?? names.nicMac(lab, a.node, b.name) } : {}),
       };
       if (isNetns) {
         const ns = s.namespaces[names.nodeNetns(lab, a.node)];
-        ns.nics[a.nic] = { ifname: a.nic, addrs: a.ip ? [a.ip] : [], up: true, mtu: b.mtu };
+        ns.nics[a.nic] = { ifname: a.nic, mac: a.mac ?? names.nicMac(lab, a.node, b.name), addrs: a.ip ? [a.ip] : [], up: true, mtu: b.mtu };
       }
     }
   }

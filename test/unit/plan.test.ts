@@ -40,7 +40,9 @@ describe('plan on recorded host output', () => {
     const nft = plan.invocations.find((i) => i.label === 'nftables transaction')!.stdin!;
     assert.equal(nft.trim(), 'add element bridge provium_fx blocked { "fx-a-1" . "fx-b-1" comment "bridge.lan.partition[a<>b]" }');
     const host = plan.invocations.find((i) => i.label === 'host links')!.stdin!;
-    assert.match(host, /link add fx-c-0 type veth peer name eth0 netns pv-fx-c/);
+    // The re-created NIC gets its deterministic MAC back, so peers' ARP caches stay valid.
+    const { nicMac } = await import('../../src/model/names.js');
+    assert.match(host, new RegExp(`link add fx-c-0 type veth peer name eth0 address ${nicMac('fx', 'c', 'lan')} netns pv-fx-c`));
     assert.match(host, /link set fx-c-0 down/);
   });
 
