@@ -128,3 +128,40 @@ labTest(
   },
   { skip: kernelHasNetem() ? undefined : 'kernel has no sch_netem: latency is tested in a QEMU guest (issue 3)' },
 );
+
+labTest(
+  'latency: whole-bridge latency_ms 10 plus per-pair a->b latency_ms 30 jitter_ms 5 (override), measured by RTT; changing it is one change',
+  async (lab, t) => {
+    const file = (ab: number) => `
+      nodes: { a: { kind: netns }, b: { kind: netns }, c: { kind: netns } }
+      bridges:
+        lan:
+          subnet: 10.66.0.0/24
+          attach: [a, b, c]
+          impairments:
+            - { latency_ms: 10 }
+            - { from: a, to: b, latency_ms: ${ab}, jitter_ms: 5, bandwidth_bps: 20000000 }
+    `;
+    lab.write(file(30));
+    await lab.apply();
+    const ab = await ping(lab.ns('a'), '10.66.0.3', 20, 0.1);
+    const ac = await ping(lab.ns('a'), '10.66.0.4', 20, 0.1);
+    report(t, `RTT a<->b ${ab.avgMs} ms (want ~40: 30 a->b + 10 b->a), a<->c ${ac.avgMs} ms (want ~20)`);
+    assert.equal(ab.received, 20);
+    assert.equal(ac.received, 20);
+    assert.ok(ab.avgMs >= 36 && ab.avgMs <= 48, `a<->b average RTT ${ab.avgMs} ms ~ 40 ms`);
+    assert.ok(ac.avgMs >= 19 && ac.avgMs <= 27, `a<->c average RTT ${ac.avgMs} ms ~ 20 ms`);
+
+    lab.write(file(50));
+    const plan = await lab.planJson();
+    assert.deepEqual(plan.changes.map((c) => c.address), ['bridge.lan.impairment[a>b]']);
+    assert.equal(plan.commands.length, 1, 'one tc batch');
+    assert.match(plan.commands[0].stdin ?? '', /^qdisc change dev \S+ parent \S+ handle \S+ netem delay 50ms 5ms\n$/);
+    await lab.apply();
+    const ab2 = await ping(lab.ns('a'), '10.66.0.3', 20, 0.1);
+    report(t, `after the change: RTT a<->b ${ab2.avgMs} ms (want ~60)`);
+    assert.ok(ab2.avgMs >= 56 && ab2.avgMs <= 68, `a<->b average RTT ${ab2.avgMs} ms ~ 60 ms`);
+    assert.equal((await lab.planCode()).code, 0, 'plan empty after apply');
+  },
+  { skip: kernelHasNetem() ? undefined : 'kernel has no sch_netem: latency is tested in a QEMU guest (issue 3)' },
+);

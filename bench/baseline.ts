@@ -1,0 +1,329 @@
+/**
+ * The hand-written baseline: the minimum set of processes that creates the same host
+ * objects as `provium apply` for a generated lab, written from the topology here
+ * (it does not call provium or read its plan):
+ *   1 `ip -batch -`              netns add for every node
+ *   2 `ip -n HOST -batch -`      bridges (+alias, address, up), veth pairs straight into
+ *                                the node namespaces (peer MAC given) with master and up on the same line
+ *   3 `ip -n NS -batch -`        per node: lo up + owner alias, addresses, NICs up, routes
+ *                                (8 namespaces at a time, like provium)
+ *   4 `sysctl -w ip_forward=1`   in the host namespace (routes between bridges need it)
+ *   5 `tc -n HOST -batch -`      HTB root qdisc, root/default class and one class per shaped pair
+ *   6 `nft -f -`                 both tables; each set filled by one `add element` statement,
+ *                                except the interval set `loss` (one line per element, see below)
+ * Same names, ifalias/comment marks, HTB handles and element comments as provium uses,
+ * so `provium plan` against a baseline-built lab reports no changes (the bench checks that).
+ */
+import type { LabSpec, BridgeDef } from './topology.js';
+import { mapLimit, run } from './util.js';
+
+export interface Step {
+  label: string;
+  argv: string[];
+  stdin?: string;
+}
+
+/** Phases run in order; the steps of one phase run concurrently, at most `limit` at once. */
+export interface Phase {
+  steps: Step[];
+  limit: number;
+}
+
+const UNSHAPED = 10_000_000_000;
+
+// ---- names (provium's naming rule for the host objects of a lab) ----
+const nsName = (lab: string, node: string) => `pv-${lab}-${node}`;
+const brDev = (lab: string, b: string) => `${lab}-${b}`;
+const portDev = (lab: string, node: string, i: number) => `${lab}-${node}-${i}`;
+const table = (lab: string) => `provium_${lab}`;
+
+// ---- IPv4 ----
+function parseNet(cidr: string): { base: number; prefix: number } {
+  const [a, p] = cidr.split('/');
+  const base = a.split('.').reduce((acc, o) => acc * 256 + Number(o), 0);
+  return { base, prefix: Number(p) };
+}
+function fmtAddr(n: number): string {
+  return [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s) % 256).join('.');
+}
+
+// ---- tc ids: FNV-1a hash of the name, linear probing, keys in sorted order ----
+function fnv1a(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h >>> 0;
+}
+function allocIds(keys: string[], lo: number, hi: number): Map<string, number> {
+  const span = hi - lo + 1;
+  const used = new Set<number>();
+  const out = new Map<string, number>();
+  for (const k of [...new Set(keys)].sort()) {
+    let id = lo + (fnv1a(k) % span);
+    while (used.has(id)) id = id === hi ? lo : id + 1;
+    used.add(id);
+    out.set(k, id);
+  }
+  return out;
+}
+const hex = (n: number) => n.toString(16);
+
+/** A node NIC's MAC: 02 (locally administered) + the low 5 bytes of FNV-1a 64 of "lab/node/bridge". */
+function nicMac(lab: string, node: string, bridge: string): string {
+  let h = 0xcbf29ce484222325n;
+  for (const ch of `${lab}/${node}/${bridge}`) {
+    h ^= BigInt(ch.charCodeAt(0));
+    h = (h * 0x100000001b3n) & 0xffffffffffffffffn;
+  }
+  const bytes = [2, ...Array.from({ length: 5 }, (_, i) => Number((h >> BigInt(8 * i)) & 0xffn))];
+  return bytes.map((b) => b.toString(16).padStart(2, '0')).join(':');
+}
+const quantum = (bps: number) => Math.max(1600, Math.min(60000, Math.floor(bps / 80)));
+const htb = (bps: number) => `htb rate ${bps}bit ceil ${bps}bit quantum ${quantum(bps)}`;
+
+/** Derived facts of a lab: NIC numbers, addresses, symmetric routes. */
+interface Derived {
+  nics: Map<string, string[]>;
+  ip: Map<string, string>; // `${bridge}/${node}` -> CIDR
+  hostAddr: Map<string, string>;
+  routes: Map<string, string[]>;
+  byName: Map<string, BridgeDef>;
+}
+
+function derive(s: LabSpec): Derived {
+  const nics = new Map<string, string[]>();
+  const ip = new Map<string, string>();
+  const hostAddr = new Map<string, string>();
+  const routes = new Map<string, Set<string>>();
+  const byName = new Map(s.bridges.map((b) => [b.name, b]));
+  for (const b of s.bridges) {
+    const { base, prefix } = parseNet(b.subnet);
+    hostAddr.set(b.name, `${fmtAddr(base + 1)}/${prefix}`);
+    b.attach.forEach((n, i) => {
+      ip.set(`${b.name}/${n}`, `${fmtAddr(base + 2 + i)}/${prefix}`);
+      nics.set(n, [...(nics.get(n) ?? []), b.name]);
+    });
+    for (const r of b.routes) {
+      if (!routes.has(b.name)) routes.set(b.name, new Set());
+      if (!routes.has(r)) routes.set(r, new Set());
+      routes.get(b.name)!.add(r);
+      routes.get(r)!.add(b.name);
+    }
+  }
+  for (const l of nics.values()) l.sort();
+  return { nics, ip, hostAddr, byName, routes: new Map([...routes].map(([k, v]) => [k, [...v].sort()])) };
+}
+
+/** Routes inside one node: each routed bridge's subnet (not attached) via the attached bridge's host address. */
+function nodeRoutes(s: LabSpec, d: Derived, node: string): string[] {
+  const mine = d.nics.get(node) ?? [];
+  const out = new Map<string, string>();
+  for (const b of mine) {
+    const gw = d.hostAddr.get(b)!.split('/')[0];
+    for (const r of d.routes.get(b) ?? []) {
+      const sub = d.byName.get(r)!.subnet;
+      if (!mine.includes(r) && !out.has(sub)) out.set(sub, gw);
+    }
+  }
+  return [...out].sort(([a], [b]) => (a < b ? -1 : 1)).map(([dst, via]) => `route add ${dst} via ${via}`);
+}
+
+/** The baseline's phases for lab s with its host side in namespace host. */
+export function baselinePhases(s: LabSpec, host: string): Phase[] {
+  const d = derive(s);
+  const lab = s.lab;
+  const port = (node: string, b: string) => portDev(lab, node, d.nics.get(node)!.indexOf(b));
+  const q = (x: string) => `"${x}"`;
+
+  // 1 node namespaces
+  const netns = s.nodes.map((n) => `netns add ${nsName(lab, n)}`);
+
+  // 2 host links
+  const links: string[] = [];
+  for (const b of s.bridges) {
+    const dev = brDev(lab, b.name);
+    links.push(`link add ${dev} up type bridge`, `link set ${dev} alias provium:${lab}:bridge:${b.name}`, `addr add ${d.hostAddr.get(b.name)} dev ${dev}`);
+  }
+  for (const b of s.bridges) {
+    for (const n of b.attach) {
+      const p = port(n, b.name);
+      const nic = `eth${d.nics.get(n)!.indexOf(b.name)}`;
+      links.push(`link add ${p} master ${brDev(lab, b.name)} up type veth peer name ${nic} address ${nicMac(lab, n, b.name)} netns ${nsName(lab, n)}`, `link set ${p} alias provium:${lab}:port:${n}:${b.name}`);
+    }
+  }
+
+  // 3 per-node namespace batches
+  const nodeSteps: Step[] = s.nodes.map((n) => {
+    const l = [`link set lo up alias provium:${lab}:node:${n}`];
+    (d.nics.get(n) ?? []).forEach((b, i) => l.push(`addr add ${d.ip.get(`${b}/${n}`)} dev eth${i}`, `link set eth${i} up`));
+    l.push(...nodeRoutes(s, d, n));
+    return { label: `namespace ${n}`, argv: ['ip', '-n', nsName(lab, n), '-batch', '-'], stdin: l.join('\n') + '\n' };
+  });
+
+  // 5 tc and 6 nft elements
+  const blocked: string[] = [];
+  const loss: string[] = [];
+  const prio: string[] = [];
+  const shaped = new Map<string, { src: string; bps: number; owner: string }[]>();
+  for (const b of s.bridges) {
+    for (const p of b.partitions) {
+      if ('sym' in p) {
+        const [x, y] = [...p.sym].sort();
+        const owner = `bridge.${b.name}.partition[${x}<>${y}]`;
+        blocked.push(`${q(port(p.sym[0], b.name))} . ${q(port(p.sym[1], b.name))} comment ${q(owner)}`);
+        blocked.push(`${q(port(p.sym[1], b.name))} . ${q(port(p.sym[0], b.name))} comment ${q(owner)}`);
+      } else {
+        blocked.push(`${q(port(p.from, b.name))} . ${q(port(p.to, b.name))} comment ${q(`bridge.${b.name}.partition[${p.from}>${p.to}]`)}`);
+      }
+    }
+    const whole = b.impairments.find((i) => !i.from);
+    const pairs = new Map(b.impairments.filter((i) => i.from).map((i) => [`${i.from}>${i.to}`, i]));
+    for (const x of b.attach) {
+      for (const y of b.attach) {
+        if (x === y) continue;
+        const pair = pairs.get(`${x}>${y}`);
+        const drop = pair?.drop_pct !== undefined ? { pct: pair.drop_pct, owner: `bridge.${b.name}.impairment[${x}>${y}]` } : whole?.drop_pct !== undefined ? { pct: whole.drop_pct, owner: `bridge.${b.name}.impairment[*]` } : undefined;
+        const v = drop ? Math.min(10000, Math.round(drop.pct * 100)) : 0;
+        if (drop && v > 0) loss.push(`${q(port(x, b.name))} . ${q(port(y, b.name))} . ${v <= 1 ? '0' : `0-${v - 1}`} comment ${q(drop.owner)}`);
+        if (pair?.bandwidth_bps !== undefined) {
+          const dst = port(y, b.name);
+          shaped.set(dst, [...(shaped.get(dst) ?? []), { src: port(x, b.name), bps: pair.bandwidth_bps, owner: `bridge.${b.name}.impairment[${x}>${y}]` }]);
+        }
+      }
+    }
+  }
+  const tc: string[] = [];
+  const tcClasses: string[] = [];
+  const majors = allocIds([...shaped.keys()], 0x8000, 0xfff0);
+  for (const [dev, srcs] of shaped) {
+    const m = hex(majors.get(dev)!);
+    tc.push(`qdisc add dev ${dev} root handle ${m}: htb default 2`);
+    tc.push(`class add dev ${dev} parent ${m}: classid ${m}:1 ${htb(UNSHAPED)}`);
+    tcClasses.push(`class add dev ${dev} parent ${m}:1 classid ${m}:2 ${htb(UNSHAPED)}`);
+    const minors = allocIds(srcs.map((x) => x.src), 0x10, 0x7ff0);
+    for (const x of srcs) {
+      const cid = `${m}:${hex(minors.get(x.src)!)}`;
+      tcClasses.push(`class add dev ${dev} parent ${m}:1 classid ${cid} ${htb(x.bps)}`);
+      prio.push(`${q(x.src)} . ${q(dev)} comment ${q(x.owner)} : ${cid}`);
+    }
+  }
+  // The qdiscs and root classes first, then the leaves.
+  const tcText = [...tc.filter((l) => l.startsWith('qdisc')), ...tc.filter((l) => l.startsWith('class')), ...tcClasses];
+
+  const t = table(lab);
+  const c = (x: string) => q(`provium:${lab}:${x}`);
+  const nft: string[] = [
+    `table bridge ${t} {`,
+    `  set blocked { type ifname . ifname; comment ${c('partitions')}; }`,
+    `  set isolated { type ifname; comment ${c('isolation')}; }`,
+    `  set loss { typeof iifname . oifname . numgen random mod 10000; flags interval; comment ${c('loss')}; }`,
+    `  map prio { type ifname . ifname : classid; comment ${c('classes')}; }`,
+    `  chain lab_forward {`,
+    `    type filter hook forward priority -10; policy accept;`,
+    `    ether type != arp iifname . oifname @blocked counter drop comment ${c('partition')}`,
+    `    ether type != arp iifname @isolated counter drop comment ${c('isolate-in')}`,
+    `    ether type != arp oifname @isolated counter drop comment ${c('isolate-out')}`,
+    `    ether type != arp iifname . oifname . numgen random mod 10000 @loss counter drop comment ${c('loss')}`,
+    `    meta priority set iifname . oifname map @prio comment ${c('classify')}`,
+    `  }`,
+    `}`,
+  ];
+  const routed = s.bridges.some((b) => b.routes.length > 0);
+  const inetBridges: string[] = [];
+  const inetRouted: string[] = [];
+  if (routed) {
+    nft.push(
+      `table inet ${t} {`,
+      `  set bridges { type ifname; comment ${c('bridges')}; }`,
+      `  set routed { type ifname . ifname; comment ${c('routes')}; }`,
+      `  set uplinked { type ifname; comment ${c('uplink-bridges')}; }`,
+      `  set masq { type ipv4_addr; flags interval; comment ${c('masquerade-sources')}; }`,
+      `  set wan { type ifname; comment ${c('uplink-interfaces')}; }`,
+      `  chain lab_forward {`,
+      `    type filter hook forward priority 0; policy accept;`,
+      `    iifname @bridges oifname @bridges iifname . oifname != @routed counter drop comment ${c('no-route')}`,
+      `    iifname @bridges oifname != @bridges iifname != @uplinked counter drop comment ${c('no-uplink')}`,
+      `    iifname != @bridges oifname @bridges ct state established,related accept comment ${c('return-traffic')}`,
+      `    iifname != @bridges oifname @bridges counter drop comment ${c('inbound')}`,
+      `  }`,
+      `  chain lab_postrouting {`,
+      `    type nat hook postrouting priority srcnat; policy accept;`,
+      `    ip saddr @masq oifname @wan masquerade comment ${c('masquerade')}`,
+      `  }`,
+      `}`,
+    );
+    for (const b of s.bridges) {
+      const dev = brDev(lab, b.name);
+      inetBridges.push(`${q(dev)} comment ${q(`bridge.${b.name}`)}`);
+      inetRouted.push(`${q(dev)} . ${q(dev)} comment ${q(`bridge.${b.name}`)}`);
+      for (const r of d.routes.get(b.name) ?? []) {
+        const [x, y] = [b.name, r].sort();
+        inetRouted.push(`${q(dev)} . ${q(brDev(lab, r))} comment ${q(`route[${x}<>${y}]`)}`);
+      }
+    }
+  }
+  const addAll = (family: string, set: string, elems: string[]) => {
+    if (elems.length) nft.push(`add element ${family} ${t} ${set} { ${elems.join(', ')} }`);
+  };
+  addAll('bridge', 'blocked', blocked);
+  // The interval set gets one line per element: a single `add element` statement with
+  // ~3,000 concatenated-range elements makes nft 1.0.6 store/print a few range ends
+  // wrong (e.g. 0-1660944384 instead of 0-99; reproduced with a plain nft -f file).
+  for (const e of loss) nft.push(`add element bridge ${t} loss { ${e} }`);
+  addAll('bridge', 'prio', prio);
+  addAll('inet', 'bridges', inetBridges);
+  addAll('inet', 'routed', inetRouted);
+
+  const nl = (l: string[]) => l.join('\n') + '\n';
+  const phases: Phase[] = [
+    { limit: 1, steps: [{ label: 'node namespaces', argv: ['ip', '-batch', '-'], stdin: nl(netns) }] },
+    { limit: 1, steps: [{ label: 'host links', argv: ['ip', '-n', host, '-batch', '-'], stdin: nl(links) }] },
+    { limit: 8, steps: nodeSteps },
+  ];
+  if (routed) phases.push({ limit: 1, steps: [{ label: 'sysctl', argv: ['ip', 'netns', 'exec', host, 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=1'] }] });
+  if (tcText.length) phases.push({ limit: 1, steps: [{ label: 'traffic control', argv: ['tc', '-n', host, '-batch', '-'], stdin: nl(tcText) }] });
+  phases.push({ limit: 1, steps: [{ label: 'nftables', argv: ['ip', 'netns', 'exec', host, 'nft', '-f', '-'], stdin: nl(nft) }] });
+  return phases;
+}
+
+/** Number of processes and batch lines of a baseline. */
+export function baselineSize(phases: Phase[]): { processes: number; lines: number } {
+  const steps = phases.flatMap((p) => p.steps);
+  return { processes: steps.length, lines: steps.reduce((a, s) => a + (s.stdin ? s.stdin.split('\n').length - 1 : 1), 0) };
+}
+
+/** Runs the phases; returns the wall time in ms (first spawn to last exit) and each phase's. */
+export async function runBaseline(phases: Phase[]): Promise<{ ms: number; phases: { label: string; ms: number }[] }> {
+  const t0 = performance.now();
+  const out: { label: string; ms: number }[] = [];
+  for (const ph of phases) {
+    const p0 = performance.now();
+    await mapLimit(ph.steps, ph.limit, (st) => run(st.argv, { stdin: st.stdin }));
+    out.push({ label: ph.steps.length > 1 ? `${ph.steps.length} x ${ph.steps[0].label.split(' ')[0]}` : ph.steps[0].label, ms: performance.now() - p0 });
+  }
+  return { ms: performance.now() - t0, phases: out };
+}
+
+/**
+ * The baseline's teardown: node namespaces deleted in one `ip -batch` (the kernel then
+ * removes every veth pair in one batched, asynchronous namespace cleanup), bridges in
+ * one `ip -n HOST -batch`, both nft tables in one transaction, ip_forward back to 0;
+ * then polls until the host namespace holds nothing but lo. Returns the wall time in ms.
+ */
+export async function baselineTeardown(s: LabSpec, host: string): Promise<number> {
+  const t0 = performance.now();
+  const routed = s.bridges.some((b) => b.routes.length > 0);
+  await run(['ip', '-batch', '-'], { stdin: s.nodes.map((n) => `netns del ${nsName(s.lab, n)}`).join('\n') + '\n' });
+  await run(['ip', '-n', host, '-batch', '-'], { stdin: s.bridges.map((b) => `link del ${brDev(s.lab, b.name)}`).join('\n') + '\n' });
+  const tables = ['bridge', ...(routed ? ['inet'] : [])].map((f) => `delete table ${f} ${table(s.lab)}`);
+  await run(['ip', 'netns', 'exec', host, 'nft', '-f', '-'], { stdin: tables.join('\n') + '\n' });
+  if (routed) await run(['ip', 'netns', 'exec', host, 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=0']);
+  while (performance.now() - t0 < 60_000) {
+    const r = await run(['ip', '-n', host, '-o', 'link', 'show']);
+    if (r.stdout.trim().split('\n').length <= 1) break;
+    await new Promise((res) => setTimeout(res, 20));
+  }
+  return performance.now() - t0;
+}

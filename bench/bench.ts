@@ -1,0 +1,449 @@
+/**
+ * `npm run bench`: provium against a hand-written batch baseline, Mininet, its own
+ * readers, and itself (one-field change, destroy), on generated labs of 50 and 200
+ * netns nodes. Everything runs in throwaway namespaces created here and removed at
+ * the end (also on error or Ctrl-C); the root namespace's network is not touched.
+ * Prints a table and rewrites the generated part of BENCHMARKS.md.
+ *
+ * Options (env): PVB_RUNS (apply/destroy/baseline repetitions, default 3),
+ * PVB_PLAN_RUNS (no-op plan repetitions, default 5), PVB_SIZES (default "50,200"),
+ * PVB_NO_MININET=1, PVB_NO_WRITE=1 (do not touch BENCHMARKS.md).
+ */
+import { execFileSync } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { baselinePhases, baselineSize, baselineTeardown, runBaseline } from './baseline.js';
+import { ensureMininet, mininetVersion, runMininet, type MininetResult } from './mininet.js';
+import { breakdown, describe, fmtBreakdown, fmtGroups, isReader, type Breakdown } from './timeline.js';
+import { counts, generateLab, renamed, toYaml, withOneDropChanged, type LabSpec } from './topology.js';
+import { deleteNetns, listNetns, mapLimit, median, randTag, run, secs, TraceTap, waitQuiet, type Ran, type TraceEntry } from './util.js';
+
+const REPO = fileURLToPath(new URL('../../', import.meta.url));
+const RUNS = Number(process.env.PVB_RUNS ?? 3);
+const PLAN_RUNS = Number(process.env.PVB_PLAN_RUNS ?? 5);
+const SIZES = (process.env.PVB_SIZES ?? '50,200').split(',').map(Number);
+
+const LAB_PARAMS: Record<number, { partitions: number; impairments: number }> = {
+  50: { partitions: 200, impairments: 100 },
+  200: { partitions: 400, impairments: 300 },
+};
+
+const log = (s: string) => process.stderr.write(`[bench] ${s}\n`);
+
+interface Row {
+  metric: string;
+  value: string;
+  reference: string;
+  ratio: string;
+  target: string;
+  ok: boolean | undefined;
+}
+
+interface LabResult {
+  n: number;
+  spec: LabSpec;
+  applyMs: number[];
+  applyBreakdowns: Breakdown[];
+  applyHostCommands: number[];
+  destroyMs: number[];
+  destroyBreakdowns: Breakdown[];
+  baselineMs: number[];
+  baselinePhases: string[];
+  baselineTeardownMs: number[];
+  baselineSize: { processes: number; lines: number };
+  baselineVerified: string;
+  planMs: number[];
+  planBreakdown?: Breakdown;
+  readersMs: number[];
+  readerCmds: number;
+  readerNsCmds: number;
+  validateMs: number;
+  change: { what: string; planChanges: number; planItems: number; hostCommands: number; invocations: string[]; applyMs: number; breakdown?: Breakdown };
+  mininet?: MininetResult;
+}
+
+/**
+ * Copies the build (dist/src, bin, schemas, package.json; node_modules linked) into the
+ * bench's temp dir and returns its bin/provium. The work tree is shared with other
+ * sessions that rebuild dist/ while the bench runs; without the copy a lab applied by
+ * one build could be planned by the next one.
+ */
+function snapshotProvium(root: string): string {
+  cpSync(join(REPO, 'dist', 'src'), join(root, 'dist', 'src'), { recursive: true });
+  cpSync(join(REPO, 'bin'), join(root, 'bin'), { recursive: true });
+  cpSync(join(REPO, 'schemas'), join(root, 'schemas'), { recursive: true });
+  cpSync(join(REPO, 'package.json'), join(root, 'package.json'));
+  symlinkSync(join(REPO, 'node_modules'), join(root, 'node_modules'));
+  return join(root, 'bin', 'provium');
+}
+
+class Bench {
+  readonly tag = randTag();
+  readonly host = `pvb-${this.tag}`;
+  readonly baseHost = `pvb-${this.tag}b`;
+  readonly mnNs = `pvb-mn-${this.tag}`;
+  readonly tmp = mkdtempSync(join(tmpdir(), 'pvb-'));
+  readonly fifo = join(this.tmp, 'trace.fifo');
+  readonly stateDir = join(this.tmp, 'state');
+  tap!: TraceTap;
+  /** bin/provium of a private copy of the build (see snapshotProvium). */
+  provBin = '';
+  /** Every namespace this run may create: removed at the end whatever happens. */
+  readonly owned = new Set<string>();
+
+  env(): Record<string, string> {
+    return { PROVIUM_STATE_DIR: this.stateDir, PROVIUM_TRACE: this.fifo, NO_COLOR: '1' };
+  }
+
+  async setup(): Promise<void> {
+    this.provBin = snapshotProvium(join(this.tmp, 'provium'));
+    execFileSync('mkfifo', [this.fifo]);
+    this.tap = new TraceTap(this.fifo);
+    this.owned.add(this.host).add(this.baseHost).add(this.mnNs);
+    await run(['ip', 'netns', 'add', this.host]);
+  }
+
+  async cleanup(): Promise<void> {
+    try {
+      await deleteNetns([...this.owned]);
+    } catch (e) {
+      log(`cleanup: ${(e as Error).message}`);
+    }
+    this.tap?.close();
+    rmSync(this.tmp, { recursive: true, force: true });
+  }
+
+  /** Runs the provium CLI; returns the run and the trace entries it produced. */
+  async provium(args: string[], check = true): Promise<{ r: Ran; t0: number; trace: TraceEntry[] }> {
+    await this.tap.take();
+    const t0 = performance.now();
+    const r = await run([process.execPath, this.provBin, ...args], { env: this.env(), check, timeoutMs: 300_000 });
+    const trace = await this.tap.take();
+    return { r, t0, trace };
+  }
+
+  async labResult(n: number): Promise<LabResult> {
+    const p = LAB_PARAMS[n] ?? { partitions: 2 * n, impairments: Math.round(1.5 * n) };
+    const spec = generateLab(`b${n}`, { nodes: n, ...p, seed: 1000 + n });
+    const base = renamed(spec, `q${n}`);
+    for (const s of [spec, base]) for (const node of s.nodes) this.owned.add(`pv-${s.lab}-${node}`);
+    const existing = (await listNetns()).filter((x) => this.owned.has(x) && x !== this.host);
+    if (existing.length) throw new Error(`namespaces the bench would create already exist (${existing.slice(0, 5).join(', ')}...); remove them or wait for the other run to finish`);
+    const file = join(this.tmp, `${spec.lab}.yaml`);
+    const baseFile = join(this.tmp, `${base.lab}.yaml`);
+    writeFileSync(file, toYaml(spec));
+    writeFileSync(baseFile, toYaml(base));
+    const c = counts(spec);
+    log(`lab ${spec.lab}: ${c.nodes} nodes, ${c.attachments} attachments on 4 bridges, ${c.partitions} partitions (${c.symmetric} symmetric), ${c.impairments} per-pair impairments + whole-bridge drop on lan3, routes lan0<>lan1`);
+
+    const res: LabResult = {
+      n, spec, applyMs: [], applyBreakdowns: [], applyHostCommands: [], destroyMs: [], destroyBreakdowns: [], baselineMs: [], baselinePhases: [], baselineTeardownMs: [],
+      baselineSize: { processes: 0, lines: 0 }, baselineVerified: 'not checked', planMs: [], readersMs: [], readerCmds: 0, readerNsCmds: 0, validateMs: 0,
+      change: { what: '', planChanges: -1, planItems: -1, hostCommands: -1, invocations: [], applyMs: NaN },
+    };
+    res.validateMs = (await run([process.execPath, this.provBin, 'validate', file], { env: this.env() })).ms;
+    log(`provium validate ${spec.lab}: ${secs(res.validateMs)} s`);
+
+    // --- apply from empty vs the baseline, interleaved (baseline run i, then provium run i)
+    //     so that both see the same background load; provium destroys between its runs ---
+    const phases = baselinePhases(base, this.baseHost);
+    res.baselineSize = baselineSize(phases);
+    const nodeNs = base.nodes.map((x) => `pv-${base.lab}-${x}`);
+    for (let i = 0; i < RUNS; i++) {
+      await waitQuiet();
+      await run(['ip', 'netns', 'add', this.baseHost]);
+      try {
+        const b = await runBaseline(phases);
+        res.baselineMs.push(b.ms);
+        res.baselinePhases.push(b.phases.map((p) => `${p.label} ${Math.round(p.ms)}`).join(', '));
+        log(`baseline ${base.lab} #${i + 1}: ${secs(b.ms)} s (${res.baselineSize.processes} processes, ${res.baselineSize.lines} batch lines): ${res.baselinePhases[i]} ms`);
+        if (i === 0) {
+          res.baselineVerified = await this.verifyBaseline(baseFile);
+          log(`baseline ${base.lab} builds the same objects as provium: ${res.baselineVerified}`);
+        }
+        await waitQuiet();
+        const td = await baselineTeardown(base, this.baseHost);
+        res.baselineTeardownMs.push(td);
+        log(`baseline teardown ${base.lab} #${i + 1}: ${secs(td)} s (netns del + bridges + nft tables, until the host ports are gone)`);
+      } finally {
+        await deleteNetns([this.baseHost, ...nodeNs]);
+      }
+
+      await waitQuiet();
+      const a = await this.provium(['--netns', this.host, 'apply', '--auto-approve', '--json', file]);
+      const j = JSON.parse(a.r.stdout) as { host_commands: number };
+      res.applyMs.push(a.r.ms);
+      res.applyHostCommands.push(j.host_commands);
+      const bd = breakdown(a.trace, a.t0, a.r.ms);
+      res.applyBreakdowns.push(bd);
+      log(`apply ${spec.lab} #${i + 1}: ${secs(a.r.ms)} s, host_commands ${j.host_commands}; ${fmtBreakdown(bd)}`);
+      if (i < RUNS - 1) await this.destroy(file, res);
+    }
+
+    // --- no-op plan on the applied lab vs the bare readers it runs (interleaved) ---
+    await waitQuiet();
+    const first = await this.provium(['--netns', this.host, 'plan', file]);
+    const readerTrace = first.trace;
+    res.planBreakdown = breakdown(first.trace, first.t0, first.r.ms);
+    if (readerTrace.some((e) => !isReader(e))) throw new Error('the plan trace contains a changing command');
+    res.readerCmds = readerTrace.length;
+    for (let i = 0; i < PLAN_RUNS; i++) {
+      const pl = await this.provium(['--netns', this.host, 'plan', file]);
+      if (!/No changes/.test(pl.r.stdout)) throw new Error(`plan on the freshly applied lab ${spec.lab} is not empty:\n${pl.r.stdout.slice(0, 2000)}`);
+      res.planMs.push(pl.r.ms);
+      res.readersMs.push(await replayReaders(readerTrace, (x) => (res.readerNsCmds = x)));
+    }
+    log(`no-op plan ${spec.lab}: ${res.planMs.map(secs).join(', ')} s (median ${secs(median(res.planMs))}); first (untimed) run: ${fmtBreakdown(res.planBreakdown)}`);
+    log(`readers ${spec.lab}: ${res.readerCmds} commands (${res.readerNsCmds} per-namespace, 8 at a time): ${res.readersMs.map(secs).join(', ')} s (median ${secs(median(res.readersMs))})`);
+
+    // --- one-field change: one per-pair drop_pct ---
+    const ch = withOneDropChanged(spec);
+    const chFile = join(this.tmp, `${spec.lab}-changed.yaml`);
+    writeFileSync(chFile, toYaml(ch.spec));
+    const pj = await this.provium(['--netns', this.host, 'plan', '--json', chFile]);
+    const plan = JSON.parse(pj.r.stdout) as { changes: { items: unknown[] }[]; commands: { argv: string[] }[] };
+    const ap = await this.provium(['--netns', this.host, 'apply', '--auto-approve', '--json', chFile]);
+    const aj = JSON.parse(ap.r.stdout) as { host_commands: number };
+    res.change = {
+      what: ch.what,
+      planChanges: plan.changes.length,
+      planItems: plan.changes.reduce((a, x) => a + x.items.length, 0),
+      hostCommands: aj.host_commands,
+      invocations: ap.trace.filter((e) => !isReader(e)).map((e) => `${describe(e)} ${e.ms} ms`),
+      applyMs: ap.r.ms,
+      breakdown: breakdown(ap.trace, ap.t0, ap.r.ms),
+    };
+    log(`one-field change ${spec.lab} (${ch.what}): plan ${res.change.planChanges} change(s) / ${res.change.planItems} item(s), apply host_commands ${aj.host_commands}, ${secs(ap.r.ms)} s; ${fmtBreakdown(res.change.breakdown!)}`);
+    for (const inv of res.change.invocations) log(`   ran: ${inv}`);
+
+    await this.destroy(chFile, res);
+    return res;
+  }
+
+  async destroy(file: string, res: LabResult): Promise<void> {
+    await waitQuiet();
+    const d = await this.provium(['--netns', this.host, 'destroy', '--auto-approve', '--json', file]);
+    res.destroyMs.push(d.r.ms);
+    const b = breakdown(d.trace, d.t0, d.r.ms);
+    res.destroyBreakdowns.push(b);
+    log(`destroy ${res.spec.lab}: ${secs(d.r.ms)} s; ${fmtBreakdown(b)}`);
+  }
+
+  /** `provium plan` against the baseline-built lab: no changes means the baseline built the same objects. */
+  async verifyBaseline(baseFile: string): Promise<string> {
+    const pl = await this.provium(['--netns', this.baseHost, 'plan', '--json', baseFile], false);
+    if (pl.r.exitCode !== 0) return `provium plan failed: ${pl.r.stderr.trim().slice(0, 300)}`;
+    const j = JSON.parse(pl.r.stdout) as { changes: { address: string; action: string }[] };
+    if (j.changes.length === 0) return 'yes (provium plan: no changes)';
+    log(`baseline differs from provium's objects: ${j.changes.slice(0, 10).map((c) => `${c.action} ${c.address}`).join(', ')}`);
+    return `NO: provium plan shows ${j.changes.length} change(s), e.g. ${j.changes.slice(0, 3).map((c) => `${c.action} ${c.address}`).join(', ')}`;
+  }
+}
+
+/**
+ * Re-runs exactly the reader commands of one traced plan with the same concurrency as
+ * provium's observe: the per-namespace reads 8 at a time, concurrently with the other
+ * reads; then the `tc -batch` class reads (which depend on the qdisc list).
+ */
+async function replayReaders(trace: TraceEntry[], nsCount: (n: number) => void): Promise<number> {
+  const isNs = (e: TraceEntry) => e.argv[0] === 'ip' && e.stdin?.startsWith('addr show') === true;
+  const isClass = (e: TraceEntry) => e.stdin?.startsWith('class show') === true;
+  const ns = trace.filter(isNs);
+  const post = trace.filter(isClass);
+  const other = trace.filter((e) => !isNs(e) && !isClass(e));
+  nsCount(ns.length);
+  const t0 = performance.now();
+  await Promise.all([...other.map((e) => run(e.argv, { stdin: e.stdin, check: false })), mapLimit(ns, 8, (e) => run(e.argv, { stdin: e.stdin, check: false }))]);
+  for (const e of post) await run(e.argv, { stdin: e.stdin, check: false });
+  return performance.now() - t0;
+}
+
+function ratioRow(metric: string, value: number, reference: number, refLabel: string, max: number, targetLabel: string, invert = false): Row {
+  const ratio = invert ? reference / value : value / reference;
+  return {
+    metric,
+    value: `${secs(value)} s`,
+    reference: `${secs(reference)} s ${refLabel}`,
+    ratio: `${ratio.toFixed(2)}x`,
+    target: targetLabel,
+    ok: Number.isFinite(ratio) ? (invert ? ratio >= max : ratio <= max) : undefined,
+  };
+}
+
+function buildRows(results: LabResult[], nodeStartMs: number): Row[] {
+  const rows: Row[] = [];
+  for (const r of results) {
+    rows.push(ratioRow(`apply from empty, ${r.n} nodes`, median(r.applyMs), median(r.baselineMs), 'baseline', 2, '<= 2x baseline'));
+  }
+  for (const r of results) {
+    if (r.mininet?.ok) rows.push(ratioRow(`apply vs Mininet, ${r.n} hosts`, median(r.applyMs), r.mininet.ms!, 'mn build+teardown', 5, '>= 5x faster', true));
+    else rows.push({ metric: `apply vs Mininet, ${r.n} hosts`, value: `${secs(median(r.applyMs))} s`, reference: `skipped: ${r.mininet?.why ?? 'not run'}`, ratio: '-', target: '>= 5x faster', ok: undefined });
+  }
+  for (const r of results) {
+    const ref = median(r.readersMs) + nodeStartMs;
+    rows.push(ratioRow(`no-op plan, ${r.n} nodes`, median(r.planMs), ref, `readers ${secs(median(r.readersMs))} + node ${secs(nodeStartMs)}`, 1.5, '<= 1.5x'));
+  }
+  for (const r of results) {
+    rows.push({ metric: `one drop_pct change, ${r.n} nodes: host commands`, value: String(r.change.hostCommands), reference: '-', ratio: '-', target: '<= 2', ok: r.change.hostCommands >= 0 && r.change.hostCommands <= 2 });
+    rows.push({ metric: `one drop_pct change, ${r.n} nodes: plan changes`, value: String(r.change.planChanges), reference: `${r.change.planItems} item(s)`, ratio: '-', target: '= 1', ok: r.change.planChanges === 1 });
+  }
+  for (const r of results) {
+    const ref = median(r.baselineTeardownMs);
+    rows.push({ metric: `destroy, ${r.n} nodes`, value: `${secs(median(r.destroyMs))} s`, reference: `${secs(ref)} s baseline teardown`, ratio: `${(median(r.destroyMs) / ref).toFixed(2)}x`, target: '(none)', ok: undefined });
+  }
+  for (const r of results) {
+    if (!r.mininet?.ok || r.mininet.buildMs === undefined) continue;
+    rows.push({ metric: `apply vs Mininet build only, ${r.n} hosts`, value: `${secs(median(r.applyMs))} s`, reference: `${secs(r.mininet.buildMs)} s mn until "*** Stopping"`, ratio: `${(r.mininet.buildMs / median(r.applyMs)).toFixed(2)}x`, target: '(info)', ok: undefined });
+  }
+  for (const r of results) {
+    if (!r.mininet?.ok) continue;
+    const both = median(r.applyMs) + median(r.destroyMs);
+    rows.push({ metric: `apply+destroy vs Mininet, ${r.n} hosts`, value: `${secs(both)} s`, reference: `${secs(r.mininet.ms!)} s mn build+teardown`, ratio: `${(r.mininet.ms! / both).toFixed(2)}x`, target: '(info)', ok: undefined });
+  }
+  return rows;
+}
+
+function table(rows: Row[]): string {
+  const head = ['metric', 'provium', 'reference', 'ratio', 'target', 'result'];
+  const body = rows.map((r) => [r.metric, r.value, r.reference, r.ratio, r.target, r.ok === undefined ? '-' : r.ok ? 'PASS' : 'FAIL']);
+  const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
+  const line = (c: string[]) => `| ${c.map((x, i) => x.padEnd(w[i])).join(' | ')} |`;
+  return [line(head), `|${w.map((n) => '-'.repeat(n + 2)).join('|')}|`, ...body.map(line)].join('\n');
+}
+
+function sh(cmd: string, args: string[]): string {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8' }).trim().split('\n')[0];
+  } catch {
+    return '?';
+  }
+}
+
+function details(results: LabResult[], nodeStartMs: number, helpMs: number, mnVersion: string | undefined): string {
+  const out: string[] = [`Start-up: \`node -e 0\` ${secs(nodeStartMs)} s; \`provium --help\` (Node + provium's module graph, no work) ${secs(helpMs)} s.`, ''];
+  for (const r of results) {
+    const c = counts(r.spec);
+    out.push(`### ${r.n}-node lab (\`${r.spec.lab}\`)`, '');
+    out.push(`- Topology: ${c.nodes} netns nodes, ${c.attachments} attachments on 4 bridges (/22 each; every 10th node on two bridges), ${c.partitions} partitions (${c.symmetric} symmetric, ${c.partitions - c.symmetric} directional), ${c.impairments} per-pair impairments (drop_pct and/or bandwidth_bps), drop_pct 1 on all of bridge lan3, routes lan0 <> lan1.`);
+    out.push(`- \`provium validate\` (Node start-up + load + checks, no host commands): ${secs(r.validateMs)} s.`);
+    out.push(`- apply from empty: ${r.applyMs.map(secs).join(', ')} s (median ${secs(median(r.applyMs))}); host_commands ${r.applyHostCommands.join(', ')}.`);
+    r.applyBreakdowns.forEach((b, i) => out.push(`  - run ${i + 1}: ${fmtBreakdown(b)}`));
+    const b0 = r.applyBreakdowns[r.applyBreakdowns.length - 1];
+    if (b0) out.push(`  - changing commands (last run): ${fmtGroups(b0)}`);
+    out.push(`- baseline teardown: ${r.baselineTeardownMs.map(secs).join(', ')} s (median ${secs(median(r.baselineTeardownMs))}).`);
+    out.push(`- baseline: ${r.baselineMs.map(secs).join(', ')} s (median ${secs(median(r.baselineMs))}); ${r.baselineSize.processes} processes, ${r.baselineSize.lines} batch lines; same objects as provium: ${r.baselineVerified}.`);
+    r.baselinePhases.forEach((p, i) => out.push(`  - run ${i + 1} phases (ms): ${p}`));
+    out.push(`- no-op plan: ${r.planMs.map(secs).join(', ')} s (median ${secs(median(r.planMs))}); bare readers (${r.readerCmds} commands, ${r.readerNsCmds} per-namespace 8 at a time): ${r.readersMs.map(secs).join(', ')} s (median ${secs(median(r.readersMs))}); \`node -e 0\` ${secs(nodeStartMs)} s.`);
+    if (r.planBreakdown) out.push(`  - first plan: ${fmtBreakdown(r.planBreakdown)}`);
+    out.push(`- one-field change (${r.change.what}): plan ${r.change.planChanges} change(s) with ${r.change.planItems} item(s); apply host_commands ${r.change.hostCommands}, ${secs(r.change.applyMs)} s.`);
+    for (const inv of r.change.invocations) out.push(`  - ran \`${inv}\``);
+    if (r.change.breakdown) out.push(`  - ${fmtBreakdown(r.change.breakdown)}`);
+    out.push(`- destroy: ${r.destroyMs.map(secs).join(', ')} s (median ${secs(median(r.destroyMs))}).`);
+    r.destroyBreakdowns.forEach((b, i) => out.push(`  - run ${i + 1}: ${fmtBreakdown(b)}`));
+    const d0 = r.destroyBreakdowns[r.destroyBreakdowns.length - 1];
+    if (d0) out.push(`  - changing commands (last run): ${fmtGroups(d0)}`);
+    if (r.mininet) out.push(`- Mininet${mnVersion ? ` ${mnVersion}` : ''}: ${r.mininet.ok ? `${secs(r.mininet.ms!)} s (one run; builds ${r.n} hosts + 1 lxbr switch, then tears them down; network up after ${secs(r.mininet.buildMs ?? NaN)} s)` : `skipped: ${r.mininet.why}`}.`);
+    out.push('');
+  }
+  return out.join('\n');
+}
+
+const BEGIN = '<!-- bench:begin (generated by npm run bench; edits inside are overwritten) -->';
+const END = '<!-- bench:end -->';
+
+function writeReport(generated: string): void {
+  const path = join(REPO, 'BENCHMARKS.md');
+  const block = `${BEGIN}\n${generated}\n${END}`;
+  let text: string;
+  if (existsSync(path)) {
+    const old = readFileSync(path, 'utf8');
+    const i = old.indexOf(BEGIN);
+    const j = old.indexOf(END);
+    text = i >= 0 && j > i ? old.slice(0, i) + block + old.slice(j + END.length) : `${old.trimEnd()}\n\n${block}\n`;
+  } else {
+    text = `# provium benchmarks\n\n${block}\n`;
+  }
+  writeFileSync(path, text);
+}
+
+async function main(): Promise<number> {
+  if (process.getuid?.() !== 0) {
+    process.stderr.write('bench: needs root (creates network namespaces)\n');
+    return 1;
+  }
+  const started = performance.now();
+  const bench = new Bench();
+  let interrupted = false;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (interrupted) return;
+    interrupted = true;
+    log(`${sig}: cleaning up`);
+    void bench.cleanup().finally(() => process.exit(130));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  const results: LabResult[] = [];
+  let nodeStartMs = NaN;
+  let helpMs = NaN;
+  let mnVersion: string | undefined;
+  try {
+    await bench.setup();
+    log(`host namespace ${bench.host}, baseline host namespace ${bench.baseHost}, state dir ${bench.stateDir}`);
+    const nodeRuns: number[] = [];
+    for (let i = 0; i < 5; i++) nodeRuns.push((await run([process.execPath, '-e', '0'])).ms);
+    nodeStartMs = median(nodeRuns);
+    log(`node -e 0: median ${secs(nodeStartMs)} s`);
+    const helpRuns: number[] = [];
+    for (let i = 0; i < 5; i++) helpRuns.push((await run([process.execPath, bench.provBin, '--help'], { env: bench.env() })).ms);
+    helpMs = median(helpRuns);
+    log(`provium --help (Node + loading provium's modules): median ${secs(helpMs)} s`);
+    for (const n of SIZES) results.push(await bench.labResult(n));
+
+    if (process.env.PVB_NO_MININET !== '1') {
+      const why = await ensureMininet(log);
+      if (why) {
+        log(`Mininet skipped: ${why}`);
+        for (const r of results) r.mininet = { ok: false, why };
+      } else {
+        mnVersion = await mininetVersion();
+        for (const r of results) {
+          await waitQuiet();
+          r.mininet = await runMininet(r.n, bench.mnNs);
+          log(r.mininet.ok ? `mininet ${r.n}: ${secs(r.mininet.ms!)} s (network up after ${secs(r.mininet.buildMs ?? NaN)} s)` : `mininet ${r.n} skipped: ${r.mininet.why}`);
+        }
+      }
+    }
+  } finally {
+    await bench.cleanup();
+  }
+
+  const rows = buildRows(results, nodeStartMs);
+  const tbl = table(rows);
+  process.stdout.write(`\n${tbl}\n\n`);
+  const elapsed = (performance.now() - started) / 1000;
+  process.stdout.write(`bench finished in ${elapsed.toFixed(0)} s\n`);
+
+  if (process.env.PVB_NO_WRITE !== '1') {
+    const machine = [
+      `- Date: ${new Date().toISOString()}`,
+      `- Machine: ${sh('nproc', [])} CPUs (\`nproc\`), kernel ${sh('uname', ['-r'])}, ${sh('sh', ['-c', '. /etc/os-release && echo $PRETTY_NAME'])}`,
+      `- Tools: ${sh('ip', ['-V'])}; ${sh('nft', ['-v'])}; Node ${process.version}${mnVersion ? `; Mininet ${mnVersion}` : ''}`,
+      `- provium build: commit ${sh('git', ['-C', REPO, 'rev-parse', '--short', 'HEAD'])}${sh('git', ['-C', REPO, 'status', '--porcelain', '--', 'src']) === '' ? '' : ' (src/ has uncommitted changes)'}, copied before the first run`,
+      `- Bench wall time: ${elapsed.toFixed(0)} s (RUNS=${RUNS}, PLAN_RUNS=${PLAN_RUNS})`,
+    ].join('\n');
+    writeReport(`## Results (last run)\n\n${machine}\n\n${tbl}\n\n## Details\n\n${details(results, nodeStartMs, helpMs, mnVersion)}`);
+    log('wrote BENCHMARKS.md');
+  }
+  return 0; // missed targets are reported in the table, not as a failure
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e) => {
+    process.stderr.write(`bench failed: ${(e as Error).stack ?? String(e)}\n`);
+    process.exit(1);
+  },
+);
