@@ -20,4 +20,4 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   echo "setup: installing npm packages"
   npm ci --no-audit --no-fund --loglevel=error
 fi
-npx tsc -p tsconfig.json
+npm run build --silent

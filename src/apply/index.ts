@@ -7,9 +7,10 @@ import type { Topology } from '../model/topology.js';
 import type { HostState } from '../model/state.js';
 import { ProviumError } from '../model/diagnostics.js';
 import { mapLimit, type Runner } from '../host/runner.js';
-import { observe, realFiles, type HostFiles, type Observation } from '../observe/index.js';
+import { observe, realFiles, type HostFiles, type Observation, type Reuse } from '../observe/index.js';
+import { nodeNetns, parseAlias } from '../model/names.js';
 import { computePlan, wantedFor, type Plan } from '../plan/index.js';
-import type { HostContext } from '../plan/commands.js';
+import { ipArgv, type HostContext } from '../plan/commands.js';
 import type { Invocation } from '../plan/types.js';
 import { readRecord, writeRecord, stateRoot } from './statedir.js';
 import { startVm, stopVm, runQmp } from './vm.js';
@@ -24,12 +25,12 @@ export interface Planned {
  * Observes the host and computes the plan for a topology. When the lab recorded the
  * ip_forward value it found, a topology that no longer routes restores it.
  */
-export async function planFor(t: Topology, ctx0: HostContext, runner: Runner, files: HostFiles = realFiles): Promise<Planned> {
+export async function planFor(t: Topology, ctx0: HostContext, runner: Runner, files: HostFiles = realFiles, reuse?: Reuse): Promise<Planned> {
   const ctx: HostContext = { ...ctx0, stateDir: ctx0.stateDir ?? join(stateRoot(), t.lab) };
   const rec = readRecord(t.lab);
   const wanted = wantedFor(t);
   if (rec.ipForwardBefore !== undefined) wanted.ipForward = true;
-  const observation = await observe(t.lab, ctx, runner, wanted, files);
+  const observation = await observe(t.lab, ctx, runner, wanted, files, reuse);
   const plan = computePlan(t, managedView(t, observation.state, rec.ipForwardBefore), observation.facts, ctx, rec.ipForwardBefore);
   return { plan, observation };
 }
@@ -81,16 +82,54 @@ export async function applyPlan(t: Topology, planned: Planned, ctx: HostContext,
     writeRecord(t.lab, { ...rec, ipForwardBefore: false });
   }
   await runInvocations(plan.invocations, runner, onStep);
-  await verify(t, { ...ctx, refreshLinks: false }, runner);
+  await waitPortsGone(plan, ctx, runner);
+  await verify(t, { ...ctx, refreshLinks: false }, runner, { previous: observation.state, touched: touchedNamespaces(plan) });
   return plan.invocations.length;
 }
 
-/** Re-observes until a fresh plan is empty (up to ~3 s); throws ProviumError listing what remains. */
-export async function verify(t: Topology, ctx: HostContext, runner: Runner): Promise<Plan> {
+/**
+ * Ports removed by deleting their node's namespace disappear asynchronously (the
+ * kernel tears veth pairs down in bulk). Waits, with one cheap `ip -j link show` per
+ * poll, until none is left (up to 15 s), so verification reads a settled host.
+ */
+async function waitPortsGone(plan: Plan, ctx: HostContext, runner: Runner): Promise<void> {
+  const names = new Set(plan.changes.flatMap((c) => c.items).filter((i) => i.implied && i.before?.ref.kind === 'link').map((i) => (i.before!.ref as { name: string }).name));
+  if (names.size === 0) return;
+  const t0 = Date.now();
+  for (let delay = 10; ; delay = Math.min(delay * 2, 200)) {
+    const r = await runner.run([...ipArgv(ctx), '-j', 'link', 'show']);
+    const left = (JSON.parse(r.stdout || '[]') as { ifname: string }[]).filter((l) => names.has(l.ifname));
+    if (left.length === 0) return;
+    if (Date.now() - t0 > 15_000) throw new ProviumError(`${left.length} port(s) of deleted node namespaces are still present after 15 s: ${left.slice(0, 5).map((l) => l.ifname).join(', ')}`);
+    await new Promise((r) => setTimeout(r, delay));
+  }
+}
+
+/** Node namespaces a plan changes: its namespace, NIC and route items, and the peers of changed ports. */
+export function touchedNamespaces(plan: Plan): Set<string> {
+  const out = new Set<string>();
+  for (const it of plan.changes.flatMap((c) => c.items)) {
+    const ref = (it.after ?? it.before)!.ref;
+    if (ref.kind === 'netns' || ref.kind === 'nic' || ref.kind === 'routes') out.add(ref.ns);
+    if (ref.kind === 'link') {
+      for (const side of [it.before, it.after]) {
+        const a = parseAlias((side?.value as { alias?: string } | undefined)?.alias);
+        if (a?.kind === 'port') out.add(nodeNetns(a.lab, a.node));
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Re-observes until a fresh plan is empty (up to ~3 s); throws ProviumError listing
+ * what remains. With `reuse`, only the namespaces the apply touched are read again.
+ */
+export async function verify(t: Topology, ctx: HostContext, runner: Runner, reuse?: Reuse): Promise<Plan> {
   let last: Plan | undefined;
   for (let attempt = 0; attempt < 12; attempt++) {
     if (attempt > 0) await new Promise((r) => setTimeout(r, Math.min(50 * 2 ** attempt, 800)));
-    last = (await planFor(t, ctx, runner)).plan;
+    last = (await planFor(t, ctx, runner, realFiles, reuse)).plan;
     if (last.changes.length === 0 && last.errors.length === 0) return last;
   }
   const what = last!.changes.map((c) => `${c.action} ${c.address}`).join(', ');

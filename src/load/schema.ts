@@ -10,17 +10,20 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import type { Diagnostic } from '../model/diagnostics.js';
 import type { DataPath, Locator } from './source.js';
 
 /**
  * Where the schema lives: the repo's schemas/ folder. From dist/src/load/ (compiled)
- * that is three levels up; from src/load/ (run from source) two.
+ * that is three levels up; from src/load/ (run from source) two; from the bundled
+ * CLI, dist/provium.mjs, one.
  */
 const SCHEMA_CANDIDATES = [
   new URL('../../../schemas/topology.schema.json', import.meta.url),
   new URL('../../schemas/topology.schema.json', import.meta.url),
+  new URL('../schemas/topology.schema.json', import.meta.url),
 ];
 
 /** Path of schemas/topology.schema.json. Throws Error when it cannot be found (a broken install). */
@@ -39,8 +42,23 @@ export function loadSchema(): Record<string, unknown> {
   return JSON.parse(readFileSync(schemaPath(), 'utf8')) as Record<string, unknown>;
 }
 
-/** The compiled validator, compiled once per process. */
+/**
+ * The validator generated at build time (scripts/bundle.mjs writes
+ * dist/schema-validator.cjs with ajv's standalone code), next to the compiled
+ * modules or the bundle; undefined when it was not built.
+ */
+function precompiled(): ValidateFunction | undefined {
+  const require = createRequire(import.meta.url);
+  for (const rel of ['../../schema-validator.cjs', './schema-validator.cjs']) {
+    const p = fileURLToPath(new URL(rel, import.meta.url));
+    if (existsSync(p)) return require(p) as ValidateFunction;
+  }
+  return undefined;
+}
+
+/** The validator: the build's generated one, else compiled once per process. */
 function validator(): ValidateFunction {
+  compiled ??= precompiled();
   if (!compiled) {
     const ajv = new Ajv({ allErrors: true, strict: true, strictRequired: false, verbose: true });
     ajv.addKeyword({ keyword: 'errorMessage', schemaType: 'string' });

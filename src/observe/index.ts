@@ -62,7 +62,16 @@ export function kvmUsable(): boolean {
 
 export const realFiles: HostFiles = { listNetns, detectFeature, kvmUsable, observeVms, exists: existsSync };
 
-export async function observe(lab: string, ctx: HostContext, runner: Runner, wanted: Wanted, files: HostFiles = realFiles): Promise<Observation> {
+/**
+ * Re-use for verification: namespaces not in `touched` are taken from `previous`
+ * (the observation the plan was computed from) instead of being read again.
+ */
+export interface Reuse {
+  previous: HostState;
+  touched: Set<string>;
+}
+
+export async function observe(lab: string, ctx: HostContext, runner: Runner, wanted: Wanted, files: HostFiles = realFiles, reuse?: Reuse): Promise<Observation> {
   const state = emptyState();
   const facts: HostFacts = { features: { netem: false, htb: false, nftBridge: false, tun: false }, featureSource: {}, conflicts: [] };
   for (const f of ['netem', 'htb', 'nftBridge', 'tun'] as const) {
@@ -77,7 +86,10 @@ export async function observe(lab: string, ctx: HostContext, runner: Runner, wan
   const prefix = netnsPrefix(lab);
   const allNs = files.listNetns();
   const wantNs = new Set(wanted.namespaces);
-  const candidates = allNs.filter((n) => n.startsWith(prefix) || wantNs.has(n));
+  const all = allNs.filter((n) => n.startsWith(prefix) || wantNs.has(n));
+  const kept = reuse ? all.filter((n) => !reuse.touched.has(n) && reuse.previous.namespaces[n]) : [];
+  for (const n of kept) state.namespaces[n] = reuse!.previous.namespaces[n];
+  const candidates = all.filter((n) => !kept.includes(n));
 
   facts.kvmUsable = files.kvmUsable();
   facts.missingFiles = (wanted.files ?? []).filter((f) => !files.exists(f));

@@ -7,7 +7,7 @@
  * recreates this).
  */
 import type { HostState, LinkState } from '../model/state.js';
-import { parseAlias } from '../model/names.js';
+import { nodeNetns, parseAlias } from '../model/names.js';
 import { addr } from './owners.js';
 import { classid, DEFAULT_MINOR, tcRateString, UNSHAPED_BPS } from './ids.js';
 
@@ -82,8 +82,12 @@ export function itemize(s: HostState, portOfNic: (ns: string, ifname: string) =>
     }
   }
   for (const l of Object.values(s.links)) {
+    // A veth port goes with its node's namespace: deleting the namespace deletes the pair.
+    const a = parseAlias(l.alias);
+    const nsParent = l.kind === 'veth' && a?.kind === 'port' ? `netns:${nodeNetns(a.lab, a.node)}` : undefined;
     out.push({
       key: `link:${l.name}`, ref: { kind: 'link', name: l.name }, owner: linkOwner(l, `link.${l.name}`),
+      ...(nsParent ? { parent: nsParent } : {}),
       value: { kind: l.kind, alias: l.alias, master: l.master, mtu: l.mtu, up: l.up, addrs: l.addrs },
       meta: { peerNetns: l.peerNetns, peerName: l.peerName, peerMac: l.peerMac },
       deps: [...(l.peerNetns ? [`netns:${l.peerNetns}`] : []), ...(l.master ? [`link:${l.master}`] : [])],
