@@ -5,7 +5,6 @@
  */
 import { Command, Option } from 'commander';
 import { Chalk } from 'chalk';
-import ora from 'ora';
 import { createInterface } from 'node:readline/promises';
 import { existsSync } from 'node:fs';
 import { checkTopology, loadTopology } from './load/index.js';
@@ -49,10 +48,10 @@ function requireRoot(): void {
   if (process.getuid && process.getuid() !== 0) throw new ProviumError('provium needs root (CAP_NET_ADMIN) to read and change network namespaces, links, qdiscs and nftables');
 }
 
-/** A spinner on a TTY, plain step lines otherwise (CI logs stay clean). */
-function progress(enabled: boolean) {
+/** A spinner on a TTY (ora, loaded only then), plain step lines otherwise (CI logs stay clean). */
+async function progress(enabled: boolean) {
   const tty = process.stderr.isTTY === true && enabled;
-  const sp = tty ? ora({ stream: process.stderr }) : undefined;
+  const sp = tty ? (await import('ora')).default({ stream: process.stderr }) : undefined;
   return {
     step(text: string) {
       if (sp) {
@@ -140,7 +139,7 @@ export function buildProgram(): Command {
         const ctx: HostContext = { ...hostCtx(g), refreshLinks: o.refreshLinks === true };
         const target = name === 'apply' ? t : emptyTopology(t.lab, t.file);
         const release = acquireLock(t.lab, `provium ${name}`, (m) => process.stderr.write(`warning: ${m}\n`));
-        const prog = progress(!o.json);
+        const prog = await progress(!o.json);
         try {
           const runner = new HostRunner();
           prog.step('reading the host');
