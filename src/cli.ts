@@ -32,6 +32,11 @@ interface Globals {
   color: boolean;
 }
 
+/** JSON output: indented on a terminal, compact for programs (large plans print faster). */
+function printJson(doc: unknown): void {
+  process.stdout.write(JSON.stringify(doc, null, process.stdout.isTTY ? 2 : undefined) + '\n');
+}
+
 function useColor(g: Globals): boolean {
   return g.color && !process.env.NO_COLOR && process.stdout.isTTY === true;
 }
@@ -96,7 +101,7 @@ export function buildProgram(): Command {
       const r = checkTopology(file);
       const errors = r.diagnostics.filter((d) => d.severity === 'error');
       if (o.json) {
-        process.stdout.write(JSON.stringify({ format_version: FORMAT_VERSION, valid: errors.length === 0, diagnostics: r.diagnostics.map(diagnosticJson) }, null, 2) + '\n');
+        printJson({ format_version: FORMAT_VERSION, valid: errors.length === 0, diagnostics: r.diagnostics.map(diagnosticJson) });
       } else {
         for (const d of r.diagnostics) process.stderr.write(formatDiagnostic(d) + '\n');
         if (errors.length === 0) process.stdout.write(`${file}: valid (lab ${r.topology?.lab})\n`);
@@ -117,7 +122,7 @@ export function buildProgram(): Command {
       const ctx = hostCtx(globals());
       const runner = new HostRunner();
       const { plan } = await planFor(t, ctx, runner);
-      if (o.json) process.stdout.write(JSON.stringify(planJson(plan), null, 2) + '\n');
+      if (o.json) printJson(planJson(plan));
       else process.stdout.write(renderPlan(plan, { color: useColor(globals()), commands: o.commands }));
       if (plan.errors.length) throw new ExitError(1);
       if (o.detailedExitcode && plan.changes.length > 0) throw new ExitError(2);
@@ -148,7 +153,7 @@ export function buildProgram(): Command {
           const { plan } = planned;
           if (!o.json) process.stdout.write(renderPlan(plan, { color: useColor(g), commands: o.commands }));
           if (plan.errors.length) {
-            if (o.json) process.stdout.write(JSON.stringify({ ...planJson(plan), applied: false }, null, 2) + '\n');
+            if (o.json) printJson({ ...planJson(plan), applied: false });
             throw new ExitError(1);
           }
           if (plan.changes.length > 0) {
@@ -164,12 +169,12 @@ export function buildProgram(): Command {
             prog.stop();
             const s = summary(plan);
             if (o.json) {
-              process.stdout.write(JSON.stringify({ ...planJson(plan), applied: true, host_commands: ran, seconds: Math.round(performance.now() - t0) / 1000 }, null, 2) + '\n');
+              printJson({ ...planJson(plan), applied: true, host_commands: ran, seconds: Math.round(performance.now() - t0) / 1000 });
             } else {
               process.stdout.write(`\n${name === 'apply' ? 'Apply' : 'Destroy'} complete! Resources: ${s.add} added, ${s.change} changed, ${s.destroy} destroyed (${ran} host command invocations, ${((performance.now() - t0) / 1000).toFixed(2)} s, verified).\n`);
             }
           } else if (o.json) {
-            process.stdout.write(JSON.stringify({ ...planJson(plan), applied: true, host_commands: 0 }, null, 2) + '\n');
+            printJson({ ...planJson(plan), applied: true, host_commands: 0 });
           }
           if (name === 'destroy') removeLabDir(t.lab);
           else {
@@ -215,7 +220,7 @@ export function buildProgram(): Command {
       requireRoot();
       const ctx = hostCtx(globals());
       const planned = await planFor(t, ctx, new HostRunner());
-      if (o.json) process.stdout.write(JSON.stringify(showJson(t, planned), null, 2) + '\n');
+      if (o.json) printJson(showJson(t, planned));
       else process.stdout.write(renderShow(t, planned, { color: useColor(globals()) }));
     });
 

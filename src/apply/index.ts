@@ -42,16 +42,22 @@ function managedView(t: Topology, s: HostState, before: boolean | undefined): Ho
   return { ...s, ipForward: undefined };
 }
 
-/** Runs one invocation: a host command, or a VM action (start, stop, QMP steps). */
-async function runOne(inv: Invocation, runner: Runner): Promise<void> {
+/** Runs one invocation: a host command, or a VM action (start, stop, QMP steps). Returns a command's stdout. */
+async function runOne(inv: Invocation, runner: Runner): Promise<string> {
   if (inv.vmStart) await startVm(inv, runner);
   else if (inv.vmStop) await stopVm(inv);
   else if (inv.qmp) await runQmp(inv);
-  else await runner.run(inv.argv, { stdin: inv.stdin });
+  else return (await runner.run(inv.argv, { stdin: inv.stdin })).stdout;
+  return '';
 }
 
-/** Runs invocations in order; consecutive per-namespace batches and VM starts run 8 at a time. Throws CommandError. */
-export async function runInvocations(invs: Invocation[], runner: Runner, onStep?: (inv: Invocation) => void): Promise<void> {
+/**
+ * Runs invocations in order; consecutive per-namespace batches and VM starts/stops run
+ * 8 at a time. Returns what the namespace batches read back (namespace -> JSON output).
+ * Throws CommandError.
+ */
+export async function runInvocations(invs: Invocation[], runner: Runner, onStep?: (inv: Invocation) => void): Promise<Map<string, string>> {
+  const readBack = new Map<string, string>();
   let i = 0;
   while (i < invs.length) {
     const isNs = (x: Invocation) => x.label.startsWith('namespace ') || x.vmStart !== undefined || x.vmStop !== undefined;
@@ -61,7 +67,8 @@ export async function runInvocations(invs: Invocation[], runner: Runner, onStep?
       const group = invs.slice(i, j);
       await mapLimit(group, 8, async (inv) => {
         onStep?.(inv);
-        await runOne(inv, runner);
+        const out = await runOne(inv, runner);
+        if (inv.readsBack) readBack.set(inv.readsBack, out);
       });
       i = j;
     } else {
@@ -70,6 +77,7 @@ export async function runInvocations(invs: Invocation[], runner: Runner, onStep?
       i++;
     }
   }
+  return readBack;
 }
 
 /** Applies a computed plan, records what must be restored later, and verifies. Returns the number of changing invocations run. */
@@ -81,9 +89,9 @@ export async function applyPlan(t: Topology, planned: Planned, ctx: HostContext,
   if (setsForward && rec.ipForwardBefore === undefined && observation.state.ipForward === false) {
     writeRecord(t.lab, { ...rec, ipForwardBefore: false });
   }
-  await runInvocations(plan.invocations, runner, onStep);
+  const readBack = await runInvocations(plan.invocations, runner, onStep);
   await waitPortsGone(plan, ctx, runner);
-  await verify(t, { ...ctx, refreshLinks: false }, runner, { previous: observation.state, touched: touchedNamespaces(plan) });
+  await verify(t, { ...ctx, refreshLinks: false }, runner, { previous: observation.state, touched: touchedNamespaces(plan), readBack });
   return plan.invocations.length;
 }
 
@@ -129,7 +137,8 @@ export async function verify(t: Topology, ctx: HostContext, runner: Runner, reus
   let last: Plan | undefined;
   for (let attempt = 0; attempt < 12; attempt++) {
     if (attempt > 0) await new Promise((r) => setTimeout(r, Math.min(50 * 2 ** attempt, 800)));
-    last = (await planFor(t, ctx, runner, realFiles, reuse)).plan;
+    // The namespaces' read-back is only as fresh as the first attempt: retries read again.
+    last = (await planFor(t, ctx, runner, realFiles, attempt === 0 ? reuse : reuse && { ...reuse, readBack: undefined })).plan;
     if (last.changes.length === 0 && last.errors.length === 0) return last;
   }
   const what = last!.changes.map((c) => `${c.action} ${c.address}`).join(', ');

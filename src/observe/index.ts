@@ -69,7 +69,11 @@ export const realFiles: HostFiles = { listNetns, detectFeature, kvmUsable, obser
 export interface Reuse {
   previous: HostState;
   touched: Set<string>;
+  /** Output of `addr show` + `route show` (JSON) per namespace, read back by apply's batches after their writes. */
+  readBack?: Map<string, string>;
 }
+
+const NS_READ = 'addr show\nroute show\n';
 
 export async function observe(lab: string, ctx: HostContext, runner: Runner, wanted: Wanted, files: HostFiles = realFiles, reuse?: Reuse): Promise<Observation> {
   const state = emptyState();
@@ -89,7 +93,8 @@ export async function observe(lab: string, ctx: HostContext, runner: Runner, wan
   const all = allNs.filter((n) => n.startsWith(prefix) || wantNs.has(n));
   const kept = reuse ? all.filter((n) => !reuse.touched.has(n) && reuse.previous.namespaces[n]) : [];
   for (const n of kept) state.namespaces[n] = reuse!.previous.namespaces[n];
-  const candidates = all.filter((n) => !kept.includes(n));
+  const fresh = all.filter((n) => !kept.includes(n) && reuse?.readBack?.has(n));
+  const candidates = all.filter((n) => !kept.includes(n) && !fresh.includes(n));
 
   facts.kvmUsable = files.kvmUsable();
   facts.missingFiles = (wanted.files ?? []).filter((f) => !files.exists(f));
@@ -101,7 +106,7 @@ export async function observe(lab: string, ctx: HostContext, runner: Runner, wan
     runner.run([...ipArgv(ctx), '-j', '-d', 'addr', 'show']),
     runner.run([...tcArgv(ctx), '-j', 'qdisc', 'show']),
     runner.run([...nftArgv(ctx), '-j', 'list', 'ruleset']),
-    mapLimit(candidates, 8, (ns) => runner.run(['ip', '-j', '-d', '-n', ns, '-batch', '-'], { stdin: 'addr show\nroute show\n', allowFail: true })),
+    mapLimit(candidates, 8, (ns) => runner.run(['ip', '-j', '-d', '-n', ns, '-batch', '-'], { stdin: NS_READ, allowFail: true })),
     wanted.defaultRoute ? runner.run([...ipArgv(ctx), '-j', 'route', 'show', 'default']) : Promise.resolve(undefined),
     wanted.ipForward ? runner.run([...sysctlArgv(ctx), '-n', 'net.ipv4.ip_forward']) : Promise.resolve(undefined),
     files.observeVms(ctx),
@@ -114,10 +119,13 @@ export async function observe(lab: string, ctx: HostContext, runner: Runner, wan
     else if (wantLinks.has(l.ifname)) facts.conflicts.push({ kind: 'link', name: l.ifname, found: l.ifalias ? `ifalias "${l.ifalias}"` : 'no provium ifalias' });
   }
 
-  candidates.forEach((ns, i) => {
-    const r = nsOuts[i];
-    if (r.exitCode !== 0) return; // vanished between listing and reading
-    const [addrs, routes] = splitJsonDocs(r.stdout) as [IpLink[], IpRoute[]];
+  const outs = [
+    ...candidates.map((ns, i) => ({ ns, ok: nsOuts[i].exitCode === 0, stdout: nsOuts[i].stdout })),
+    ...fresh.map((ns) => ({ ns, ok: true, stdout: reuse!.readBack!.get(ns)! })),
+  ];
+  outs.forEach(({ ns, ok, stdout }) => {
+    if (!ok) return; // vanished between listing and reading
+    const [addrs, routes] = splitJsonDocs(stdout).slice(-2) as [IpLink[], IpRoute[]];
     const lo = (addrs ?? []).find((l) => l.ifname === 'lo');
     const a = parseAlias(lo?.ifalias);
     if (a?.kind === 'node' && a.lab === lab) state.namespaces[ns] = toNamespaceState(ns, a.node, addrs ?? [], routes ?? []);

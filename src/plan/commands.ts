@@ -308,7 +308,9 @@ export function buildInvocations(lab: string, changes: ItemChange[], ctx: HostCo
   if (host.length) inv.push({ argv: [...ipArgv(ctx), '-batch', '-'], stdin: lines(host), label: 'host links' });
   for (const [ns, l] of [...nsLines].sort(([a], [b]) => (a < b ? -1 : 1))) {
     if (rootDel.includes(`netns del ${ns}`)) continue;
-    inv.push({ argv: ['ip', '-n', ns, '-batch', '-'], stdin: lines(nsOrder(l)), label: `namespace ${ns}` });
+    // The last two lines read the namespace back (JSON) for apply's verification,
+    // in the same process as the writes.
+    inv.push({ argv: ['ip', '-j', '-d', '-n', ns, '-batch', '-'], stdin: lines([...nsOrder(l), ...READ_BACK]), label: `namespace ${ns}`, readsBack: ns });
   }
   if (sysctl.length) inv.push({ argv: [...sysctlArgv(ctx), '-q', '-w', ...sysctl], label: 'sysctl' });
   // Deletes: leaf classes before root qdiscs. Adds: root qdisc, its root class, leaf classes, then netem leaves.
@@ -327,6 +329,9 @@ export function buildInvocations(lab: string, changes: ItemChange[], ctx: HostCo
   if (rootDel.length) inv.push({ argv: rootIp, stdin: lines(rootDel), label: 'delete node namespaces' });
   return inv;
 }
+
+/** Reader lines appended to a node namespace's batch: the same reads observe makes. */
+export const READ_BACK = ['addr show', 'route show'];
 
 function lines(l: string[]): string {
   return l.join('\n') + '\n';

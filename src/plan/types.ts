@@ -56,6 +56,8 @@ export interface Invocation {
   stdin?: string;
   /** What it does, for logs: "host links", "node a", "nft transaction". */
   label: string;
+  /** A node namespace batch whose output (after the writes) reads that namespace back. */
+  readsBack?: string;
   vmStart?: { node: string; dir: string; record: VmState };
   vmStop?: { node: string; dir: string; pid?: number; socket: string };
   qmp?: { node: string; dir: string; socket: string; steps: QmpStep[] };
