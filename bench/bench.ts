@@ -10,6 +10,7 @@
  * PVB_NO_MININET=1, PVB_NO_WRITE=1 (do not touch BENCHMARKS.md).
  */
 import { execFileSync } from 'node:child_process';
+import { vmBench, type VmResult } from './vm.js';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -307,6 +308,21 @@ function buildRows(results: LabResult[], nodeStartMs: number): Row[] {
   return rows;
 }
 
+/** VM rows: information (no targets in the issue). */
+function vmRows(vm: VmResult): Row[] {
+  if (!vm.ok && vm.boot1.length === 0) return [{ metric: 'VM guest boot', value: '-', reference: `skipped: ${vm.why}`, ratio: '-', target: '(info)', ok: undefined }];
+  const rows: Row[] = [
+    { metric: 'VM: 1 guest, apply until it answers ping (TCG)', value: `${secs(median(vm.boot1))} s`, reference: `runs ${vm.boot1.map(secs).join(', ')}`, ratio: '-', target: '(info)', ok: undefined },
+  ];
+  if (vm.apply4 !== undefined) {
+    rows.push({ metric: 'VM: 4 guests, apply (QEMU launched)', value: `${secs(vm.apply4)} s`, reference: '-', ratio: '-', target: '(info)', ok: undefined });
+    rows.push({ metric: 'VM: 4 guests, apply until all answer ping', value: `${secs(vm.ready4!)} s`, reference: '2 cores, TCG', ratio: '-', target: '(info)', ok: undefined });
+    rows.push({ metric: 'VM: 4 guests, destroy', value: `${secs(vm.destroy4!)} s`, reference: 'QMP quit, QEMU exit', ratio: '-', target: '(info)', ok: undefined });
+  }
+  if (!vm.ok) rows.push({ metric: 'VM rows incomplete', value: '-', reference: vm.why ?? '', ratio: '-', target: '(info)', ok: undefined });
+  return rows;
+}
+
 function table(rows: Row[]): string {
   const head = ['metric', 'provium', 'reference', 'ratio', 'target', 'result'];
   const body = rows.map((r) => [r.metric, r.value, r.reference, r.ratio, r.target, r.ok === undefined ? '-' : r.ok ? 'PASS' : 'FAIL']);
@@ -391,6 +407,7 @@ async function main(): Promise<number> {
   let nodeStartMs = NaN;
   let helpMs = NaN;
   let mnVersion: string | undefined;
+  let vm: VmResult | undefined;
   try {
     await bench.setup();
     log(`host namespace ${bench.host}, baseline host namespace ${bench.baseHost}, state dir ${bench.stateDir}`);
@@ -418,11 +435,16 @@ async function main(): Promise<number> {
         }
       }
     }
+    if (process.env.PVB_NO_VM !== '1') {
+      await waitQuiet();
+      vm = await vmBench(REPO, bench.provBin, log);
+    }
   } finally {
     await bench.cleanup();
   }
 
   const rows = buildRows(results, nodeStartMs);
+  if (vm) rows.push(...vmRows(vm));
   const tbl = table(rows);
   process.stdout.write(`\n${tbl}\n\n`);
   const elapsed = (performance.now() - started) / 1000;

@@ -14,6 +14,8 @@ interface PortView {
   port: string;
   kind: string;
   link: 'up' | 'down';
+  /** "observed" (the port's state) or "recorded" (a VM NIC: what provium last set over QMP). */
+  link_source: 'observed' | 'recorded';
   nic?: string;
   addrs: string[];
 }
@@ -39,7 +41,13 @@ export function showJson(t: Topology, planned: Planned) {
         const nsName = Object.values(s.namespaces).find((n) => n.node === w?.node);
         const nicName = `eth${p.name.split('-').pop()}`;
         const nic = nsName?.nics[nicName];
-        return { node: w?.node ?? '?', bridge: a.bridge, port: p.name, kind: p.kind === 'tun' ? 'tap' : p.kind, link: p.up ? 'up' : 'down', ...(nic ? { nic: nicName } : {}), addrs: nic?.addrs ?? [] };
+        const vm = w ? s.vms[w.node] : undefined;
+        const recorded = vm?.links[p.name];
+        return {
+          node: w?.node ?? '?', bridge: a.bridge, port: p.name, kind: p.kind === 'tun' ? 'tap' : p.kind,
+          link: recorded ?? (p.up ? 'up' : 'down'), link_source: recorded ? 'recorded' : 'observed',
+          ...(nic ? { nic: nicName } : vm?.nics[p.name] ? { nic: nicName, mac: vm.nics[p.name].mac } : {}), addrs: nic?.addrs ?? [],
+        } as PortView;
       });
     const devs = new Set(ports.map((p) => p.port));
     const inBridge = (k: string) => devs.has(k.split('>')[0]);
@@ -65,7 +73,8 @@ export function showJson(t: Topology, planned: Planned) {
     };
   }
   const nodes = Object.fromEntries(Object.values(s.namespaces).map((n) => [n.node, { netns: n.name, nics: n.nics, routes: n.routes }]));
-  return { lab: t.lab, nodes, bridges, ip_forward: s.ipForward ?? null, drift: planJson(planned.plan) };
+  const vms = Object.fromEntries(Object.values(s.vms).sort((a, b) => (a.node < b.node ? -1 : 1)).map((v) => [v.node, { status: v.status, pid: v.pid ?? null, accel: v.spec.accel, memory_mb: v.spec.memoryMb, cpus: v.spec.cpus, nics: v.nics, links_recorded: v.links }]));
+  return { lab: t.lab, nodes, vms, bridges, ip_forward: s.ipForward ?? null, drift: planJson(planned.plan) };
 }
 
 export function renderShow(t: Topology, planned: Planned, opts: { color: boolean }): string {
@@ -75,7 +84,8 @@ export function renderShow(t: Topology, planned: Planned, opts: { color: boolean
   for (const [b, v] of Object.entries(j.bridges) as [string, any][]) {
     out.push(`  bridge ${c.bold(b)} (${v.device}, ${v.up ? 'up' : 'down'}${v.host_addresses.length ? `, host ${v.host_addresses.join(' ')}` : ''})`);
     for (const p of v.ports as PortView[]) {
-      out.push(`    ${p.node.padEnd(10)} ${(p.nic ?? '').padEnd(5)} ${p.port.padEnd(16)} ${p.kind.padEnd(5)} link ${p.link === 'up' ? c.green('up') : c.red('down')}  ${p.addrs.join(' ')}`);
+      const link = (p.link === 'up' ? c.green('up') : c.red('down')) + (p.link_source === 'recorded' ? c.dim(' (recorded)') : '');
+      out.push(`    ${p.node.padEnd(10)} ${(p.nic ?? '').padEnd(5)} ${p.port.padEnd(16)} ${p.kind.padEnd(5)} link ${link}  ${p.addrs.join(' ')}`);
     }
     if (v.partitions.length) out.push(`    partitions (dropped): ${v.partitions.join(', ')}`);
     if (v.isolated.length) out.push(`    isolated: ${v.isolated.join(', ')}`);
@@ -84,6 +94,9 @@ export function renderShow(t: Topology, planned: Planned, opts: { color: boolean
       if (sh.default && sh.default.bandwidth_bps < 10e9) out.push(`    into ${node}: ${sh.default.bandwidth_bps / 1e6} Mbit/s${sh.default.latency_ms ? `, ${sh.default.latency_ms} ms` : ''}`);
       for (const [src, x] of Object.entries(sh.from) as [string, any][]) out.push(`    ${src}->${node}: ${x.bandwidth_bps / 1e6} Mbit/s${x.latency_ms ? `, latency ${x.latency_ms} ms, jitter ${x.jitter_ms} ms` : ''}`);
     }
+  }
+  for (const [n, v] of Object.entries(j.vms) as [string, any][]) {
+    out.push(`  vm ${c.bold(n)}: ${v.status}${v.pid ? ` (pid ${v.pid})` : ''}, ${v.accel}, ${v.memory_mb} MiB, ${v.cpus} CPU`);
   }
   const drift = planned.plan.changes.length;
   out.push(drift === 0 ? c.green('  no drift: the host matches the file') : c.yellow(`  drift: ${drift} object(s) differ from the file (run provium plan)`));
