@@ -16,6 +16,8 @@
  */
 import type { LabSpec, BridgeDef } from './topology.js';
 import { mapLimit, run } from './util.js';
+import { allocateMajors, allocateMinors, hex } from '../src/plan/ids.js';
+import { nicMac } from '../src/model/names.js';
 
 export interface Step {
   label: string;
@@ -47,39 +49,8 @@ function fmtAddr(n: number): string {
   return [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s) % 256).join('.');
 }
 
-// ---- tc ids: FNV-1a hash of the name, linear probing, keys in sorted order ----
-function fnv1a(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193) >>> 0;
-  }
-  return h >>> 0;
-}
-function allocIds(keys: string[], lo: number, hi: number): Map<string, number> {
-  const span = hi - lo + 1;
-  const used = new Set<number>();
-  const out = new Map<string, number>();
-  for (const k of [...new Set(keys)].sort()) {
-    let id = lo + (fnv1a(k) % span);
-    while (used.has(id)) id = id === hi ? lo : id + 1;
-    used.add(id);
-    out.set(k, id);
-  }
-  return out;
-}
-const hex = (n: number) => n.toString(16);
-
-/** A node NIC's MAC: 02 (locally administered) + the low 5 bytes of FNV-1a 64 of "lab/node/bridge". */
-function nicMac(lab: string, node: string, bridge: string): string {
-  let h = 0xcbf29ce484222325n;
-  for (const ch of `${lab}/${node}/${bridge}`) {
-    h ^= BigInt(ch.charCodeAt(0));
-    h = (h * 0x100000001b3n) & 0xffffffffffffffffn;
-  }
-  const bytes = [2, ...Array.from({ length: 5 }, (_, i) => Number((h >> BigInt(8 * i)) & 0xffn))];
-  return bytes.map((b) => b.toString(16).padStart(2, '0')).join(':');
-}
+// tc ids and NIC MACs: provium's own derivations (imported, so the baseline builds exactly
+// the objects provium would, and provium's plan against it is empty).
 const quantum = (bps: number) => Math.max(1600, Math.min(60000, Math.floor(bps / 80)));
 const htb = (bps: number) => `htb rate ${bps}bit ceil ${bps}bit quantum ${quantum(bps)}`;
 
@@ -196,13 +167,13 @@ export function baselinePhases(s: LabSpec, host: string): Phase[] {
   }
   const tc: string[] = [];
   const tcClasses: string[] = [];
-  const majors = allocIds([...shaped.keys()], 0x8000, 0xfff0);
+  const majors = allocateMajors([...shaped.keys()]);
   for (const [dev, srcs] of shaped) {
     const m = hex(majors.get(dev)!);
     tc.push(`qdisc add dev ${dev} root handle ${m}: htb default 2`);
     tc.push(`class add dev ${dev} parent ${m}: classid ${m}:1 ${htb(UNSHAPED)}`);
     tcClasses.push(`class add dev ${dev} parent ${m}:1 classid ${m}:2 ${htb(UNSHAPED)}`);
-    const minors = allocIds(srcs.map((x) => x.src), 0x10, 0x7ff0);
+    const minors = allocateMinors(srcs.map((x) => x.src));
     for (const x of srcs) {
       const cid = `${m}:${hex(minors.get(x.src)!)}`;
       tcClasses.push(`class add dev ${dev} parent ${m}:1 classid ${cid} ${htb(x.bps)}`);

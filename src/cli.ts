@@ -3,7 +3,7 @@
  * 0 success (plan: no changes), 2 plan with changes under --detailed-exitcode,
  * 1 any error (bad input, conflicts, missing kernel features, failed commands, locks).
  */
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import { Chalk } from 'chalk';
 import { createInterface } from 'node:readline/promises';
 import { existsSync } from 'node:fs';
@@ -11,14 +11,14 @@ import { checkTopology, loadTopology } from './load/index.js';
 import { InputError, ProviumError, formatDiagnostic } from './model/diagnostics.js';
 import type { Topology } from './model/topology.js';
 import { HostRunner, CommandError } from './host/runner.js';
-import { planFor, applyPlan, verify } from './apply/index.js';
+import { planFor, applyPlan } from './apply/index.js';
 import { acquireLock, removeLabDir, readRecord, writeRecord } from './apply/statedir.js';
 import { emptyTopology } from './plan/index.js';
 import type { HostContext } from './plan/commands.js';
 import { renderPlan, summary } from './render/text.js';
 import { planJson, diagnosticJson, FORMAT_VERSION } from './render/json.js';
 import { renderShow, showJson } from './render/show.js';
-import { nodeNetns, LAB_RE } from './model/names.js';
+import { nodeNetns } from './model/names.js';
 
 /** Raised to leave with a given exit code after output was written. */
 export class ExitError extends Error {

@@ -12,7 +12,7 @@
  */
 import type { Topology, BridgeSpec, ImpairmentSpec, NodeSpec } from '../model/topology.js';
 import { dirname, resolve } from 'node:path';
-import type { HostState, NamespaceState, PortShaping, NftBridgeTable, NftInetTable, RouteState } from '../model/state.js';
+import type { HostState, PortShaping, NftBridgeTable, NftInetTable, RouteState } from '../model/state.js';
 import { emptyState } from '../model/state.js';
 import * as names from '../model/names.js';
 import { addr } from './owners.js';

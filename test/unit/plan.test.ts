@@ -1,8 +1,16 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { planFixture, FIXTURES } from './replay.js';
 
 process.env.PROVIUM_STATE_DIR = '/nonexistent/provium-unit';
+
+/** The recorded lab's file with latency fields added to its a->d impairment; returns the new file's path. */
+function withLatency(fields: string): string {
+  const file = `${mkdtempSync('/tmp/pv-unit-')}/lat.yaml`;
+  writeFileSync(file, readFileSync(new URL('applied/topology.yaml', FIXTURES), 'utf8').replace('drop_pct: 2.5,', `drop_pct: 2.5, ${fields}`));
+  return file;
+}
 
 describe('plan on recorded host output', () => {
   test('a host that matches the file plans no changes', async () => {
@@ -63,10 +71,7 @@ describe('plan on recorded host output', () => {
   });
 
   test('latency without sch_netem fails the plan naming the module and the fix, with no commands', async () => {
-    const { writeFileSync, readFileSync, mkdtempSync } = await import('node:fs');
-    const dir = mkdtempSync('/tmp/pv-unit-');
-    const file = `${dir}/lat.yaml`;
-    writeFileSync(file, readFileSync(new URL('applied/topology.yaml', FIXTURES), 'utf8').replace('drop_pct: 2.5,', 'drop_pct: 2.5, latency_ms: 20,'));
+    const file = withLatency('latency_ms: 20,');
     const { plan } = await planFixture('applied', file, { netem: false });
     assert.equal(plan.invocations.length, 0);
     assert.equal(plan.errors.length, 1);
@@ -77,11 +82,7 @@ describe('plan on recorded host output', () => {
   });
 
   test('with sch_netem present the same latency plans a netem leaf under the pair class', async () => {
-    const { writeFileSync, readFileSync, mkdtempSync } = await import('node:fs');
-    const dir = mkdtempSync('/tmp/pv-unit-');
-    const file = `${dir}/lat.yaml`;
-    writeFileSync(file, readFileSync(new URL('applied/topology.yaml', FIXTURES), 'utf8').replace('drop_pct: 2.5,', 'drop_pct: 2.5, latency_ms: 20, jitter_ms: 4,'));
-    const { plan } = await planFixture('applied', file, { netem: true });
+    const { plan } = await planFixture('applied', withLatency('latency_ms: 20, jitter_ms: 4,'), { netem: true });
     assert.equal(plan.changes.length, 1);
     assert.equal(plan.changes[0].address, 'bridge.lan.impairment[a>d]');
     assert.equal(plan.invocations.length, 1);
