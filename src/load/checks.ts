@@ -73,6 +73,7 @@ function checkPartitions(bridge: InBridge, input: Input, r: Reporter): void {
 function checkImpairments(bridge: InBridge, input: Input, r: Reporter): void {
   const seen = new Map<string, number>();
   for (const imp of bridge.impairments) {
+    if (imp.jitterAlone) r.error([...imp.path, 'jitter_ms'], 'incomplete entry', '"jitter_ms" requires "latency_ms" (or a profile) in the same impairment', { key: true });
     if (imp.from) checkMember(imp.from, 'impairment', bridge, input, r);
     if (imp.to) checkMember(imp.to, 'impairment', bridge, input, r);
     if (!imp.from !== !imp.to) continue; // from without to: reported by the schema

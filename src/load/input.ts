@@ -6,6 +6,7 @@
  */
 import type { NodeKind } from '../model/topology.js';
 import type { DataPath } from './source.js';
+import { PROFILES, type Profile } from './profiles.js';
 
 /** A node under `nodes`. `path` is ["nodes", name]. */
 export interface InNode {
@@ -54,6 +55,10 @@ export interface InImpairment {
   jitter_ms?: number;
   drop_pct?: number;
   bandwidth_bps?: number;
+  /** Named link condition whose values fill the fields not given (profiles.ts). */
+  profile?: string;
+  /** jitter_ms given without latency_ms or a profile (an error: netem jitter needs a delay). */
+  jitterAlone?: boolean;
   path: DataPath;
 }
 
@@ -166,19 +171,23 @@ function readPartition(item: unknown, path: DataPath): InPartition[] {
   return [{ kind: 'directional', a: { name: item.from, path: [...path, 'from'] }, b: { name: item.to, path: [...path, 'to'] }, path }];
 }
 
-/** Impairment entry; [] when not a mapping. */
+/** Impairment entry, with its profile's values filled in; [] when not a mapping. */
 function readImpairment(item: unknown, path: DataPath): InImpairment[] {
   if (!isObj(item)) return [];
   const ref = (key: string): InRef | undefined =>
     typeof item[key] === 'string' ? { name: item[key] as string, path: [...path, key] } : undefined;
+  // A profile fills the fields the entry does not set (unknown names are schema errors).
+  const p: Profile = typeof item.profile === 'string' ? PROFILES[item.profile] ?? {} : {};
   return [
     {
       from: ref('from'),
       to: ref('to'),
-      latency_ms: num(item.latency_ms),
-      jitter_ms: num(item.jitter_ms),
-      drop_pct: num(item.drop_pct),
-      bandwidth_bps: num(item.bandwidth_bps),
+      latency_ms: num(item.latency_ms) ?? p.latency_ms,
+      jitter_ms: num(item.jitter_ms) ?? (num(item.latency_ms) === undefined ? p.jitter_ms : undefined),
+      drop_pct: num(item.drop_pct) ?? p.drop_pct,
+      bandwidth_bps: num(item.bandwidth_bps) ?? p.bandwidth_bps,
+      profile: typeof item.profile === 'string' ? item.profile : undefined,
+      jitterAlone: num(item.jitter_ms) !== undefined && num(item.latency_ms) === undefined && typeof item.profile !== 'string',
       path,
     },
   ];

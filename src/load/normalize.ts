@@ -104,6 +104,7 @@ function normalizeImpairment(i: InImpairment, c: Checked): ImpairmentSpec {
     jitter_ms: i.jitter_ms,
     drop_pct: i.drop_pct,
     bandwidth_bps: i.bandwidth_bps,
+    profile: i.profile,
     pos: c.locator.pos(i.path),
   });
 }

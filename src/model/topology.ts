@@ -67,6 +67,8 @@ export interface ImpairmentSpec {
   jitter_ms?: number;
   drop_pct?: number;
   bandwidth_bps?: number;
+  /** The named profile the entry used (its values are already merged into the fields above). */
+  profile?: string;
   pos?: SourcePos;
 }
 
