@@ -6,12 +6,13 @@
 import { Command } from 'commander';
 import { Chalk } from 'chalk';
 import { createInterface } from 'node:readline/promises';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { checkTopology, loadTopology } from './load/index.js';
 import { InputError, ProviumError, formatDiagnostic } from './model/diagnostics.js';
 import type { Topology } from './model/topology.js';
 import { HostRunner, CommandError } from './host/runner.js';
-import { planFor, applyPlan } from './apply/index.js';
+import { planFor, applyPlan, ApplyError } from './apply/index.js';
+import { fingerprint, PLAN_KIND, readPlanFile, sha256, writePlanFile } from './apply/planfile.js';
 import { acquireLock, removeLabDir, readRecord, writeRecord } from './apply/statedir.js';
 import { emptyTopology } from './plan/index.js';
 import type { HostContext } from './plan/commands.js';
@@ -19,6 +20,9 @@ import { renderPlan, summary } from './render/text.js';
 import { planJson, diagnosticJson, FORMAT_VERSION } from './render/json.js';
 import { renderShow, showJson } from './render/show.js';
 import { nodeNetns } from './model/names.js';
+import { captureCommand, type CaptureOptions } from './capture.js';
+import { renderDot, renderMermaid } from './render/graph.js';
+import { doctorJson, doctorReady, renderDoctor, runDoctor } from './doctor.js';
 
 /** Raised to leave with a given exit code after output was written. */
 export class ExitError extends Error {
@@ -116,14 +120,25 @@ export function buildProgram(): Command {
     .option('--json', 'machine-readable plan (format_version 1)')
     .option('--commands', 'also print the exact host commands apply would run')
     .option('--detailed-exitcode', 'exit 0 when there is nothing to do, 2 when there are changes, 1 on error')
-    .action(async (file: string, o: { json?: boolean; commands?: boolean; detailedExitcode?: boolean }) => {
+    .option('--out <planfile>', 'save the plan, with a fingerprint of the host state it was computed from, for `provium apply PLANFILE`')
+    .action(async (file: string, o: { json?: boolean; commands?: boolean; detailedExitcode?: boolean; out?: string }) => {
       const t = load(file);
       requireRoot();
       const ctx = hostCtx(globals());
       const runner = new HostRunner();
-      const { plan } = await planFor(t, ctx, runner);
+      const planned = await planFor(t, ctx, runner);
+      const { plan } = planned;
       if (o.json) printJson(planJson(plan));
       else process.stdout.write(renderPlan(plan, { color: useColor(globals()), commands: o.commands }));
+      if (o.out && plan.errors.length === 0) {
+        const text = readFileSync(t.file, 'utf8');
+        writePlanFile(o.out, {
+          format_version: '1', kind: PLAN_KIND, created: new Date().toISOString(), lab: t.lab,
+          topology: { file: t.file, text, sha256: sha256(text) }, host_netns: ctx.hostNetns ?? null,
+          fingerprint: fingerprint(planned.observation), plan: planJson(plan), invocations: plan.invocations,
+        });
+        if (!o.json) process.stdout.write(`\nSaved the plan to ${o.out}. To perform exactly these actions, run: provium${ctx.hostNetns ? ` --netns ${ctx.hostNetns}` : ''} apply ${o.out}\n`);
+      }
       if (plan.errors.length) throw new ExitError(1);
       if (o.detailedExitcode && plan.changes.length > 0) throw new ExitError(2);
     });
@@ -137,11 +152,17 @@ export function buildProgram(): Command {
       .option('--json', 'machine-readable result')
       .option('--commands', 'also print the exact host commands')
       .option('--refresh-links', "re-send every VM NIC's recorded link state over QMP (QEMU cannot report it back)")
-      .action(async (file: string, o: { autoApprove?: boolean; json?: boolean; commands?: boolean; refreshLinks?: boolean }) => {
-        const t = load(file);
+      .option('--no-rollback', 'when apply fails, keep the partial state for debugging instead of rolling back')
+      .action(async (file: string, o: { autoApprove?: boolean; json?: boolean; commands?: boolean; refreshLinks?: boolean; rollback?: boolean }) => {
+        // apply takes a topology file or a plan file saved by `plan --out`.
+        const saved = name === 'apply' ? readPlanFile(file) : undefined;
+        const t = saved ? loadTopology(saved.topology.file, saved.topology.text) : load(file);
         requireRoot();
         const g = globals();
         const ctx: HostContext = { ...hostCtx(g), refreshLinks: o.refreshLinks === true };
+        if (saved && (saved.host_netns ?? undefined) !== ctx.hostNetns) {
+          throw new ProviumError(`${file} was planned for ${saved.host_netns ? `--netns ${saved.host_netns}` : 'the root namespace'}, not ${ctx.hostNetns ? `--netns ${ctx.hostNetns}` : 'the root namespace'}`);
+        }
         const target = name === 'apply' ? t : emptyTopology(t.lab, t.file);
         const release = acquireLock(t.lab, `provium ${name}`, (m) => process.stderr.write(`warning: ${m}\n`));
         const prog = await progress(!o.json);
@@ -151,13 +172,23 @@ export function buildProgram(): Command {
           const planned = await planFor(target, ctx, runner);
           prog.stop();
           const { plan } = planned;
+          if (saved) {
+            const now = fingerprint(planned.observation);
+            if (now !== saved.fingerprint) {
+              const n = plan.changes.length;
+              throw new ProviumError(
+                `the host changed since ${file} was planned (${saved.created}): the saved plan is stale and was not applied`,
+                `state fingerprint ${saved.fingerprint.slice(0, 19)}… is now ${now.slice(0, 19)}… (drift by hand or another apply); a fresh plan has ${n} change(s): run provium plan again`,
+              );
+            }
+          }
           if (!o.json) process.stdout.write(renderPlan(plan, { color: useColor(g), commands: o.commands }));
           if (plan.errors.length) {
             if (o.json) printJson({ ...planJson(plan), applied: false });
             throw new ExitError(1);
           }
           if (plan.changes.length > 0) {
-            if (!o.autoApprove) {
+            if (!o.autoApprove && !saved) {
               if (!process.stdin.isTTY) throw new ProviumError(`${name} needs --auto-approve when not run from a terminal`);
               if (!(await confirm(`\nDo you want to perform these actions? Only 'yes' will be accepted: `))) {
                 process.stdout.write(`${name} cancelled.\n`);
@@ -165,7 +196,11 @@ export function buildProgram(): Command {
               }
             }
             const t0 = performance.now();
-            const ran = await applyPlan(target, planned, ctx, runner, (inv) => prog.step(`${inv.label}: ${inv.argv.join(' ')}`));
+            const ran = await applyPlan(target, planned, ctx, runner, {
+              rollback: o.rollback !== false,
+              invocations: saved?.invocations,
+              onStep: (inv) => prog.step(`${inv.label}: ${inv.argv.join(' ')}`),
+            });
             prog.stop();
             const s = summary(plan);
             if (o.json) {
@@ -224,6 +259,43 @@ export function buildProgram(): Command {
       else process.stdout.write(renderShow(t, planned, { color: useColor(globals()) }));
     });
 
+  program
+    .command('capture')
+    .description("tcpdump on a bridge (BRIDGE) or on the host side of a node's NIC (NODE.NIC, e.g. a.eth0)")
+    .argument('<file>')
+    .argument('<target>', 'a bridge name, or NODE.NIC')
+    .option('-w, --write <pcap>', 'write a pcap file (- for stdout) instead of printing decoded packets')
+    .option('--duration <time>', 'stop after this time: 500ms, 5s, 2m')
+    .option('--count <n>', 'stop after n packets')
+    .option('--filter <expr>', 'BPF (pcap-filter) expression, e.g. "icmp or arp"')
+    .action(async (file: string, target: string, o: CaptureOptions) => {
+      const t = load(file);
+      await captureCommand(t, target, o, hostCtx(globals()).hostNetns);
+    });
+
+
+  program
+    .command('graph')
+    .description('the topology as a picture (Mermaid flowchart or Graphviz DOT), from the file alone; no host access')
+    .argument('<file>')
+    .option('--format <format>', 'mermaid (renders on GitHub in a ```mermaid block) or dot (Graphviz)', 'mermaid')
+    .action((file: string, o: { format: string }) => {
+      if (o.format !== 'mermaid' && o.format !== 'dot') throw new ProviumError(`--format: unknown format ${JSON.stringify(o.format)}`, 'use --format mermaid or --format dot');
+      const t = load(file);
+      process.stdout.write(o.format === 'dot' ? renderDot(t) : renderMermaid(t));
+    });
+
+  program
+    .command('doctor')
+    .description('what this host can run: root, tools, kernel features, namespaces, KVM; what each missing piece disables, and the fix. Changes nothing')
+    .option('--json', 'machine-readable output (format_version 1)')
+    .action(async (o: { json?: boolean }) => {
+      const report = await runDoctor();
+      if (o.json) printJson(doctorJson(report));
+      else process.stdout.write(renderDoctor(report, { color: useColor(globals()) }));
+      if (!doctorReady(report)) throw new ExitError(1);
+    });
+
   return program;
 }
 
@@ -248,6 +320,18 @@ export async function main(argv: string[]): Promise<number> {
       err(c.red(`error: a host command failed (exit ${e.result.exitCode}): ${e.result.argv.join(' ')}`));
       if (e.stdin) err(c.dim(e.stdin.trimEnd().split('\n').map((l) => `    ${l}`).join('\n')));
       err(e.result.stderr.trim());
+      return 1;
+    }
+    if (e instanceof ApplyError) {
+      err(c.red(`error: ${e.message}`));
+      if (e.cause instanceof CommandError) {
+        const r = e.cause.result;
+        err(`  command: ${r.argv.join(' ')}`);
+        if (e.cause.stdin) err(c.dim(e.cause.stdin.trimEnd().split('\n').map((l) => `      ${l}`).join('\n')));
+        err(`  exit code: ${r.exitCode}`);
+        err(`  stderr: ${r.stderr.trim()}`);
+      }
+      if (e.hint) err(e.rolledBack ? c.green(e.hint) : c.yellow(e.hint));
       return 1;
     }
     if (e instanceof ProviumError) {

@@ -6,15 +6,16 @@
 import type { Topology } from '../model/topology.js';
 import type { HostState } from '../model/state.js';
 import { ProviumError } from '../model/diagnostics.js';
-import { mapLimit, type Runner } from '../host/runner.js';
+import { CommandError, mapLimit, type Runner } from '../host/runner.js';
 import { observe, realFiles, type HostFiles, type Observation, type Reuse } from '../observe/index.js';
 import { nodeNetns, parseAlias } from '../model/names.js';
-import { computePlan, wantedFor, type Plan } from '../plan/index.js';
+import { computePlan, planToState, wantedFor, type Plan } from '../plan/index.js';
 import { ipArgv, type HostContext } from '../plan/commands.js';
 import type { Invocation } from '../plan/types.js';
 import { readRecord, writeRecord, stateRoot } from './statedir.js';
 import { startVm, stopVm, runQmp } from './vm.js';
 import { join } from 'node:path';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 
 export interface Planned {
   plan: Plan;
@@ -42,6 +43,17 @@ function managedView(t: Topology, s: HostState, before: boolean | undefined): Ho
   return { ...s, ipForward: undefined };
 }
 
+/**
+ * Test hooks, read from the environment, for the crash-consistency and rollback tests:
+ * PROVIUM_TEST_KILL_AFTER=N kills provium (SIGKILL) right after its N-th changing
+ * invocation; PROVIUM_TEST_FAIL_AT=LABEL makes the invocation with that label fail
+ * without running (as a failed host command would).
+ */
+function testHooks(): { killAfter?: number; failLabel?: string } {
+  const k = process.env.PROVIUM_TEST_KILL_AFTER;
+  return { killAfter: k ? Number(k) : undefined, failLabel: process.env.PROVIUM_TEST_FAIL_AT || undefined };
+}
+
 /** Runs one invocation: a host command, or a VM action (start, stop, QMP steps). Returns a command's stdout. */
 async function runOne(inv: Invocation, runner: Runner): Promise<string> {
   if (inv.vmStart) await startVm(inv, runner);
@@ -58,6 +70,16 @@ async function runOne(inv: Invocation, runner: Runner): Promise<string> {
  */
 export async function runInvocations(invs: Invocation[], runner: Runner, onStep?: (inv: Invocation) => void): Promise<Map<string, string>> {
   const readBack = new Map<string, string>();
+  const hook = testHooks();
+  let done = 0;
+  const runOneHooked = async (inv: Invocation): Promise<string> => {
+    if (hook.failLabel !== undefined && inv.label === hook.failLabel) {
+      throw new CommandError({ argv: inv.argv, exitCode: 1, stdout: '', stderr: `injected failure (PROVIUM_TEST_FAIL_AT=${hook.failLabel})`, ms: 0 }, inv.stdin);
+    }
+    const out = await runOne(inv, runner);
+    if (hook.killAfter !== undefined && ++done >= hook.killAfter) process.kill(process.pid, 'SIGKILL');
+    return out;
+  };
   let i = 0;
   while (i < invs.length) {
     const isNs = (x: Invocation) => x.label.startsWith('namespace ') || x.vmStart !== undefined || x.vmStop !== undefined;
@@ -67,21 +89,54 @@ export async function runInvocations(invs: Invocation[], runner: Runner, onStep?
       const group = invs.slice(i, j);
       await mapLimit(group, 8, async (inv) => {
         onStep?.(inv);
-        const out = await runOne(inv, runner);
+        const out = await runOneHooked(inv);
         if (inv.readsBack) readBack.set(inv.readsBack, out);
       });
       i = j;
     } else {
       onStep?.(invs[i]);
-      await runOne(invs[i], runner);
+      await runOneHooked(invs[i]);
       i++;
     }
   }
   return readBack;
 }
 
-/** Applies a computed plan, records what must be restored later, and verifies. Returns the number of changing invocations run. */
-export async function applyPlan(t: Topology, planned: Planned, ctx: HostContext, runner: Runner, onStep?: (inv: Invocation) => void): Promise<number> {
+/**
+ * An apply that failed: what failed (a host command with its exit code and stderr,
+ * a QMP exchange, or verification), and whether the host was rolled back to the
+ * state observed before the apply.
+ */
+export class ApplyError extends ProviumError {
+  constructor(
+    public readonly cause: Error,
+    public readonly rolledBack: boolean | undefined,
+    public readonly rollbackError?: Error,
+  ) {
+    super(
+      `apply failed: ${cause.message.split('\n')[0]}`,
+      rolledBack === undefined ? 'the partial state was kept (--no-rollback): run provium plan to see it'
+        : rolledBack ? 'the host was rolled back to the state observed before the apply'
+        : `rolling back failed too: ${rollbackError?.message.split('\n')[0]}; run provium plan to see what is left`,
+    );
+  }
+}
+
+export interface ApplyOptions {
+  /** Undo a failed apply (default true); false keeps the partial state for debugging. */
+  rollback?: boolean;
+  onStep?: (inv: Invocation) => void;
+  /** Run these invocations instead of the plan's (a saved plan's, identical by fingerprint). */
+  invocations?: Invocation[];
+}
+
+/**
+ * Applies a computed plan, records what must be restored later, and verifies.
+ * Returns the number of changing invocations run. On a failed command or a failed
+ * verification the host is rolled back to the observed state the plan started from
+ * (links, qdiscs, VMs undone; nft is one transaction already), then ApplyError.
+ */
+export async function applyPlan(t: Topology, planned: Planned, ctx: HostContext, runner: Runner, opts: ApplyOptions = {}): Promise<number> {
   const { plan, observation } = planned;
   if (plan.errors.length) throw new ProviumError('the plan has errors; nothing was changed');
   const rec = readRecord(t.lab);
@@ -89,10 +144,60 @@ export async function applyPlan(t: Topology, planned: Planned, ctx: HostContext,
   if (setsForward && rec.ipForwardBefore === undefined && observation.state.ipForward === false) {
     writeRecord(t.lab, { ...rec, ipForwardBefore: false });
   }
-  const readBack = await runInvocations(plan.invocations, runner, onStep);
-  await waitPortsGone(plan, ctx, runner);
-  await verify(t, { ...ctx, refreshLinks: false }, runner, { previous: observation.state, touched: touchedNamespaces(plan), readBack });
-  return plan.invocations.length;
+  const invocations = opts.invocations ?? plan.invocations;
+  const journal = journalNetns({ ...ctx, stateDir: ctx.stateDir ?? join(stateRoot(), t.lab) }, invocations);
+  try {
+    const readBack = await runInvocations(invocations, runner, opts.onStep);
+    await waitPortsGone(plan, ctx, runner);
+    await verify(t, { ...ctx, refreshLinks: false }, runner, { previous: observation.state, touched: touchedNamespaces(plan), readBack });
+  } catch (e) {
+    if (opts.rollback === false) throw new ApplyError(e as Error, undefined);
+    try {
+      await rollback(t, observation.state, ctx, runner);
+      throw new ApplyError(e as Error, true);
+    } catch (re) {
+      if (re instanceof ApplyError) throw re;
+      throw new ApplyError(e as Error, false, re as Error);
+    }
+  } finally {
+    if (journal) rmSync(journal, { force: true });
+  }
+  return invocations.length;
+}
+
+/**
+ * Writes the names of the namespaces this apply creates to the lab's state directory
+ * (synced) before creating them: a namespace carries its mark (lo's ifalias) only once
+ * its own batch ran, so an apply killed in between would otherwise leave namespaces
+ * that look foreign. Returns the journal's path, or undefined when nothing is created.
+ */
+function journalNetns(ctx: HostContext, invs: Invocation[]): string | undefined {
+  const names = invs.filter((i) => i.label === 'node namespaces').flatMap((i) => (i.stdin ?? '').split('\n').filter((l) => l.startsWith('netns add ')).map((l) => l.slice(10)));
+  if (names.length === 0 || !ctx.stateDir) return undefined;
+  mkdirSync(ctx.stateDir, { recursive: true, mode: 0o700 });
+  const path = `${ctx.stateDir}/pending-netns.json`;
+  const prev = existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as string[]) : [];
+  const fd = openSync(path, 'w', 0o600);
+  writeSync(fd, JSON.stringify([...new Set([...prev, ...names])]));
+  fsyncSync(fd);
+  closeSync(fd);
+  return path;
+}
+
+/** Plans from the host as it is now back to `before`, runs it, and checks that nothing differs. */
+async function rollback(t: Topology, before: HostState, ctx: HostContext, runner: Runner): Promise<void> {
+  const c = { ...ctx, refreshLinks: false, stateDir: ctx.stateDir ?? join(stateRoot(), t.lab) };
+  const wanted = { ...wantedFor(t), ipForward: before.ipForward !== undefined };
+  const now = await observe(t.lab, c, runner, wanted);
+  const back = planToState(t.lab, before, now.state, c);
+  await runInvocations(back.invocations, runner);
+  await waitPortsGone(back, c, runner);
+  for (let attempt = 0; attempt < 8; attempt++) {
+    if (attempt > 0) await new Promise((r) => setTimeout(r, 100 * attempt));
+    const after = await observe(t.lab, c, runner, wanted);
+    if (planToState(t.lab, before, after.state, c).changes.length === 0) return;
+  }
+  throw new ProviumError('after rolling back, the host still differs from the state before the apply');
 }
 
 /**

@@ -6,11 +6,11 @@
  * show when shaped ports exist) + 1 `nft -j list ruleset` + 1 per node namespace
  * (`ip -j -d -n NS -batch -` with addr and route show), run 8 at a time.
  */
-import { readdirSync, existsSync } from 'node:fs';
+import { readdirSync, existsSync, readFileSync } from 'node:fs';
 import { observeVms } from './vms.js';
 import type { HostFacts, HostState, LinkState, VmState } from '../model/state.js';
 import { emptyState } from '../model/state.js';
-import { netnsPrefix, nftTable, ownerPrefix, parseAlias } from '../model/names.js';
+import { netnsPrefix, nftTable, nodeNetns, ownerPrefix, parseAlias } from '../model/names.js';
 import { mapLimit, type Runner } from '../host/runner.js';
 import { ipArgv, nftArgv, sysctlArgv, tcArgv, type HostContext } from '../plan/commands.js';
 import { splitJsonDocs, toLinkState, toNamespaceState, toNft, toShaping, type IpLink, type IpRoute, type TcQdisc } from './parse.js';
@@ -33,6 +33,19 @@ export interface Wanted {
 export interface Observation {
   state: HostState;
   facts: HostFacts;
+}
+
+/**
+ * Namespaces an apply was about to create (journal written before `netns add`, removed
+ * when the apply finished): an unmarked namespace listed here was made by provium and
+ * is still the lab's, even if that apply was killed before marking it.
+ */
+export function pendingNetns(ctx: HostContext): Set<string> {
+  try {
+    return new Set(JSON.parse(readFileSync(`${ctx.stateDir}/pending-netns.json`, 'utf8')) as string[]);
+  } catch {
+    return new Set();
+  }
 }
 
 /** Lists named network namespaces (/run/netns). */
@@ -129,9 +142,22 @@ export async function observe(lab: string, ctx: HostContext, runner: Runner, wan
     const lo = (addrs ?? []).find((l) => l.ifname === 'lo');
     const a = parseAlias(lo?.ifalias);
     if (a?.kind === 'node' && a.lab === lab) state.namespaces[ns] = toNamespaceState(ns, a.node, addrs ?? [], routes ?? []);
+    else if (!lo?.ifalias && pendingNetns(ctx).has(ns)) {
+      // Created by an apply that stopped before marking it (see apply's journal): ours, unmarked.
+      state.namespaces[ns] = toNamespaceState(ns, ns.slice(prefix.length), addrs ?? [], routes ?? []);
+    }
     else if (wantNs.has(ns)) facts.conflicts.push({ kind: 'netns', name: ns, found: lo?.ifalias ? `lo ifalias "${lo.ifalias}"` : 'no provium mark on its lo' });
   });
 
+  // A veth port's peer, from its mark and the node's namespace: what re-creating it needs (rollback).
+  for (const l of Object.values(state.links)) {
+    const a = parseAlias(l.alias);
+    if (l.kind !== 'veth' || a?.kind !== 'port') continue;
+    l.peerNetns = nodeNetns(lab, a.node);
+    l.peerName = `eth${l.name.slice(l.name.lastIndexOf('-') + 1)}`;
+    const mac = state.namespaces[l.peerNetns]?.nics[l.peerName]?.mac;
+    if (mac) l.peerMac = mac;
+  }
   const ports = new Set(Object.values(state.links).filter((l: LinkState) => parseAlias(l.alias)?.kind === 'port').map((l) => l.name));
   const qdiscs = JSON.parse(qdiscOut.stdout || '[]') as TcQdisc[];
   const htbPorts = qdiscs.filter((q) => q.kind === 'htb' && q.root && ports.has(q.dev)).map((q) => q.dev).sort();

@@ -337,9 +337,13 @@ function lines(l: string[]): string {
   return l.join('\n') + '\n';
 }
 
-/** Inside a namespace: lo first, then addresses and link state, routes last (they need the addresses). */
+/**
+ * Inside a namespace: lo first; obsolete routes next (removing the address a route
+ * depends on makes the kernel drop the route, and a later `route del` would fail);
+ * then addresses and link state; new routes last (they need the addresses).
+ */
 function nsOrder(l: string[]): string[] {
-  const rank = (s: string) => (s.startsWith('link set lo') ? 0 : s.startsWith('route') ? 2 : 1);
+  const rank = (s: string) => (s.startsWith('link set lo') ? 0 : s.startsWith('route del') ? 1 : s.startsWith('route') ? 3 : 2);
   return [...l].sort((a, b) => rank(a) - rank(b));
 }
 

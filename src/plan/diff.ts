@@ -13,7 +13,6 @@ const IDENTITY: Record<string, string[]> = {
   link: ['kind'],
   qdisc: ['major', 'defaultMinor'],
   'nft-table': ['skeleton'],
-  netns: ['owner'],
   vm: ['kernel', 'initrd', 'append', 'disk', 'memoryMb', 'cpus', 'accel', 'alive'],
   'vm-nic': ['mac', 'slot'],
 };

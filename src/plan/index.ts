@@ -102,3 +102,15 @@ export function computePlan(t: Topology, observedIn: HostState, facts: HostFacts
   const changes = groupChanges(itemChanges, dItems, oItems);
   return { lab, changes, errors, invocations: errors.length ? [] : buildInvocations(lab, itemChanges, ctx) };
 }
+
+/**
+ * A plan whose target is a host state rather than a topology: rollback plans from
+ * the host as it is after a failed apply back to the state observed before it.
+ * Pure, like computePlan.
+ */
+export function planToState(lab: string, desired: HostState, observed: HostState, ctx: HostContext): Plan {
+  const dItems = itemize(desired, portOfNic(lab, desired));
+  const oItems = itemize(observed, portOfNic(lab, observed));
+  const itemChanges = diffItems(dItems, oItems);
+  return { lab, changes: groupChanges(itemChanges, dItems, oItems), errors: [], invocations: buildInvocations(lab, itemChanges, ctx) };
+}
