@@ -1,0 +1,53 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { Ajv } from 'ajv';
+import { planJson } from '../../src/render/json.js';
+import { showJson } from '../../src/render/show.js';
+import { loadTopology } from '../../src/load/index.js';
+import { main } from '../../src/cli.js';
+import { planFixture, FIXTURES } from './replay.js';
+
+process.env.PROVIUM_STATE_DIR = '/nonexistent/provium-unit';
+const schema = JSON.parse(readFileSync(new URL('../../../schemas/output.schema.json', import.meta.url), 'utf8'));
+const ajv = new Ajv({ allErrors: true, strict: false });
+ajv.addSchema(schema);
+const check = (def: string, doc: unknown) => {
+  const v = ajv.getSchema(`${schema.$id}#/definitions/${def}`)!;
+  assert.ok(v(doc), `${def}: ${ajv.errorsText(v.errors)}`);
+};
+
+test('plan --json documents (create, update, replace, delete, errors) match the output schema', async () => {
+  for (const f of ['empty', 'applied', 'one-field', 'drifted']) check('plan', planJson((await planFixture(f)).plan));
+  const { plan } = await planFixture('applied', new URL('applied/topology.yaml', FIXTURES).pathname, { netem: false, htb: false });
+  check('plan', planJson(plan));
+});
+
+test('apply --json and show --json documents match the output schema', async () => {
+  const planned = await planFixture('drifted');
+  check('apply', { ...planJson(planned.plan), applied: true, host_commands: 5, seconds: 0.2 });
+  const t = loadTopology(new URL('drifted/topology.yaml', FIXTURES).pathname);
+  check('show', JSON.parse(JSON.stringify(showJson(t, planned))));
+});
+
+test('validate --json (valid and invalid files) matches the output schema', async () => {
+  for (const file of [new URL('../../../examples/basic.yaml', import.meta.url).pathname, new URL('../../../test/invalid/attach-twice.yaml', import.meta.url).pathname]) {
+    let out = '';
+    const w = process.stdout.write.bind(process.stdout);
+    process.stdout.write = ((s: string) => ((out += s), true)) as typeof process.stdout.write;
+    try {
+      await main(['node', 'provium', 'validate', '--json', file]);
+    } finally {
+      process.stdout.write = w;
+    }
+    check('validate', JSON.parse(out));
+  }
+});
+
+test('the schema rejects what it should (the checks above can fail)', async () => {
+  const doc = planJson((await planFixture('drifted')).plan) as Record<string, unknown>;
+  const v = ajv.getSchema(`${schema.$id}#/definitions/plan`)!;
+  assert.equal(v({ ...doc, format_version: '2' }), false);
+  assert.equal(v({ ...doc, changes: [{ address: 'x', action: 'move', items: [] }] }), false);
+  assert.equal(v({ ...doc, commands: [{ argv: 'ip link', label: 'x' }] }), false);
+});
