@@ -121,10 +121,12 @@ export function buildProgram(): Command {
     .option('--commands', 'also print the exact host commands apply would run')
     .option('--detailed-exitcode', 'exit 0 when there is nothing to do, 2 when there are changes, 1 on error')
     .option('--out <planfile>', 'save the plan, with a fingerprint of the host state it was computed from, for `provium apply PLANFILE`')
-    .action(async (file: string, o: { json?: boolean; commands?: boolean; detailedExitcode?: boolean; out?: string }) => {
+    .option('--target <name>', 'limit the plan to this node or bridge and what it depends on or what depends on it (repeatable; also -target)', collect, [])
+    .option('--replace <address>', 'force a replace of the object at this plan address, e.g. node.v1 (repeatable; also -replace)', collect, [])
+    .action(async (file: string, o: { json?: boolean; commands?: boolean; detailedExitcode?: boolean; out?: string; target: string[]; replace: string[] }) => {
       const t = load(file);
       requireRoot();
-      const ctx = hostCtx(globals());
+      const ctx: HostContext = { ...hostCtx(globals()), targets: o.target, replace: o.replace };
       const runner = new HostRunner();
       const planned = await planFor(t, ctx, runner);
       const { plan } = planned;
@@ -153,13 +155,15 @@ export function buildProgram(): Command {
       .option('--commands', 'also print the exact host commands')
       .option('--refresh-links', "re-send every VM NIC's recorded link state over QMP (QEMU cannot report it back)")
       .option('--no-rollback', 'when apply fails, keep the partial state for debugging instead of rolling back')
-      .action(async (file: string, o: { autoApprove?: boolean; json?: boolean; commands?: boolean; refreshLinks?: boolean; rollback?: boolean }) => {
+      .option('--target <name>', 'limit to this node or bridge and what it depends on or what depends on it (repeatable; also -target)', collect, [])
+      .option('--replace <address>', 'force a replace of the object at this plan address (repeatable; also -replace)', collect, [])
+      .action(async (file: string, o: { autoApprove?: boolean; json?: boolean; commands?: boolean; refreshLinks?: boolean; rollback?: boolean; target: string[]; replace: string[] }) => {
         // apply takes a topology file or a plan file saved by `plan --out`.
         const saved = name === 'apply' ? readPlanFile(file) : undefined;
         const t = saved ? loadTopology(saved.topology.file, saved.topology.text) : load(file);
         requireRoot();
         const g = globals();
-        const ctx: HostContext = { ...hostCtx(g), refreshLinks: o.refreshLinks === true };
+        const ctx: HostContext = { ...hostCtx(g), refreshLinks: o.refreshLinks === true, targets: o.target, replace: o.replace };
         if (saved && (saved.host_netns ?? undefined) !== ctx.hostNetns) {
           throw new ProviumError(`${file} was planned for ${saved.host_netns ? `--netns ${saved.host_netns}` : 'the root namespace'}, not ${ctx.hostNetns ? `--netns ${ctx.hostNetns}` : 'the root namespace'}`);
         }
@@ -299,7 +303,18 @@ export function buildProgram(): Command {
   return program;
 }
 
-export async function main(argv: string[]): Promise<number> {
+/** Accumulates a repeatable option's values. */
+function collect(v: string, prev: string[]): string[] {
+  return [...prev, v];
+}
+
+/** terraform's spellings: -target X / -target=X / -replace X become --target / --replace. */
+export function terraformFlags(argv: string[]): string[] {
+  return argv.map((a) => a.replace(/^-(target|replace)(=|$)/, '--$1$2'));
+}
+
+export async function main(argv0: string[]): Promise<number> {
+  const argv = terraformFlags(argv0);
   const program = buildProgram();
   const err = (s: string) => process.stderr.write(s + '\n');
   const c = new Chalk({ level: process.stderr.isTTY && !process.env.NO_COLOR ? 1 : 0 });

@@ -21,6 +21,10 @@ export interface HostContext {
   stateDir?: string;
   /** Re-send every VM NIC's link state (apply --refresh-links). */
   refreshLinks?: boolean;
+  /** Limit the plan to these nodes or bridges and what they depend on / what depends on them (--target). */
+  targets?: string[];
+  /** Re-create the objects at these plan addresses even if unchanged (--replace). */
+  replace?: string[];
 }
 
 /** Files of one VM: state directory, QMP socket, pidfile, console log, record. */

@@ -37,7 +37,11 @@ function replaceReason(kind: string, fields: string[]): string {
   return `${fields.join(', ')} cannot change in place`;
 }
 
-export function diffItems(desired: Item[], observed: Item[]): ItemChange[] {
+/**
+ * Item changes from desired and observed items. `forceReplace(item)` names desired
+ * items to re-create even when unchanged (`--replace ADDR`).
+ */
+export function diffItems(desired: Item[], observed: Item[], forceReplace: (i: Item) => boolean = () => false): ItemChange[] {
   const obs = new Map(observed.map((i) => [i.key, i]));
   const des = new Map(desired.map((i) => [i.key, i]));
   const changes = new Map<string, ItemChange>();
@@ -46,6 +50,10 @@ export function diffItems(desired: Item[], observed: Item[]): ItemChange[] {
     const o = obs.get(d.key);
     if (!o) {
       changes.set(d.key, { action: 'create', key: d.key, after: d, fields: fieldDiffs(d.value, undefined) });
+      continue;
+    }
+    if (forceReplace(d)) {
+      changes.set(d.key, { action: 'replace', key: d.key, before: o, after: d, fields: fieldDiffs(d.value, o.value), reason: 'forced by --replace' });
       continue;
     }
     const fields = fieldDiffs(d.value, o.value);
@@ -119,4 +127,30 @@ export function groupChanges(items: ItemChange[], desired: Item[], observed: Ite
   return [...by.entries()]
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
     .map(([address, list]) => ({ address, action: groupAction(list, dOwners.has(address), oOwners.has(address)), items: list.sort((a, b) => (a.key < b.key ? -1 : 1)) }));
+}
+
+/**
+ * Keeps the changes of the targeted objects (`--target NODE|BRIDGE`): those whose
+ * address names a targeted node or bridge, what they depend on (so they can be
+ * applied), and what depends on them (re-created with them). `matches(address)`
+ * decides the first set.
+ */
+export function targetChanges(items: ItemChange[], matches: (address: string) => boolean): ItemChange[] {
+  const byKey = new Map(items.map((c) => [c.key, c]));
+  const keep = new Set(items.filter((c) => matches((c.after ?? c.before)!.owner)).map((c) => c.key));
+  let grew = true;
+  while (grew) {
+    grew = false;
+    for (const c of items) {
+      const it = (c.after ?? c.before)!;
+      const deps = [...it.deps, ...(it.parent ? [it.parent] : [])];
+      if (keep.has(c.key)) {
+        for (const d of deps) if (byKey.has(d) && !keep.has(d)) (keep.add(d), (grew = true));
+      } else if (deps.some((d) => keep.has(d))) {
+        keep.add(c.key);
+        grew = true;
+      }
+    }
+  }
+  return items.filter((c) => keep.has(c.key));
 }

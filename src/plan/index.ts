@@ -11,7 +11,7 @@ import { FEATURE_FIX, featureModule } from '../observe/features.js';
 import { realize, requiredFeatures, bootsVm } from './realize.js';
 import { dirname, resolve } from 'node:path';
 import { itemize } from './items.js';
-import { diffItems, groupChanges } from './diff.js';
+import { diffItems, groupChanges, targetChanges } from './diff.js';
 import { buildInvocations, type HostContext } from './commands.js';
 import type { Plan } from './types.js';
 
@@ -98,9 +98,25 @@ export function computePlan(t: Topology, observedIn: HostState, facts: HostFacts
   const lab = t.lab;
   const dItems = itemize(desired, portOfNic(lab, desired));
   const oItems = itemize(observed, portOfNic(lab, observed));
-  const itemChanges = diffItems(dItems, oItems);
+  for (const a of ctx.replace ?? []) {
+    if (!dItems.some((i) => i.owner === a || i.owner.startsWith(`${a}.`))) {
+      errors.push({ severity: 'error', summary: `--replace ${a}: no such object in the file`, detail: 'give a plan address as plan prints it, e.g. node.a or bridge.lan.attach.a' });
+    }
+  }
+  for (const x of ctx.targets ?? []) {
+    if (!t.nodes[x] && !t.bridges[x]) errors.push({ severity: 'error', summary: `--target ${x}: no node or bridge of that name in the file` });
+  }
+  const forced = (i: { owner: string }) => (ctx.replace ?? []).some((a) => i.owner === a || i.owner.startsWith(`${a}.`));
+  let itemChanges = diffItems(dItems, oItems, forced);
+  if (ctx.targets?.length) itemChanges = targetChanges(itemChanges, (address) => ctx.targets!.some((x) => addressMentions(address, x)));
   const changes = groupChanges(itemChanges, dItems, oItems);
   return { lab, changes, errors, invocations: errors.length ? [] : buildInvocations(lab, itemChanges, ctx) };
+}
+
+/** Whether a plan address is about node or bridge `name` (node.a, bridge.lan.attach.a, ...impairment[a>b], route[data<>lan]). */
+export function addressMentions(address: string, name: string): boolean {
+  const tokens = address.split(/[.[\]<>*]+/).filter(Boolean);
+  return tokens.includes(name);
 }
 
 /**
