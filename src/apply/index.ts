@@ -149,7 +149,8 @@ export async function applyPlan(t: Topology, planned: Planned, ctx: HostContext,
   try {
     const readBack = await runInvocations(invocations, runner, opts.onStep);
     await waitPortsGone(plan, ctx, runner);
-    await verify(t, { ...ctx, refreshLinks: false }, runner, { previous: observation.state, touched: touchedNamespaces(plan), readBack });
+    // Verify what was asked: not re-sending links nor forcing replaces again; a --target stays.
+    await verify(t, { ...ctx, refreshLinks: false, replace: undefined }, runner, { previous: observation.state, touched: touchedNamespaces(plan), readBack });
   } catch (e) {
     if (opts.rollback === false) throw new ApplyError(e as Error, undefined);
     try {
