@@ -19,6 +19,7 @@ import type { HostContext } from './plan/commands.js';
 import { renderPlan, summary } from './render/text.js';
 import { planJson, diagnosticJson, FORMAT_VERSION } from './render/json.js';
 import { renderShow, showJson } from './render/show.js';
+import { readCounters } from './observe/counters.js';
 import { nodeNetns } from './model/names.js';
 import { captureCommand, type CaptureOptions } from './capture.js';
 import { renderDot, renderMermaid } from './render/graph.js';
@@ -258,9 +259,11 @@ export function buildProgram(): Command {
       const t = load(file);
       requireRoot();
       const ctx = hostCtx(globals());
-      const planned = await planFor(t, ctx, new HostRunner());
-      if (o.json) printJson(showJson(t, planned));
-      else process.stdout.write(renderShow(t, planned, { color: useColor(globals()) }));
+      const runner = new HostRunner();
+      const planned = await planFor(t, ctx, runner);
+      const counters = await readCounters(planned.observation.state, ctx, runner);
+      if (o.json) printJson(showJson(t, planned, counters));
+      else process.stdout.write(renderShow(t, planned, { color: useColor(globals()) }, counters));
     });
 
   program

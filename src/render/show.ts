@@ -7,8 +7,10 @@ import type { Topology } from '../model/topology.js';
 import type { Planned } from '../apply/index.js';
 import { parseAlias } from '../model/names.js';
 import { planJson } from './json.js';
+import type { NicCounters } from '../observe/counters.js';
 
 interface PortView {
+  mac?: string;
   node: string;
   bridge: string;
   port: string;
@@ -16,12 +18,14 @@ interface PortView {
   link: 'up' | 'down';
   /** "observed" (the port's state) or "recorded" (a VM NIC: what provium last set over QMP). */
   link_source: 'observed' | 'recorded';
+  /** The NIC's counters as the node sees them. */
+  counters?: NicCounters;
   nic?: string;
   addrs: string[];
 }
 
 /** Observed objects of the lab, keyed by user-level names. */
-export function showJson(t: Topology, planned: Planned) {
+export function showJson(t: Topology, planned: Planned, counters: Record<string, NicCounters> = {}) {
   const s = planned.observation.state;
   const who = new Map<string, { node: string; bridge: string }>();
   for (const l of Object.values(s.links)) {
@@ -46,7 +50,8 @@ export function showJson(t: Topology, planned: Planned) {
         return {
           node: w?.node ?? '?', bridge: a.bridge, port: p.name, kind: p.kind === 'tun' ? 'tap' : p.kind,
           link: recorded ?? (p.up ? 'up' : 'down'), link_source: recorded ? 'recorded' : 'observed',
-          ...(nic ? { nic: nicName } : vm?.nics[p.name] ? { nic: nicName, mac: vm.nics[p.name].mac } : {}), addrs: nic?.addrs ?? [],
+          ...(nic ? { nic: nicName, mac: nic.mac } : vm?.nics[p.name] ? { nic: nicName, mac: vm.nics[p.name].mac } : {}), addrs: nic?.addrs ?? [],
+          ...(w && counters[`${w.node}.${nicName}`] ? { counters: counters[`${w.node}.${nicName}`] } : {}),
         } as PortView;
       });
     const devs = new Set(ports.map((p) => p.port));
@@ -77,15 +82,19 @@ export function showJson(t: Topology, planned: Planned) {
   return { lab: t.lab, nodes, vms, bridges, ip_forward: s.ipForward ?? null, drift: planJson(planned.plan) };
 }
 
-export function renderShow(t: Topology, planned: Planned, opts: { color: boolean }): string {
+export function renderShow(t: Topology, planned: Planned, opts: { color: boolean }, counters: Record<string, NicCounters> = {}): string {
   const c = new Chalk({ level: opts.color ? 1 : 0 });
-  const j = showJson(t, planned);
+  const j = showJson(t, planned, counters);
   const out: string[] = [c.bold(`lab ${t.lab}`)];
   for (const [b, v] of Object.entries(j.bridges) as [string, any][]) {
     out.push(`  bridge ${c.bold(b)} (${v.device}, ${v.up ? 'up' : 'down'}${v.host_addresses.length ? `, host ${v.host_addresses.join(' ')}` : ''})`);
     for (const p of v.ports as PortView[]) {
       const link = (p.link === 'up' ? c.green('up') : c.red('down')) + (p.link_source === 'recorded' ? c.dim(' (recorded)') : '');
-      out.push(`    ${p.node.padEnd(10)} ${(p.nic ?? '').padEnd(5)} ${p.port.padEnd(16)} ${p.kind.padEnd(5)} link ${link}  ${p.addrs.join(' ')}`);
+      out.push(`    ${p.node.padEnd(10)} ${(p.nic ?? '').padEnd(5)} ${p.port.padEnd(16)} ${p.kind.padEnd(5)} link ${link}  ${p.addrs.join(' ')}${p.mac ? c.dim(`  ${p.mac}`) : ''}`);
+      const k = p.counters;
+      if (k) {
+        out.push(c.dim(`      rx ${k.rx.packets} pkts ${k.rx.bytes} B ${k.rx.errors} err ${k.rx.dropped} drop | tx ${k.tx.packets} pkts ${k.tx.bytes} B ${k.tx.errors} err ${k.tx.dropped} drop`));
+      }
     }
     if (v.partitions.length) out.push(`    partitions (dropped): ${v.partitions.join(', ')}`);
     if (v.isolated.length) out.push(`    isolated: ${v.isolated.join(', ')}`);
