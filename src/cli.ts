@@ -205,6 +205,7 @@ export function buildProgram(): Command {
               rollback: o.rollback !== false,
               invocations: saved?.invocations,
               onStep: (inv) => prog.step(`${inv.label}: ${inv.argv.join(' ')}`),
+              onProcesses: (ns, pids) => process.stderr.write(`ending ${pids.length} process(es) still running in ${ns} (pid ${pids.join(', ')}): SIGTERM, then SIGKILL after 2 s\n`),
             });
             prog.stop();
             const s = summary(plan);
@@ -219,7 +220,7 @@ export function buildProgram(): Command {
           if (name === 'destroy') removeLabDir(t.lab);
           else {
             const rec = readRecord(t.lab);
-            const routes = Object.values(t.bridges).some((b) => b.uplink || b.routes.length > 0);
+            const routes = Object.values(t.bridges).some((b) => b.uplink || b.routes.length > 0 || b.forwards.length > 0);
             if (!routes && rec.ipForwardBefore !== undefined) {
               delete rec.ipForwardBefore;
               writeRecord(t.lab, rec);

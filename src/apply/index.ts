@@ -38,7 +38,7 @@ export async function planFor(t: Topology, ctx0: HostContext, runner: Runner, fi
 
 /** ip_forward is only managed while the lab routes, or while it has a value to restore. */
 function managedView(t: Topology, s: HostState, before: boolean | undefined): HostState {
-  const routes = Object.values(t.bridges).some((b) => b.uplink || b.routes.length > 0);
+  const routes = Object.values(t.bridges).some((b) => b.uplink || b.routes.length > 0 || b.forwards.length > 0);
   if (routes || before !== undefined) return s;
   return { ...s, ipForward: undefined };
 }
@@ -122,7 +122,34 @@ export class ApplyError extends ProviumError {
   }
 }
 
+/** Names of the node namespaces a list of invocations deletes. */
+function deletedNetns(invs: Invocation[]): string[] {
+  return invs.flatMap((i) => (i.label === 'delete node namespaces' ? (i.stdin ?? '').split('\n').filter((l) => l.startsWith('netns del ')).map((l) => l.slice(10)) : []));
+}
+
+/**
+ * Ends processes still running in node namespaces about to be deleted (servers users
+ * started with provium exec): `ip netns del` only removes the name, and a process
+ * inside keeps the namespace and its veth pair alive. SIGTERM, then SIGKILL after 2 s.
+ */
+async function endProcessesIn(namespaces: string[], runner: Runner, report?: (ns: string, pids: number[]) => void): Promise<void> {
+  const found = await mapLimit(namespaces, 8, async (ns) => {
+    const r = await runner.run(['ip', 'netns', 'pids', ns], { allowFail: true });
+    return { ns, pids: r.stdout.split('\n').map(Number).filter((p) => p > 0 && p !== process.pid) };
+  });
+  const all = found.flatMap((f) => f.pids);
+  if (all.length === 0) return;
+  for (const f of found) if (f.pids.length) report?.(f.ns, f.pids);
+  const signal = (sig: NodeJS.Signals) => all.forEach((p) => { try { process.kill(p, sig); } catch { /* gone */ } });
+  const alive = () => all.filter((p) => { try { process.kill(p, 0); return true; } catch { return false; } });
+  signal('SIGTERM');
+  for (let t = 0; t < 40 && alive().length; t++) await new Promise((r) => setTimeout(r, 50));
+  if (alive().length) signal('SIGKILL');
+}
+
 export interface ApplyOptions {
+  /** Told about processes ended in namespaces being deleted. */
+  onProcesses?: (ns: string, pids: number[]) => void;
   /** Undo a failed apply (default true); false keeps the partial state for debugging. */
   rollback?: boolean;
   onStep?: (inv: Invocation) => void;
@@ -145,6 +172,7 @@ export async function applyPlan(t: Topology, planned: Planned, ctx: HostContext,
     writeRecord(t.lab, { ...rec, ipForwardBefore: false });
   }
   const invocations = opts.invocations ?? plan.invocations;
+  await endProcessesIn(deletedNetns(invocations), runner, opts.onProcesses);
   const journal = journalNetns({ ...ctx, stateDir: ctx.stateDir ?? join(stateRoot(), t.lab) }, invocations);
   try {
     const readBack = await runInvocations(invocations, runner, opts.onStep);

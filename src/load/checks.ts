@@ -17,6 +17,7 @@ export function checkReferences(input: Input, r: Reporter): void {
     checkIsolate(bridge, input, r);
     checkRoutes(bridge, input, r);
   }
+  checkForwards(input, r);
   checkMacs(input, r);
   warnUnattached(input, r);
 }
@@ -143,6 +144,23 @@ function warnUnattached(input: Input, r: Reporter): void {
   for (const node of input.nodes.values()) {
     if (!attached.has(node.name) && NAME_RE.test(node.name)) {
       r.warning(node.path, 'unattached node', `node ${q(node.name)} is attached to no bridge`, { key: true });
+    }
+  }
+}
+
+/** Forwards: the node is on that bridge; one forward per (protocol, host port) in the whole lab. */
+function checkForwards(input: Input, r: Reporter): void {
+  const seen = new Map<string, number>();
+  for (const bridge of input.bridges?.values() ?? []) {
+    for (const f of bridge.forwards) {
+      if (checkMember(f.node, 'forward', bridge, input, r)) {
+        const a = bridge.attach.find((x) => x.node === f.node.name);
+        if (!bridge.subnet && !a?.ip) r.error(f.node.path, 'no address', `forward to node ${q(f.node.name)}: it has no IPv4 address on bridge ${q(bridge.name)} (give the bridge a subnet or the attachment an ip)`);
+      }
+      const key = `${f.proto}/${f.hostPort}`;
+      const first = seen.get(key);
+      if (first !== undefined) r.error([...f.path, 'host_port'], 'duplicate forward', `host port ${f.hostPort}/${f.proto} is already forwarded at line ${first}`, { key: true });
+      else seen.set(key, r.line(f.path));
     }
   }
 }

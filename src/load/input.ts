@@ -62,6 +62,15 @@ export interface InImpairment {
   path: DataPath;
 }
 
+/** A port forward: host port -> node port, tcp or udp. */
+export interface InForward {
+  hostPort: number;
+  node: InRef;
+  port: number;
+  proto: 'tcp' | 'udp';
+  path: DataPath;
+}
+
 /** A bridge under `bridges`. `path` is ["bridges", name]. */
 export interface InBridge {
   name: string;
@@ -75,6 +84,7 @@ export interface InBridge {
   isolate: InRef[];
   uplink: boolean;
   routes: InRef[];
+  forwards: InForward[];
 }
 
 /** The whole file. nodes/bridges are undefined when absent or not mappings (then references cannot be checked). */
@@ -141,7 +151,14 @@ function readBridge(name: string, v: unknown): InBridge {
     isolate: readRefs(o.isolate, [...path, 'isolate']),
     uplink: o.uplink === true,
     routes: readRefs(o.routes, [...path, 'routes']),
+    forwards: list(o.forwards).flatMap((item, i) => readForward(item, [...path, 'forwards', i])),
   };
+}
+
+/** Forward entry; [] when unreadable (the schema reports it). */
+function readForward(item: unknown, path: DataPath): InForward[] {
+  if (!isObj(item) || typeof item.node !== 'string' || typeof item.host_port !== 'number' || typeof item.port !== 'number') return [];
+  return [{ hostPort: item.host_port, node: { name: item.node, path: [...path, 'node'] }, port: item.port, proto: item.proto === 'udp' ? 'udp' : 'tcp', path }];
 }
 
 /** Attach entry: "a" or {node: "a", ...}; [] when unreadable. */

@@ -131,6 +131,8 @@ export interface NftInetTable {
   masqSources: Record<string, Owned>;
   /** Interfaces masquerading happens on: the host namespace's default-route interface. */
   uplinkOifs: Record<string, Owned>;
+  /** Port forwards: "tcp/8080" -> "10.40.0.2:80" (nft map inet_proto . inet_service : ipv4_addr . inet_service). */
+  forwards: Record<string, Owned<string>>;
 }
 
 export interface NftState {
@@ -202,6 +204,8 @@ export interface HostFacts {
   missingFiles?: string[];
   /** Path of qemu-system-x86_64 when the topology boots VMs and it was found. */
   qemuBinary?: string;
+  /** Forwarded host ports ("tcp/8080") that a socket in the lab's host namespace listens on. */
+  portsInUse?: string[];
   /** How each feature was determined (for messages). */
   featureSource: Record<string, string>;
   /** Interface of the default route in the lab's host namespace. */

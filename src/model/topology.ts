@@ -72,6 +72,15 @@ export interface ImpairmentSpec {
   pos?: SourcePos;
 }
 
+/** A port forward: TCP/UDP host port (on the lab's host namespace addresses) to a node's port on this bridge. */
+export interface ForwardSpec {
+  hostPort: number;
+  node: string;
+  port: number;
+  proto: 'tcp' | 'udp';
+  pos?: SourcePos;
+}
+
 export interface BridgeSpec {
   name: string;
   /** Normalized network CIDR, e.g. "10.40.0.0/24". */
@@ -87,6 +96,7 @@ export interface BridgeSpec {
   uplink: boolean;
   /** Names of bridges this one forwards to at L3 (symmetric: listing it on either side suffices). */
   routes: string[];
+  forwards: ForwardSpec[];
   pos?: SourcePos;
 }
 

@@ -28,6 +28,8 @@ export interface Wanted {
   files?: string[];
   /** The topology boots VMs: look for qemu-system-x86_64. */
   qemu?: boolean;
+  /** Forwarded host ports ("tcp/8080"): look for listening sockets on them. */
+  forwardPorts?: string[];
 }
 
 export interface Observation {
@@ -46,6 +48,18 @@ export function pendingNetns(ctx: HostContext): Set<string> {
   } catch {
     return new Set();
   }
+}
+
+/** "tcp/8080"-style ports of listening sockets from `ss -H -l -n -t -u` output (Netid State Recv-Q Send-Q Local Peer). */
+export function listeningPorts(ssOut: string): string[] {
+  const out = new Set<string>();
+  for (const line of ssOut.split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 5 || (f[0] !== 'tcp' && f[0] !== 'udp')) continue;
+    const port = f[4].slice(f[4].lastIndexOf(':') + 1);
+    if (/^\d+$/.test(port)) out.add(`${f[0]}/${port}`);
+  }
+  return [...out].sort();
 }
 
 /** Lists named network namespaces (/run/netns). */
@@ -124,6 +138,10 @@ export async function observe(lab: string, ctx: HostContext, runner: Runner, wan
     wanted.ipForward ? runner.run([...sysctlArgv(ctx), '-n', 'net.ipv4.ip_forward']) : Promise.resolve(undefined),
     files.observeVms(ctx),
   ]);
+  if (wanted.forwardPorts?.length) {
+    const ss = await runner.run([...(ctx.hostNetns ? ['ip', 'netns', 'exec', ctx.hostNetns] : []), 'ss', '-H', '-l', '-n', '-t', '-u'], { allowFail: true });
+    facts.portsInUse = listeningPorts(ss.stdout).filter((p) => wanted.forwardPorts!.includes(p));
+  }
   state.vms = vms;
 
   const links = JSON.parse(linksOut.stdout || '[]') as IpLink[];

@@ -208,9 +208,15 @@ export function toNft(json: { nftables: NftObj[] }, table: string, ownerPrefix: 
   }
   const i = found.inet;
   if (i?.owned) {
+    // forwards: key {"concat": ["tcp", 8080]} -> "tcp/8080", data {"concat": ["10.40.0.2", 80]} -> "10.40.0.2:80"
+    const fw: Record<string, Owned<string>> = {};
+    for (const [k, v] of Object.entries(elems(i, 'forwards'))) {
+      const data = v.value as { concat?: unknown[] } | string;
+      fw[k.replace('>', '/')] = { owner: v.owner, value: typeof data === 'object' && data.concat ? data.concat.join(':') : String(data) };
+    }
     inet = {
       skeleton: fingerprint(i), bridges: elems(i, 'bridges'), forward: elems(i, 'routed'), uplinkBridges: elems(i, 'uplinked'),
-      masqSources: elems(i, 'masq'), uplinkOifs: elems(i, 'wan'),
+      masqSources: elems(i, 'masq'), uplinkOifs: elems(i, 'wan'), forwards: fw,
     };
   }
   return {

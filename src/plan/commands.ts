@@ -112,6 +112,7 @@ function netemArgs(delayMs: number, jitterMs: number): string[] {
 /** nft element literal for a set element key: "a>b" -> "a" . "b"; CIDR stays bare. */
 function nftKey(set: string, key: string, value: unknown): string {
   if (set === 'masq') return key;
+  if (set === 'forwards') return key.replace('/', ' . ');
   const parts = key.split('>').map((p) => `"${p}"`);
   if (set === 'loss') {
     const n = Number(value);
@@ -123,7 +124,7 @@ function nftKey(set: string, key: string, value: unknown): string {
 function nftElemLine(op: 'add' | 'delete', lab: string, ref: Extract<ItemRef, { kind: 'elem' }>, v: V): string {
   const key = nftKey(ref.set, ref.key, v.value);
   const comment = op === 'add' ? ` comment "${v.owner}"` : '';
-  const data = ref.set === 'prio' ? ` : ${v.value}` : '';
+  const data = ref.set === 'prio' ? ` : ${v.value}` : ref.set === 'forwards' ? ` : ${String(v.value).replace(':', ' . ')}` : '';
   return `${op} element ${ref.family} ${nftTable(lab)} ${ref.set} { ${key}${comment}${op === 'add' ? data : ''} }`;
 }
 

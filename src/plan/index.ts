@@ -26,11 +26,12 @@ export function wantedFor(t: Topology, observedHint?: HostState): Wanted {
     for (const a of b.attach) links.push(names.portDev(t.lab, a.node, a.nicIndex));
   }
   for (const n of Object.values(t.nodes)) if (n.kind === 'netns') namespaces.push(names.nodeNetns(t.lab, n.name));
-  const l3 = Object.values(t.bridges).some((b) => b.uplink || b.routes.length > 0);
+  const l3 = Object.values(t.bridges).some((b) => b.uplink || b.routes.length > 0 || b.forwards.length > 0);
   const vms = Object.values(t.nodes).filter(bootsVm);
   const files = vms.flatMap((n) => [n.qemu!.kernel, n.qemu!.initrd, n.qemu!.disk]).filter((x): x is string => !!x).map((f) => resolve(dirname(t.file), f));
+  const forwardPorts = Object.values(t.bridges).flatMap((b) => b.forwards.map((f) => `${f.proto}/${f.hostPort}`));
   return {
-    links, namespaces, files, qemu: vms.length > 0,
+    links, namespaces, files, qemu: vms.length > 0, forwardPorts,
     defaultRoute: Object.values(t.bridges).some((b) => b.uplink),
     ipForward: l3 || observedHint?.nft.inet !== undefined,
   };
@@ -90,6 +91,16 @@ export function computePlan(t: Topology, observedIn: HostState, facts: HostFacts
   }
   if (Object.values(t.nodes).some(bootsVm) && facts.qemuBinary === undefined) {
     errors.push({ severity: 'error', summary: 'qemu-system-x86_64 not found: the topology boots VMs', detail: 'install it (Debian: apt-get install qemu-system-x86)' });
+  }
+  for (const b of Object.values(t.bridges)) {
+    for (const f of b.forwards) {
+      if (facts.portsInUse?.includes(`${f.proto}/${f.hostPort}`)) {
+        errors.push({
+          severity: 'error', pos: f.pos, summary: `forward: host port ${f.hostPort}/${f.proto} is in use`,
+          detail: `a socket listens on it in the lab's host namespace${ctx.hostNetns ? ` (${ctx.hostNetns})` : ''}; choose another host_port or stop that service`,
+        });
+      }
+    }
   }
   const desired = realize(t, { defaultRouteDev: facts.defaultRouteDev, kvmUsable: facts.kvmUsable });
   if (ctx.refreshLinks) for (const vm of Object.values(observed.vms)) observed = { ...observed, vms: { ...observed.vms, [vm.node]: { ...vm, links: {} } } };

@@ -139,6 +139,7 @@ export function itemize(s: HostState, portOfNic: (ns: string, ifname: string) =>
     elems('inet', 'uplinked', t.uplinkBridges, tKey);
     elems('inet', 'masq', t.masqSources, tKey);
     elems('inet', 'wan', t.uplinkOifs, tKey);
+    elems('inet', 'forwards', t.forwards, tKey);
   }
   for (const vm of Object.values(s.vms)) {
     const vKey = `vm:${vm.node}`;

@@ -72,6 +72,11 @@ export function inetSkeleton(lab: string): Skeleton {
       { name: 'uplinked', decl: `type ifname; comment "${c('uplink-bridges')}";`, jsonType: 'ifname' },
       { name: 'masq', decl: `type ipv4_addr; flags interval; comment "${c('masquerade-sources')}";`, jsonType: 'ipv4_addr' },
       { name: 'wan', decl: `type ifname; comment "${c('uplink-interfaces')}";`, jsonType: 'ifname' },
+      {
+        name: 'forwards',
+        decl: `type inet_proto . inet_service : ipv4_addr . inet_service; comment "${c('forwards')}";`,
+        jsonType: 'inet_proto.inet_service:ipv4_addr . inet_service',
+      },
     ],
     chains: [
       {
@@ -79,15 +84,33 @@ export function inetSkeleton(lab: string): Skeleton {
         decl: 'type filter hook forward priority 0; policy accept;',
         rules: [
           { body: 'iifname @bridges oifname @bridges iifname . oifname != @routed counter drop', comment: c('no-route') },
+          // Replies of forwarded (DNAT) connections leave whatever the uplink says.
+          { body: 'iifname @bridges oifname != @bridges ct status dnat accept', comment: c('forwarded-out') },
           { body: 'iifname @bridges oifname != @bridges iifname != @uplinked counter drop', comment: c('no-uplink') },
           { body: 'iifname != @bridges oifname @bridges ct state established,related accept', comment: c('return-traffic') },
+          { body: 'iifname != @bridges oifname @bridges ct status dnat accept', comment: c('forwarded-in') },
           { body: 'iifname != @bridges oifname @bridges counter drop', comment: c('inbound') },
         ],
       },
       {
         name: 'lab_postrouting',
         decl: 'type nat hook postrouting priority srcnat; policy accept;',
-        rules: [{ body: 'ip saddr @masq oifname @wan masquerade', comment: c('masquerade') }],
+        rules: [
+          { body: 'ip saddr @masq oifname @wan masquerade', comment: c('masquerade') },
+          // A forwarded connection reaches the node from the bridge's host address, so the
+          // node answers through the host whatever routes it has.
+          { body: 'oifname @bridges ct status dnat masquerade', comment: c('forward-masquerade') },
+        ],
+      },
+      {
+        name: 'lab_prerouting',
+        decl: 'type nat hook prerouting priority -100; policy accept;',
+        rules: [{ body: 'fib daddr type local dnat ip to meta l4proto . th dport map @forwards', comment: c('forward') }],
+      },
+      {
+        name: 'lab_output',
+        decl: 'type nat hook output priority -100; policy accept;',
+        rules: [{ body: 'fib daddr type local dnat ip to meta l4proto . th dport map @forwards', comment: c('forward-local') }],
       },
     ],
   };

@@ -161,14 +161,18 @@ export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
   if (anyBridgeNft) s.nft.bridge = bt;
 
   // Routing between bridges and uplink NAT.
-  const l3 = Object.values(t.bridges).filter((b) => b.uplink || b.routes.length > 0);
+  const l3 = Object.values(t.bridges).filter((b) => b.uplink || b.routes.length > 0 || b.forwards.length > 0);
   if (l3.length > 0) {
-    const it: NftInetTable = { skeleton: desiredFingerprint(inetSkeleton(lab)), bridges: {}, forward: {}, uplinkBridges: {}, masqSources: {}, uplinkOifs: {} };
+    const it: NftInetTable = { skeleton: desiredFingerprint(inetSkeleton(lab)), bridges: {}, forward: {}, uplinkBridges: {}, masqSources: {}, uplinkOifs: {}, forwards: {} };
     for (const b of Object.values(t.bridges)) {
       const dev = names.bridgeDev(lab, b.name);
       it.bridges[dev] = { owner: addr.bridge(b.name), value: true };
       it.forward[`${dev}>${dev}`] = { owner: addr.bridge(b.name), value: true };
       for (const r of b.routes) it.forward[`${dev}>${names.bridgeDev(lab, r)}`] = { owner: addr.route(b.name, r), value: true };
+      for (const f of b.forwards) {
+        const ip = b.attach.find((a) => a.node === f.node)?.ip?.split('/')[0];
+        if (ip) it.forwards[`${f.proto}/${f.hostPort}`] = { owner: addr.forward(b.name, f.proto, f.hostPort), value: `${ip}:${f.port}` };
+      }
       if (b.uplink) {
         it.uplinkBridges[dev] = { owner: addr.uplink(b.name), value: true };
         if (b.subnet) it.masqSources[b.subnet] = { owner: addr.uplink(b.name), value: true };

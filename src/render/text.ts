@@ -53,7 +53,7 @@ export function describeItem(c: ItemChange): string {
     case 'elem': {
       const what: Record<string, string> = {
         blocked: 'partition', isolated: 'isolation', loss: 'drop', prio: 'class selection',
-        bridges: 'lab bridge', routed: 'forwarding', uplinked: 'uplink', masq: 'masquerade source', wan: 'uplink interface',
+        bridges: 'lab bridge', routed: 'forwarding', uplinked: 'uplink', masq: 'masquerade source', wan: 'uplink interface', forwards: 'port forward',
       };
       return `${what[ref.set] ?? ref.set} ${ref.key.replace('>', ' -> ')}`;
     }

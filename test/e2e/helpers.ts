@@ -102,6 +102,11 @@ function track<T extends ResultPromise>(p: T): T {
   return p;
 }
 
+/** Starts a background process (argument array), bounded by maxMs and killed by killAll() at cleanup. */
+export function startBackground(argv: string[], maxMs = 60_000): void {
+  track(execa(argv[0], argv.slice(1), { reject: false, timeout: maxMs, stdin: 'ignore', stdout: 'ignore', stderr: 'ignore' }));
+}
+
 export function killAll(): void {
   for (const p of background) {
     try {
@@ -161,6 +166,7 @@ const READ_BATCH_LINE = /^\s*(addr|route|link|class|qdisc|filter|neigh)\s+show\b
  */
 export function isReadOnly(t: TraceLine): boolean {
   const a = t.argv;
+  if (a.includes('ss')) return true; // listening-socket check (ss -H -l -n -t -u)
   const tool = a.includes('nft') ? 'nft' : a.includes('sysctl') ? 'sysctl' : a[0];
   if (tool === 'nft') return !a.includes('-f') && a.includes('list');
   if (tool === 'sysctl') return a.includes('-n') && !a.includes('-w');
