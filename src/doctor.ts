@@ -13,11 +13,9 @@
  * exits 1); `warn` (an optional piece is absent, or something works in a degraded
  * way: netem, KVM, br_netfilter; exit 0). Every check that is not ok carries a fix.
  */
-import { accessSync, constants, existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
-import { gunzipSync } from 'node:zlib';
-import { release } from 'node:os';
+import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
 import { Chalk } from 'chalk';
-import { detectFeature, FEATURE_FIX, featureModule, type Feature } from './observe/features.js';
+import { detectFeature, detectKernelModule, FEATURE_FIX, featureModule, type Feature, type ModuleSpec } from './observe/features.js';
 import { HostRunner, mapLimit } from './host/runner.js';
 
 export const DOCTOR_FORMAT_VERSION = '1';
@@ -67,7 +65,7 @@ export interface DoctorProbe {
 }
 
 /** Module name, kernel option and module directory of the extra pieces (same layout as features.ts). */
-const EXTRA: Record<ExtraModule, { module: string; config: string; dir: string }> = {
+const EXTRA: Record<ExtraModule, ModuleSpec> = {
   bridge: { module: 'bridge', config: 'CONFIG_BRIDGE', dir: 'kernel/net/bridge' },
   veth: { module: 'veth', config: 'CONFIG_VETH', dir: 'kernel/drivers/net' },
   ifb: { module: 'ifb', config: 'CONFIG_IFB', dir: 'kernel/drivers/net' },
@@ -75,44 +73,9 @@ const EXTRA: Record<ExtraModule, { module: string; config: string; dir: string }
   brNetfilter: { module: 'br_netfilter', config: 'CONFIG_BRIDGE_NETFILTER', dir: 'kernel/net/bridge' },
 };
 
-let configCache: string | null | undefined;
-/** The running kernel's config (/proc/config.gz, else /boot/config-RELEASE), read once; null when neither exists. */
-function kernelConfig(): string | null {
-  if (configCache !== undefined) return configCache;
-  configCache = null;
-  try {
-    configCache = gunzipSync(readFileSync('/proc/config.gz')).toString('utf8');
-  } catch {
-    try {
-      configCache = readFileSync(`/boot/config-${release()}`, 'utf8');
-    } catch {
-      /* no config available */
-    }
-  }
-  return configCache;
-}
-
-/**
- * Whether the kernel has an extra module, decided like observe/features.ts's
- * detectFeature: loaded (/sys/module/NAME), else the kernel config (=y or =m),
- * else a module file under /lib/modules/RELEASE. Reads files only.
- */
+/** Whether the kernel has an extra module: the same detection as plan's (observe/features.ts). */
 export function detectModule(m: ExtraModule): { present: boolean; source: string } {
-  const s = EXTRA[m];
-  if (existsSync(`/sys/module/${s.module}`)) return { present: true, source: `/sys/module/${s.module}` };
-  const cfg = kernelConfig();
-  if (cfg) {
-    const hit = new RegExp(`^${s.config}=([ym])$`, 'm').exec(cfg);
-    if (hit) return { present: true, source: `${s.config}=${hit[1]}` };
-    return { present: false, source: `${s.config} is not set in the kernel config` };
-  }
-  try {
-    const dir = `/lib/modules/${release()}/${s.dir}`;
-    if (readdirSync(dir).some((n) => n.startsWith(`${s.module}.ko`))) return { present: true, source: `${dir}/${s.module}.ko` };
-  } catch {
-    /* no module tree */
-  }
-  return { present: false, source: `no /sys/module/${s.module}, no kernel config, no module file` };
+  return detectKernelModule(EXTRA[m]);
 }
 
 /** The real host, read-only. Version commands go through HostRunner (5 s timeout each). */

@@ -33,9 +33,23 @@ function kernelConfig(): string | null {
   return configCache;
 }
 
+/** A kernel piece to look for: module name, kernel config option, module folder under /lib/modules/RELEASE. */
+export interface ModuleSpec {
+  module: string;
+  config: string;
+  dir: string;
+}
+
 /** Whether the kernel has a feature, and how that was decided. */
 export function detectFeature(f: Feature): { present: boolean; source: string } {
-  const s = SPEC[f];
+  return detectKernelModule(SPEC[f]);
+}
+
+/**
+ * Whether the kernel has a module or built-in option: loaded (/sys/module/NAME), else
+ * the kernel config (=y or =m), else a module file under /lib/modules/RELEASE. Reads files only.
+ */
+export function detectKernelModule(s: ModuleSpec): { present: boolean; source: string } {
   if (existsSync(`/sys/module/${s.module}`)) return { present: true, source: `/sys/module/${s.module}` };
   const cfg = kernelConfig();
   if (cfg) {
