@@ -202,7 +202,8 @@ export function buildProgram(): Command {
             }
             const t0 = performance.now();
             const ran = await applyPlan(target, planned, ctx, runner, {
-              rollback: o.rollback !== false,
+              // A failed destroy is not undone: what is left is removed by running destroy again.
+              rollback: name === 'apply' && o.rollback !== false,
               invocations: saved?.invocations,
               onStep: (inv) => prog.step(`${inv.label}: ${inv.argv.join(' ')}`),
               onProcesses: (ns, pids) => process.stderr.write(`ending ${pids.length} process(es) still running in ${ns} (pid ${pids.join(', ')}): SIGTERM, then SIGKILL after 2 s\n`),

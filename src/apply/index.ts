@@ -232,17 +232,25 @@ async function rollback(t: Topology, before: HostState, ctx: HostContext, runner
 /**
  * Ports removed by deleting their node's namespace disappear asynchronously (the
  * kernel tears veth pairs down in bulk). Waits, with one cheap `ip -j link show` per
- * poll, until none is left (up to 15 s), so verification reads a settled host.
+ * poll, until none is left. A namespace can outlive `ip netns del` (orphaned TCP
+ * sockets still closing hold it): ports still there after 1 s are deleted explicitly
+ * (deleting one end of a veth pair removes both), then waited for up to 15 s.
  */
 async function waitPortsGone(plan: Plan, ctx: HostContext, runner: Runner): Promise<void> {
   const names = new Set(plan.changes.flatMap((c) => c.items).filter((i) => i.implied && i.before?.ref.kind === 'link').map((i) => (i.before!.ref as { name: string }).name));
   if (names.size === 0) return;
   const t0 = Date.now();
+  let forced = false;
   for (let delay = 10; ; delay = Math.min(delay * 2, 200)) {
     const r = await runner.run([...ipArgv(ctx), '-j', 'link', 'show']);
-    const left = (JSON.parse(r.stdout || '[]') as { ifname: string }[]).filter((l) => names.has(l.ifname));
+    const left = (JSON.parse(r.stdout || '[]') as { ifname: string }[]).filter((l) => names.has(l.ifname)).map((l) => l.ifname);
     if (left.length === 0) return;
-    if (Date.now() - t0 > 15_000) throw new ProviumError(`${left.length} port(s) of deleted node namespaces are still present after 15 s: ${left.slice(0, 5).map((l) => l.ifname).join(', ')}`);
+    if (!forced && Date.now() - t0 > 1000) {
+      forced = true;
+      await runner.run([...ipArgv(ctx), '-force', '-batch', '-'], { stdin: left.map((n) => `link del ${n}`).join('\n') + '\n', allowFail: true });
+      continue;
+    }
+    if (Date.now() - t0 > 15_000) throw new ProviumError(`${left.length} port(s) of deleted node namespaces are still present after 15 s: ${left.slice(0, 5).join(', ')}`);
     await new Promise((r) => setTimeout(r, delay));
   }
 }
