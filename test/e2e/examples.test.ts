@@ -10,14 +10,14 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseDocument, type Document } from 'yaml';
 import { labTest, udpCount, udpProbe, ping, iperf, run, report, mbit, makeUpstream, PROVIUM_BIN, type Lab } from './helpers.js';
+import { vmSkip, waitVm, vmPing } from './guest.js';
 
 const EXAMPLES = fileURLToPath(new URL('../../../examples/', import.meta.url));
-const GUEST = fileURLToPath(new URL('../../../.cache/guest/', import.meta.url));
 
 /** Datagrams per direction for partition checks. */
 const N = 20;
@@ -235,41 +235,10 @@ labTest('example routed.yaml: a and b on lan reach c on data and back, with thei
 // ---------------------------------------------------------------------------
 // VMs: the guest's command port (pv.ctl) runs one shell command per connection.
 
-const CTL = 7000;
 
-function vmSkip(): string | undefined {
-  if (!existsSync(`${GUEST}vmlinux`) || !existsSync(`${GUEST}initrd.gz`)) return `no test guest in ${GUEST}: run scripts/build-guest.sh (npm test does)`;
-  if (!existsSync('/usr/bin/qemu-system-x86_64')) return 'qemu-system-x86_64 is not installed (scripts/build-guest.sh installs it)';
-  return undefined;
-}
 
-async function inVm(viaNs: string, vmIp: string, cmd: string, timeoutMs = 20_000): Promise<string> {
-  const r = await run(['ip', 'netns', 'exec', viaNs, 'timeout', String(Math.ceil(timeoutMs / 1000)), 'socat', '-t', '5', '-', `TCP:${vmIp}:${CTL},connect-timeout=2`], {
-    input: `${cmd}\nexit\n`,
-    timeoutMs: timeoutMs + 2000,
-  });
-  if (r.code !== 0) throw new Error(`command in VM ${vmIp} failed (exit ${r.code}): ${cmd}\n${r.stderr}`);
-  return r.stdout;
-}
 
-async function waitVm(viaNs: string, vmIp: string, timeoutMs = 60_000): Promise<void> {
-  const t0 = Date.now();
-  for (;;) {
-    try {
-      if ((await inVm(viaNs, vmIp, 'echo up', 5000)).includes('up')) return;
-    } catch {
-      /* not yet */
-    }
-    if (Date.now() - t0 > timeoutMs) throw new Error(`VM ${vmIp} did not come up within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 500));
-  }
-}
 
-async function vmPing(viaNs: string, vmIp: string, to: string, count = 3): Promise<number> {
-  const out = await inVm(viaNs, vmIp, `ping -c ${count} -i 0.2 -W 1 ${to} 2>&1 | tail -2`);
-  const m = /(\d+) packets received/.exec(out);
-  return m ? Number(m[1]) : 0;
-}
 
 labTest(
   'example vm-lab.yaml: two VMs and a netns node boot and reach each other',

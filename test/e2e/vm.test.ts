@@ -7,47 +7,14 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { labTest, ping, run, report, type Lab } from './helpers.js';
 
-const GUEST = fileURLToPath(new URL('../../../.cache/guest/', import.meta.url));
-const CTL = 7000;
 
-function vmSkip(): string | undefined {
-  if (!existsSync(`${GUEST}vmlinux`) || !existsSync(`${GUEST}initrd.gz`)) return `no test guest in ${GUEST}: run scripts/build-guest.sh (npm test does)`;
-  if (!existsSync('/usr/bin/qemu-system-x86_64')) return 'qemu-system-x86_64 is not installed (scripts/build-guest.sh installs it)';
-  return undefined;
-}
 
 const vmNode = (ip: string, mem = 160) =>
   `{ kind: qemu, kernel: ${GUEST}vmlinux, initrd: ${GUEST}initrd.gz, append: "console=ttyS0 quiet pv.ip=${ip}/24 pv.ctl=${CTL}", memory_mb: ${mem} }`;
 
-/**
- * Runs a shell command inside a VM through its command port, from `viaNs`: the lab's
- * host namespace, whose traffic to the VM is delivered locally by the bridge and so is
- * never affected by partitions between members.
- */
-async function inVm(viaNs: string, vmIp: string, cmd: string, timeoutMs = 20_000): Promise<string> {
-  const r = await run(['ip', 'netns', 'exec', viaNs, 'timeout', String(Math.ceil(timeoutMs / 1000)), 'socat', '-t', '5', '-', `TCP:${vmIp}:${CTL},connect-timeout=2`], {
-    input: `${cmd}\nexit\n`, timeoutMs: timeoutMs + 2000,
-  });
-  if (r.code !== 0) throw new Error(`command in VM ${vmIp} failed (exit ${r.code}): ${cmd}\n${r.stderr}`);
-  return r.stdout;
-}
 
-/** Waits until a VM answers on its command port (boot under TCG takes ~4 s, more when several boot at once). */
-async function waitVm(viaNs: string, vmIp: string, timeoutMs = 60_000): Promise<void> {
-  const t0 = Date.now();
-  for (;;) {
-    try {
-      if ((await inVm(viaNs, vmIp, 'echo up', 5000)).includes('up')) return;
-    } catch {
-      /* not yet */
-    }
-    if (Date.now() - t0 > timeoutMs) throw new Error(`VM ${vmIp} did not come up within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 500));
-  }
-}
 
 /** ICMP InEchos (echo requests received) from /proc/net/snmp text. */
 function inEchos(snmp: string): number {
@@ -60,12 +27,6 @@ async function nodeInEchos(ns: string): Promise<number> {
   return inEchos((await run(['ip', 'netns', 'exec', ns, 'cat', '/proc/net/snmp'])).stdout);
 }
 
-/** Pings from inside a VM; returns packets received. */
-async function vmPing(viaNs: string, vmIp: string, to: string, count = 3): Promise<number> {
-  const out = await inVm(viaNs, vmIp, `ping -c ${count} -i 0.2 -W 1 ${to} 2>&1 | tail -2`);
-  const m = /(\d+) packets received/.exec(out);
-  return m ? Number(m[1]) : 0;
-}
 
 function labVmPids(lab: Lab): string[] {
   const out: string[] = [];
@@ -80,6 +41,7 @@ function labVmPids(lab: Lab): string[] {
   return out;
 }
 import { createRequire } from 'node:module';
+import { GUEST, CTL, vmSkip, inVm, waitVm, vmPing } from './guest.js';
 const require_ = createRequire(import.meta.url);
 
 const V1 = '10.60.0.11';
