@@ -14,8 +14,9 @@ import { ipArgv, type HostContext } from '../plan/commands.js';
 import type { Invocation } from '../plan/types.js';
 import { readRecord, writeRecord, stateRoot } from './statedir.js';
 import { startVm, stopVm, runQmp } from './vm.js';
-import { join } from 'node:path';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { processAlive } from '../host/proc.js';
+import { dirname, join } from 'node:path';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, rmdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 
 export interface Planned {
   plan: Plan;
@@ -56,6 +57,26 @@ function testHooks(): { killAfter?: number; failLabel?: string } {
 
 /** Runs one invocation: a host command, or a VM action (start, stop, QMP steps). Returns a command's stdout. */
 async function runOne(inv: Invocation, runner: Runner): Promise<string> {
+  for (const f of inv.writeFiles ?? []) {
+    mkdirSync(dirname(f.path), { recursive: true, mode: 0o700 });
+    writeFileSync(f.path, f.content, { mode: 0o600 });
+  }
+  if (inv.removeFiles) {
+    for (const f of inv.removeFiles.files) rmSync(f, { force: true });
+    for (const d of inv.removeFiles.dirsIfEmpty) {
+      try {
+        rmdirSync(d);
+      } catch {
+        /* absent or not empty */
+      }
+    }
+    return '';
+  }
+  if (inv.stopPidfile) {
+    await stopPidfile(inv.stopPidfile.pidfile, inv.stopPidfile.match);
+    return '';
+  }
+  if (inv.writeFiles && inv.argv[0] === 'write') return '';
   if (inv.vmStart) await startVm(inv, runner);
   else if (inv.vmStop) await stopVm(inv);
   else if (inv.qmp) await runQmp(inv);
@@ -122,6 +143,21 @@ export class ApplyError extends ProviumError {
   }
 }
 
+/** Ends the process a pidfile names, if its command line contains `match`: SIGTERM, then SIGKILL after 2 s. */
+async function stopPidfile(pidfile: string, match: string): Promise<void> {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(pidfile, 'utf8').trim());
+    if (!readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(match)) return;
+  } catch {
+    return; // no pidfile or no such process
+  }
+  const alive = () => processAlive(pid);
+  try { process.kill(pid, 'SIGTERM'); } catch { return; }
+  for (let t = 0; t < 40 && alive(); t++) await new Promise((r) => setTimeout(r, 50));
+  if (alive()) process.kill(pid, 'SIGKILL');
+}
+
 /** Names of the node namespaces a list of invocations deletes. */
 function deletedNetns(invs: Invocation[]): string[] {
   return invs.flatMap((i) => (i.label === 'delete node namespaces' ? (i.stdin ?? '').split('\n').filter((l) => l.startsWith('netns del ')).map((l) => l.slice(10)) : []));
@@ -141,7 +177,7 @@ async function endProcessesIn(namespaces: string[], runner: Runner, report?: (ns
   if (all.length === 0) return;
   for (const f of found) if (f.pids.length) report?.(f.ns, f.pids);
   const signal = (sig: NodeJS.Signals) => all.forEach((p) => { try { process.kill(p, sig); } catch { /* gone */ } });
-  const alive = () => all.filter((p) => { try { process.kill(p, 0); return true; } catch { return false; } });
+  const alive = () => all.filter(processAlive);
   signal('SIGTERM');
   for (let t = 0; t < 40 && alive().length; t++) await new Promise((r) => setTimeout(r, 50));
   if (alive().length) signal('SIGKILL');

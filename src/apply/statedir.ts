@@ -8,6 +8,7 @@ import { mkdirSync, readFileSync, writeFileSync, rmSync, readdirSync, rmdirSync,
 import { join } from 'node:path';
 import { hostname } from 'node:os';
 import { ProviumError } from '../model/diagnostics.js';
+import { processAlive } from '../host/proc.js';
 
 export function stateRoot(): string {
   return process.env.PROVIUM_STATE_DIR ?? '/var/lib/provium';
@@ -49,14 +50,7 @@ export interface LockInfo {
   since: string;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
+const alive = processAlive;
 
 /**
  * Takes the lab's lock (O_EXCL file). A lock held by a live process fails at once,

@@ -12,17 +12,11 @@ import type { Runner } from '../host/runner.js';
 import { QmpClient, QmpError } from '../host/qmp.js';
 import { livePid } from '../observe/vms.js';
 import { ProviumError } from '../model/diagnostics.js';
+import { processAlive } from '../host/proc.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+const alive = processAlive;
 
 async function waitGone(pid: number, ms: number): Promise<boolean> {
   const t0 = Date.now();

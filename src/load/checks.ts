@@ -18,6 +18,11 @@ export function checkReferences(input: Input, r: Reporter): void {
     checkRoutes(bridge, input, r);
   }
   checkForwards(input, r);
+  for (const b of input.bridges?.values() ?? []) {
+    for (const k of ['dhcp', 'dns'] as const) {
+      if (b[k] && !b.subnet) r.error([...b.path, k], `${k} without subnet`, `bridge ${q(b.name)} serves ${k.toUpperCase()} but has no subnet; add subnet: (e.g. 10.40.0.0/24)`, { key: true });
+    }
+  }
   checkMacs(input, r);
   warnUnattached(input, r);
 }

@@ -85,6 +85,8 @@ export interface InBridge {
   uplink: boolean;
   routes: InRef[];
   forwards: InForward[];
+  dhcp: boolean;
+  dns: boolean;
 }
 
 /** The whole file. nodes/bridges are undefined when absent or not mappings (then references cannot be checked). */
@@ -152,6 +154,8 @@ function readBridge(name: string, v: unknown): InBridge {
     uplink: o.uplink === true,
     routes: readRefs(o.routes, [...path, 'routes']),
     forwards: list(o.forwards).flatMap((item, i) => readForward(item, [...path, 'forwards', i])),
+    dhcp: o.dhcp === true,
+    dns: o.dns === true,
   };
 }
 

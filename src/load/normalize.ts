@@ -77,6 +77,8 @@ function normalizeBridge(b: InBridge, routes: string[], c: Checked): BridgeSpec 
     isolate: b.isolate.map((ref) => ref.name),
     uplink: b.uplink,
     routes,
+    dhcp: b.dhcp,
+    dns: b.dns,
     forwards: b.forwards.map((f) => ({ hostPort: f.hostPort, node: f.node.name, port: f.port, proto: f.proto, pos: c.locator.pos(f.path) })),
     pos: c.locator.pos(b.path, { key: true }),
   });

@@ -180,8 +180,25 @@ export interface VmState {
   links: Record<string, 'up' | 'down'>;
 }
 
+/**
+ * A bridge's dnsmasq (DHCP and/or DNS), owned by the lab: config, pidfile, lease file
+ * and log in <state dir>/<lab>/dnsmasq/. Observed from the config file on disk and the
+ * process named by the pidfile (its command line names that config).
+ */
+export interface DnsmasqState {
+  bridge: string;
+  /** The config text; desired and observed compare equal when the file is as provium writes it. */
+  config: string;
+  alive: boolean;
+  pid?: number;
+}
+
 /** Everything provium manages for one lab, in one host namespace plus the node namespaces. */
 export interface HostState {
+  /** By bridge name. */
+  dnsmasq: Record<string, DnsmasqState>;
+  /** resolv.conf of netns nodes (/etc/netns/<ns>/resolv.conf, which `ip netns exec` binds over /etc/resolv.conf), by namespace. */
+  resolv: Record<string, string>;
   vms: Record<string, VmState>;
   namespaces: Record<string, NamespaceState>;
   links: Record<string, LinkState>;
@@ -204,6 +221,8 @@ export interface HostFacts {
   missingFiles?: string[];
   /** Path of qemu-system-x86_64 when the topology boots VMs and it was found. */
   qemuBinary?: string;
+  /** Path of dnsmasq when the topology serves DHCP/DNS and it was found. */
+  dnsmasqBinary?: string;
   /** Forwarded host ports ("tcp/8080") that a socket in the lab's host namespace listens on. */
   portsInUse?: string[];
   /** How each feature was determined (for messages). */
@@ -215,12 +234,12 @@ export interface HostFacts {
 }
 
 export interface Conflict {
-  kind: 'link' | 'netns' | 'nft-table';
+  kind: 'link' | 'netns' | 'nft-table' | 'file';
   name: string;
   found: string;
 }
 
 /** An empty host state. */
 export function emptyState(): HostState {
-  return { vms: {}, namespaces: {}, links: {}, shaping: {}, nft: {} };
+  return { dnsmasq: {}, resolv: {}, vms: {}, namespaces: {}, links: {}, shaping: {}, nft: {} };
 }

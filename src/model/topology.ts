@@ -97,6 +97,10 @@ export interface BridgeSpec {
   /** Names of bridges this one forwards to at L3 (symmetric: listing it on either side suffices). */
   routes: string[];
   forwards: ForwardSpec[];
+  /** DHCP with a static lease per member (dnsmasq). */
+  dhcp: boolean;
+  /** DNS names <node>.<bridge> (dnsmasq); netns nodes resolve through it. */
+  dns: boolean;
   pos?: SourcePos;
 }
 

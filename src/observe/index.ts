@@ -8,6 +8,7 @@
  */
 import { readdirSync, existsSync, readFileSync } from 'node:fs';
 import { observeVms } from './vms.js';
+import { observeServices, type Services } from './services.js';
 import type { HostFacts, HostState, LinkState, VmState } from '../model/state.js';
 import { emptyState } from '../model/state.js';
 import { netnsPrefix, nftTable, nodeNetns, ownerPrefix, parseAlias } from '../model/names.js';
@@ -30,6 +31,10 @@ export interface Wanted {
   qemu?: boolean;
   /** Forwarded host ports ("tcp/8080"): look for listening sockets on them. */
   forwardPorts?: string[];
+  /** Namespaces whose resolv.conf the file wants. */
+  resolv?: string[];
+  /** The topology serves DHCP/DNS: look for dnsmasq. */
+  dnsmasq?: boolean;
 }
 
 export interface Observation {
@@ -81,13 +86,15 @@ export interface HostFiles {
   observeVms(ctx: HostContext): Promise<Record<string, VmState>>;
   /** A file exists (VM kernels, initrds, disks; the qemu binary). */
   exists(path: string): boolean;
+  /** dnsmasq instances and nodes' resolv.conf (files and processes). */
+  observeServices(stateDir: string | undefined, lab: string, wantedResolv: string[]): Services;
 }
 
 export function kvmUsable(): boolean {
   return existsSync('/dev/kvm') && (existsSync('/sys/module/kvm_intel') || existsSync('/sys/module/kvm_amd'));
 }
 
-export const realFiles: HostFiles = { listNetns, detectFeature, kvmUsable, observeVms, exists: existsSync };
+export const realFiles: HostFiles = { listNetns, detectFeature, kvmUsable, observeVms, exists: existsSync, observeServices };
 
 /**
  * Re-use for verification: namespaces not in `touched` are taken from `previous`
@@ -125,10 +132,9 @@ export async function observe(lab: string, ctx: HostContext, runner: Runner, wan
 
   facts.kvmUsable = files.kvmUsable();
   facts.missingFiles = (wanted.files ?? []).filter((f) => !files.exists(f));
-  if (wanted.qemu) {
-    const dirs = (process.env.PATH ?? '/usr/bin').split(':');
-    facts.qemuBinary = dirs.map((d) => `${d}/qemu-system-x86_64`).find((p) => files.exists(p));
-  }
+  const inPath = (prog: string) => [...(process.env.PATH ?? '/usr/bin').split(':'), '/usr/sbin', '/sbin'].map((d) => `${d}/${prog}`).find((p) => files.exists(p));
+  if (wanted.qemu) facts.qemuBinary = inPath('qemu-system-x86_64');
+  if (wanted.dnsmasq) facts.dnsmasqBinary = inPath('dnsmasq');
   const [linksOut, qdiscOut, nftOut, nsOuts, routeOut, fwdOut, vms] = await Promise.all([
     runner.run([...ipArgv(ctx), '-j', '-d', 'addr', 'show']),
     runner.run([...tcArgv(ctx), '-j', 'qdisc', 'show']),
@@ -143,6 +149,10 @@ export async function observe(lab: string, ctx: HostContext, runner: Runner, wan
     facts.portsInUse = listeningPorts(ss.stdout).filter((p) => wanted.forwardPorts!.includes(p));
   }
   state.vms = vms;
+  const services = files.observeServices(ctx.stateDir, lab, wanted.resolv ?? []);
+  state.dnsmasq = services.dnsmasq;
+  state.resolv = services.resolv;
+  facts.conflicts.push(...services.conflicts);
 
   const links = JSON.parse(linksOut.stdout || '[]') as IpLink[];
   for (const l of links) {

@@ -11,6 +11,7 @@ import type { Item, ItemRef } from './items.js';
 import type { Invocation, ItemChange, QmpStep } from './types.js';
 import type { VmNic, VmState } from '../model/state.js';
 import { bridgeSkeleton, inetSkeleton, skeletonText } from './nft-skeleton.js';
+import { dnsmasqPaths, resolvPath } from './realize.js';
 import { nftTable, vmDeviceId, vmNetdevId } from '../model/names.js';
 import { hex, parseTcRate, ROOT_MINOR, UNSHAPED_BPS } from './ids.js';
 
@@ -142,6 +143,8 @@ export function buildInvocations(lab: string, changes: ItemChange[], ctx: HostCo
   const nftDel: string[] = [];
   const nftAdd: string[] = [];
   const vmStops: Invocation[] = [];
+  const services: Invocation[] = [];
+  const serviceStarts: Invocation[] = [];
   const vmStarts: Invocation[] = [];
   const qmpPre = new Map<string, QmpStep[]>();
   const qmpPost = new Map<string, QmpStep[]>();
@@ -266,6 +269,28 @@ export function buildInvocations(lab: string, changes: ItemChange[], ctx: HostCo
         if (after) sysctl.push(`${ref.name}=${after.value}`);
         break;
       }
+      case 'dnsmasq': {
+        const p = dnsmasqPaths(ctx.stateDir ?? '/var/lib/provium/unknown', ref.bridge);
+        if (c.before && (!after || recreate)) {
+          services.push({ argv: ['stop', `dnsmasq ${ref.bridge}`], label: `stop dnsmasq ${ref.bridge}`, stopPidfile: { pidfile: p.pid, match: p.conf } });
+          if (!after) services.push({ argv: ['remove', p.conf, p.pid, p.leases, p.log], label: `remove dnsmasq ${ref.bridge} files`, removeFiles: { files: [p.conf, p.pid, p.leases, p.log], dirsIfEmpty: [p.dir] } });
+        }
+        if (after && (!before || recreate)) {
+          const argv = [...(ctx.hostNetns ? ['ip', 'netns', 'exec', ctx.hostNetns] : []), 'dnsmasq', `--conf-file=${p.conf}`];
+          serviceStarts.push({ argv, label: `start dnsmasq ${ref.bridge}`, writeFiles: [{ path: p.conf, content: String((c.after!.meta as V).config) }] });
+        }
+        break;
+      }
+      case 'resolv': {
+        const path = resolvPath(ref.ns);
+        if (!after) {
+          // Not implied by the namespace's deletion: the file lives in /etc/netns.
+          serviceStarts.push({ argv: ['remove', path], label: `remove resolv.conf of ${ref.ns}`, removeFiles: { files: [path], dirsIfEmpty: [`/etc/netns/${ref.ns}`, '/etc/netns'] } });
+          break;
+        }
+        serviceStarts.push({ argv: ['write', path], label: `resolv.conf of ${ref.ns}`, writeFiles: [{ path, content: after.content }] });
+        break;
+      }
       case 'vm': {
         const p = vmPaths(ctx, ref.node);
         if (c.before && (!after || recreate)) {
@@ -306,7 +331,7 @@ export function buildInvocations(lab: string, changes: ItemChange[], ctx: HostCo
   };
   // VMs and NICs leaving go first, before their TAPs are deleted.
   for (const [node, st] of [...qmpPre].sort(([a], [b]) => (a < b ? -1 : 1))) inv.push(qmpInv(node, st, 'unplug from'));
-  inv.push(...vmStops);
+  inv.push(...vmStops, ...services);
   const rootIp = ['ip', '-batch', '-'];
   if (rootAdd.length) inv.push({ argv: rootIp, stdin: lines(rootAdd), label: 'node namespaces' });
   const host = [...hostDel.filter((l) => !isBridgeDel(l, changes)), ...hostDel.filter((l) => isBridgeDel(l, changes)), ...hostAdd, ...hostPorts];
@@ -324,8 +349,8 @@ export function buildInvocations(lab: string, changes: ItemChange[], ctx: HostCo
   if (tc.length) inv.push({ argv: [...tcArgv(ctx), '-batch', '-'], stdin: lines(tc), label: 'traffic control' });
   const nft = [...nftDel, ...nftAdd];
   if (nft.length) inv.push({ argv: [...nftArgv(ctx), '-f', '-'], stdin: lines(nft), label: 'nftables transaction' });
-  // VMs start once their TAPs exist; then hotplug, link state and resume.
-  inv.push(...vmStarts);
+  // Services and VMs start once their bridges and TAPs exist; then hotplug, link state and resume.
+  inv.push(...serviceStarts, ...vmStarts);
   // Per VM: hotplug first (the NIC must exist), then link state, then resume.
   const rank = (x: QmpStep) => (x.execute === 'netdev_add' || x.execute === 'device_add' ? 0 : x.execute === 'set_link' ? 1 : 2);
   for (const [node, st] of [...qmpPost].sort(([a], [b]) => (a < b ? -1 : 1))) {

@@ -15,6 +15,7 @@ const IDENTITY: Record<string, string[]> = {
   'nft-table': ['skeleton'],
   vm: ['kernel', 'initrd', 'append', 'disk', 'memoryMb', 'cpus', 'accel', 'alive'],
   'vm-nic': ['mac', 'slot'],
+  dnsmasq: ['config', 'alive'],
 };
 
 function same(a: unknown, b: unknown): boolean {

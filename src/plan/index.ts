@@ -30,8 +30,9 @@ export function wantedFor(t: Topology, observedHint?: HostState): Wanted {
   const vms = Object.values(t.nodes).filter(bootsVm);
   const files = vms.flatMap((n) => [n.qemu!.kernel, n.qemu!.initrd, n.qemu!.disk]).filter((x): x is string => !!x).map((f) => resolve(dirname(t.file), f));
   const forwardPorts = Object.values(t.bridges).flatMap((b) => b.forwards.map((f) => `${f.proto}/${f.hostPort}`));
+  const resolv = Object.values(t.nodes).filter((n) => n.kind === 'netns' && Object.values(t.bridges).some((b) => b.dns && b.attach.some((a) => a.node === n.name))).map((n) => names.nodeNetns(t.lab, n.name));
   return {
-    links, namespaces, files, qemu: vms.length > 0, forwardPorts,
+    links, namespaces, files, qemu: vms.length > 0, forwardPorts, resolv, dnsmasq: Object.values(t.bridges).some((b) => b.dhcp || b.dns),
     defaultRoute: Object.values(t.bridges).some((b) => b.uplink),
     ipForward: l3 || observedHint?.nft.inet !== undefined,
   };
@@ -89,6 +90,10 @@ export function computePlan(t: Topology, observedIn: HostState, facts: HostFacts
       }
     }
   }
+  const served = Object.values(t.bridges).find((b) => b.dhcp || b.dns);
+  if (served && facts.dnsmasqBinary === undefined) {
+    errors.push({ severity: 'error', pos: served.pos, summary: `dnsmasq not found: bridge ${served.name} serves DHCP/DNS`, detail: 'install it (Debian: apt-get install dnsmasq-base)' });
+  }
   if (Object.values(t.nodes).some(bootsVm) && facts.qemuBinary === undefined) {
     errors.push({ severity: 'error', summary: 'qemu-system-x86_64 not found: the topology boots VMs', detail: 'install it (Debian: apt-get install qemu-system-x86)' });
   }
@@ -102,7 +107,7 @@ export function computePlan(t: Topology, observedIn: HostState, facts: HostFacts
       }
     }
   }
-  const desired = realize(t, { defaultRouteDev: facts.defaultRouteDev, kvmUsable: facts.kvmUsable });
+  const desired = realize(t, { defaultRouteDev: facts.defaultRouteDev, kvmUsable: facts.kvmUsable, stateDir: ctx.stateDir });
   if (ctx.refreshLinks) for (const vm of Object.values(observed.vms)) observed = { ...observed, vms: { ...observed.vms, [vm.node]: { ...vm, links: {} } } };
   // Without routing, ip_forward goes back to what the lab found (recorded in its state directory).
   if (desired.ipForward === undefined && ipForwardBefore !== undefined && observed.ipForward !== undefined) desired.ipForward = ipForwardBefore;

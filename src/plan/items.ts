@@ -7,11 +7,12 @@
  * recreates this).
  */
 import type { HostState, LinkState } from '../model/state.js';
+import { createHash } from 'node:crypto';
 import { nodeNetns, parseAlias } from '../model/names.js';
 import { addr } from './owners.js';
 import { classid, DEFAULT_MINOR, tcRateString, UNSHAPED_BPS } from './ids.js';
 
-export type ItemKind = 'netns' | 'nic' | 'routes' | 'link' | 'qdisc' | 'class' | 'nft-table' | 'elem' | 'sysctl' | 'vm' | 'vm-nic' | 'vm-link';
+export type ItemKind = 'netns' | 'nic' | 'routes' | 'link' | 'qdisc' | 'class' | 'nft-table' | 'elem' | 'sysctl' | 'vm' | 'vm-nic' | 'vm-link' | 'dnsmasq' | 'resolv';
 
 /** Identity of an item for command building. */
 export type ItemRef =
@@ -26,7 +27,9 @@ export type ItemRef =
   | { kind: 'sysctl'; name: 'net.ipv4.ip_forward' }
   | { kind: 'vm'; node: string }
   | { kind: 'vm-nic'; node: string; tap: string }
-  | { kind: 'vm-link'; node: string; tap: string };
+  | { kind: 'vm-link'; node: string; tap: string }
+  | { kind: 'dnsmasq'; bridge: string }
+  | { kind: 'resolv'; ns: string };
 
 export interface Item {
   key: string;
@@ -167,6 +170,18 @@ export function itemize(s: HostState, portOfNic: (ns: string, ifname: string) =>
         });
       }
     }
+  }
+  for (const d of Object.values(s.dnsmasq)) {
+    out.push({
+      key: `dnsmasq:${d.bridge}`, ref: { kind: 'dnsmasq', bridge: d.bridge }, owner: addr.dns(d.bridge),
+      value: { config: `sha256:${createHash('sha256').update(d.config).digest('hex').slice(0, 16)}`, alive: d.alive },
+      // Bound to its bridge device: re-created with it.
+      meta: { config: d.config, pid: d.pid }, deps: [`link:${/^interface=(\S+)$/m.exec(d.config)?.[1] ?? d.bridge}`],
+    });
+  }
+  for (const [ns, content] of Object.entries(s.resolv)) {
+    const node = s.namespaces[ns]?.node ?? ns;
+    out.push({ key: `resolv:${ns}`, ref: { kind: 'resolv', ns }, owner: addr.nodeResolv(node), value: { content }, deps: [`netns:${ns}`] });
   }
   if (s.ipForward !== undefined) {
     out.push({ key: 'sysctl:ip_forward', ref: { kind: 'sysctl', name: 'net.ipv4.ip_forward' }, owner: addr.ipForward, value: { value: s.ipForward ? 1 : 0 }, deps: [] });

@@ -17,6 +17,8 @@ export const addr = {
   impairWhole: (b: string) => `bridge.${b}.impairment[*]`,
   impairPair: (b: string, x: string, y: string) => `bridge.${b}.impairment[${x}>${y}]`,
   uplink: (b: string) => `bridge.${b}.uplink`,
+  dns: (b: string) => `bridge.${b}.dhcp_dns`,
+  nodeResolv: (n: string) => `node.${n}.resolv`,
   forward: (b: string, proto: string, port: number) => `bridge.${b}.forward[${proto}/${port}]`,
   route: (x: string, y: string) => (x < y ? `route[${x}<>${y}]` : `route[${y}<>${x}]`),
   nftBridge: 'nft.bridge',

@@ -25,6 +25,55 @@ export interface RealizeContext {
   defaultRouteDev?: string;
   /** /dev/kvm runs ordinary guests: `accel: auto` picks kvm, else tcg. */
   kvmUsable?: boolean;
+  /** The lab's state directory (dnsmasq files live in <stateDir>/dnsmasq/). */
+  stateDir?: string;
+}
+
+/** Files of a bridge's dnsmasq. */
+export function dnsmasqPaths(stateDir: string, bridge: string) {
+  const dir = `${stateDir}/dnsmasq`;
+  return { dir, conf: `${dir}/${bridge}.conf`, pid: `${dir}/${bridge}.pid`, leases: `${dir}/${bridge}.leases`, log: `${dir}/${bridge}.log` };
+}
+
+/** Path of a netns node's resolv.conf: `ip netns exec` binds /etc/netns/<ns>/resolv.conf over /etc/resolv.conf. */
+export function resolvPath(ns: string): string {
+  return `/etc/netns/${ns}/resolv.conf`;
+}
+
+/**
+ * dnsmasq config of a bridge (dnsmasq 2.90 option names): bound to the bridge device
+ * and its host address only, no upstream servers (names outside the lab fail fast),
+ * names <node>.<bridge> for every member with an address, a static DHCP lease
+ * (MAC -> address) per member, the host address as DNS server for DHCP clients.
+ */
+export function dnsmasqConfig(t: Topology, b: BridgeSpec, stateDir: string): string {
+  const p = dnsmasqPaths(stateDir, b.name);
+  const host = b.hostAddr!.split('/')[0];
+  const lines = [
+    `# provium:${t.lab}:dnsmasq:${b.name} (written by provium; changes are drift)`,
+    `interface=${names.bridgeDev(t.lab, b.name)}`, 'bind-interfaces', 'except-interface=lo', `listen-address=${host}`,
+    'user=root', `pid-file=${p.pid}`, `dhcp-leasefile=${p.leases}`, `log-facility=${p.log}`, 'no-resolv', 'no-hosts',
+  ];
+  if (b.dns) lines.push(`domain=${b.name}`, `local=/${b.name}/`);
+  else lines.push('port=0');
+  for (const a of b.attach) {
+    if (!a.ip) continue;
+    const ip = a.ip.split('/')[0];
+    if (b.dns) lines.push(`host-record=${a.node}.${b.name},${ip}`);
+  }
+  if (b.dhcp) {
+    const [net, prefix] = b.subnet!.split('/');
+    const mask = prefixMask(Number(prefix));
+    lines.push(`dhcp-range=${net},static,${mask},12h`);
+    for (const a of b.attach) if (a.ip) lines.push(`dhcp-host=${a.mac ?? names.nicMac(t.lab, a.node, b.name)},${a.ip.split('/')[0]},${a.node}`);
+    if (b.dns) lines.push(`dhcp-option=option:dns-server,${host}`, `dhcp-option=option:domain-search,${b.name}`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+function prefixMask(prefix: number): string {
+  const m = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+  return [24, 16, 8, 0].map((sh) => (m >>> sh) & 255).join('.');
 }
 
 /** A qemu node boots a VM when it has a kernel or a disk; otherwise it only gets its TAPs. */
@@ -89,6 +138,18 @@ export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
 
   // Routes inside nodes: to routed bridges' subnets and a default route for uplinks.
   for (const ns of Object.values(s.namespaces)) ns.routes = nodeRoutes(t, ns.node);
+
+  // DHCP/DNS per bridge, and resolv.conf for netns nodes on a bridge with DNS (first in NIC order).
+  for (const b of Object.values(t.bridges)) {
+    if ((b.dhcp || b.dns) && b.hostAddr && ctx.stateDir) s.dnsmasq[b.name] = { bridge: b.name, config: dnsmasqConfig(t, b, ctx.stateDir), alive: true };
+  }
+  for (const ns of Object.values(s.namespaces)) {
+    const dnsBridges = Object.values(t.bridges)
+      .filter((b) => b.dns && b.hostAddr && b.attach.some((a) => a.node === ns.node))
+      .sort((x, y) => (x.name < y.name ? -1 : 1));
+    if (dnsBridges.length === 0) continue;
+    s.resolv[ns.name] = `# provium:${lab}:node:${ns.node}\nnameserver ${dnsBridges[0].hostAddr!.split('/')[0]}\nsearch ${dnsBridges.map((b) => b.name).join(' ')}\noptions timeout:1 attempts:2\n`;
+  }
 
   // Partitions, isolation, impairments.
   const bt: NftBridgeTable = { skeleton: desiredFingerprint(bridgeSkeleton(lab)), blocked: {}, isolated: {}, loss: {}, prio: {} };

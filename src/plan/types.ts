@@ -58,6 +58,12 @@ export interface Invocation {
   label: string;
   /** A node namespace batch whose output (after the writes) reads that namespace back. */
   readsBack?: string;
+  /** Files written (mode 0600, folders 0700 created) before argv runs; argv ["write", path] when that is all. */
+  writeFiles?: { path: string; content: string }[];
+  /** Files removed (and then these folders, when empty); argv ["remove", ...]. */
+  removeFiles?: { files: string[]; dirsIfEmpty: string[] };
+  /** Ends the process named by a pidfile if its command line contains `match` (SIGTERM, then SIGKILL). */
+  stopPidfile?: { pidfile: string; match: string };
   vmStart?: { node: string; dir: string; record: VmState };
   vmStop?: { node: string; dir: string; pid?: number; socket: string };
   qmp?: { node: string; dir: string; socket: string; steps: QmpStep[] };

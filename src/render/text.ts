@@ -31,6 +31,7 @@ function show(field: string, v: unknown, item: Item | undefined): string {
   if (field === 'mtu') return `${v} bytes`;
   if (field === 'memoryMb') return `${v} MiB`;
   if (Array.isArray(v)) return v.length ? `[${v.join(', ')}]` : '[]';
+  if (typeof v === 'string' && v.includes('\n')) return v.split('\n').filter(Boolean).join(' | ');
   return typeof v === 'string' ? v : JSON.stringify(v);
 }
 
@@ -61,6 +62,8 @@ export function describeItem(c: ItemChange): string {
     case 'vm': return `QEMU VM ${ref.node}`;
     case 'vm-nic': return `VM NIC on ${ref.tap} (virtio-net)`;
     case 'vm-link': return `VM link state on ${ref.tap} (recorded: QEMU cannot report it)`;
+    case 'dnsmasq': return `dnsmasq (DHCP/DNS) on bridge ${ref.bridge}`;
+    case 'resolv': return `/etc/netns/${ref.ns}/resolv.conf`;
   }
 }
 

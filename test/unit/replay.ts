@@ -46,6 +46,7 @@ export function fixtureFiles(dir: URL, features: Partial<Record<string, boolean>
     kvmUsable: () => false,
     observeVms: async () => ({}),
     exists: () => true,
+    observeServices: () => ({ dnsmasq: {}, resolv: {}, conflicts: [] }),
   };
 }
 

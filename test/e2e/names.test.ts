@@ -1,0 +1,60 @@
+/**
+ * Addresses and names (issue 5): one dnsmasq per bridge in the lab's host namespace
+ * serves static DHCP leases and <node>.<bridge> names. A VM takes its address by DHCP
+ * (the lease provium planned), netns nodes resolve through /etc/netns/<ns>/resolv.conf
+ * (which `ip netns exec`, and so `provium exec`, binds over /etc/resolv.conf), the VM
+ * through the server DHCP gave it. Proven with lookups and pings by name.
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { labTest, run, report } from './helpers.js';
+import { GUEST, CTL, vmSkip, inVm, waitVm } from './guest.js';
+
+labTest('names: a netns node and a DHCP VM reach each other by name; unknown names fail; drift of the DNS server is repaired; destroy leaves no dnsmasq, lease file or resolv.conf', async (lab, t) => {
+  lab.write(`
+    nodes:
+      a: { kind: netns }
+      b: { kind: netns }
+      v: { kind: qemu, kernel: ${GUEST}vmlinux, initrd: ${GUEST}initrd.gz, append: "console=ttyS0 quiet pv.dhcp=1 pv.ctl=${CTL}", memory_mb: 160 }
+    bridges:
+      lan:
+        subnet: 10.97.0.0/24
+        dhcp: true
+        dns: true
+        attach: [a, b, v]
+  `);
+  const t0 = Date.now();
+  await lab.apply();
+  // v's address is planned (attach order: a .2, b .3, v .4) and handed out by DHCP.
+  await waitVm(lab.hostNs, '10.97.0.4', 90_000);
+  report(t, `VM up with its DHCP lease after ${Date.now() - t0} ms`);
+
+  const getent = (ns: string, name: string) => run(['ip', 'netns', 'exec', ns, 'getent', 'hosts', name]);
+  assert.match((await getent(lab.ns('a'), 'v.lan')).stdout, /^10\.97\.0\.4\s+v\.lan/);
+  assert.match((await getent(lab.ns('a'), 'b')).stdout, /^10\.97\.0\.3\s+b\.lan/, 'short names via the search domain');
+  const nope = await getent(lab.ns('a'), 'nope.lan');
+  assert.notEqual(nope.code, 0, 'an unknown name does not resolve');
+  const p = await run(['ip', 'netns', 'exec', lab.ns('a'), 'ping', '-c', '3', '-i', '0.2', '-W', '2', 'v.lan']);
+  assert.match(p.stdout, /3 received/, `a pings v by name:\n${p.stdout}${p.stderr}`);
+  const fromVm = await inVm(lab.hostNs, '10.97.0.4', 'cat /etc/resolv.conf; nslookup a.lan 2>&1 | tail -2; ping -c 3 -i 0.2 -W 2 a.lan 2>&1 | tail -2');
+  assert.match(fromVm, /nameserver 10\.97\.0\.1/, `the VM got the lab's DNS server by DHCP:\n${fromVm}`);
+  assert.match(fromVm, /3 packets received/, `v pings a by name:\n${fromVm}`);
+  const ex = await lab.provium(['exec', lab.file, 'b', '--', 'getent', 'hosts', 'a.lan'], { file: false });
+  assert.match(ex.stdout, /10\.97\.0\.2\s+a\.lan/, 'provium exec resolves lab names');
+  assert.equal((await lab.planCode()).code, 0, 'plan empty');
+
+  // Drift: the DNS server killed by hand is restarted by apply.
+  const pidfile = `${lab.stateDir}/${lab.name}/dnsmasq/lan.pid`;
+  await run(['pkill', '-F', pidfile]);
+  await new Promise((r) => setTimeout(r, 200));
+  const drift = await lab.planJson();
+  assert.deepEqual(drift.changes.map((c) => `${c.action} ${c.address}`), ['replace bridge.lan.dhcp_dns']);
+  await lab.apply();
+  assert.match((await getent(lab.ns('a'), 'b.lan')).stdout, /10\.97\.0\.3/, 'resolves again after repair');
+
+  const d = await lab.provium(['destroy', '--auto-approve']);
+  assert.equal(d.code, 0, d.stderr);
+  assert.equal((await run(['pgrep', '-f', `${lab.stateDir}/${lab.name}/dnsmasq`])).code, 1, 'no dnsmasq left');
+  assert.equal(existsSync(`${lab.stateDir}/${lab.name}`), false, 'no config, pid or lease file left');
+  assert.equal(existsSync(`/etc/netns/${lab.ns('a')}`), false, 'no resolv.conf left');
+}, { skip: vmSkip(), timeoutMs: 240_000 });
