@@ -7,6 +7,7 @@
 import { NAME_RE } from '../model/names.js';
 import type { InBridge, InRef, Input } from './input.js';
 import { q, type Reporter } from './report.js';
+import { formatIpv6, inPrefix, parseIpv6 } from '../model/ipv6.js';
 
 /** Runs every reference check over all bridges, plus the lab-wide ones (MACs, unattached nodes). */
 export function checkReferences(input: Input, r: Reporter): void {
@@ -18,6 +19,10 @@ export function checkReferences(input: Input, r: Reporter): void {
     checkRoutes(bridge, input, r);
   }
   checkForwards(input, r);
+  checkIpv6(input, r);
+  if (input.macPrefix && parseInt(input.macPrefix.slice(0, 2), 16) & 1) {
+    r.error(['mac_prefix'], 'multicast mac_prefix', `${q(input.macPrefix)} has the multicast bit set (first byte odd); NIC MACs must be unicast`);
+  }
   for (const b of input.bridges?.values() ?? []) {
     for (const k of ['dhcp', 'dns'] as const) {
       if (b[k] && !b.subnet) r.error([...b.path, k], `${k} without subnet`, `bridge ${q(b.name)} serves ${k.toUpperCase()} but has no subnet; add subnet: (e.g. 10.40.0.0/24)`, { key: true });
@@ -166,6 +171,42 @@ function checkForwards(input: Input, r: Reporter): void {
       const first = seen.get(key);
       if (first !== undefined) r.error([...f.path, 'host_port'], 'duplicate forward', `host port ${f.hostPort}/${f.proto} is already forwarded at line ${first}`, { key: true });
       else seen.set(key, r.line(f.path));
+    }
+  }
+}
+
+/** IPv6: subnet6 is a /64 network prefix; ip6 needs subnet6, lies inside it, is not ::1 (the host side), is unique. */
+function checkIpv6(input: Input, r: Reporter): void {
+  for (const b of input.bridges?.values() ?? []) {
+    let net: number[] | undefined;
+    if (b.subnet6) {
+      net = parseIpv6(b.subnet6.split('/')[0]);
+      if (!net) r.error([...b.path, 'subnet6'], 'invalid subnet6', `${q(b.subnet6)} is not an IPv6 prefix`);
+      else if (net.slice(4).some((g) => g !== 0)) {
+        r.error([...b.path, 'subnet6'], 'not a network prefix', `${q(b.subnet6)} has host bits set; did you mean ${formatIpv6([...net.slice(0, 4), 0, 0, 0, 0])}/64?`);
+        net = undefined;
+      }
+    }
+    const seen = new Map<string, number>();
+    for (const a of b.attach) {
+      if (!a.ip6) continue;
+      const at = [...a.path, 'ip6'];
+      const g = parseIpv6(a.ip6.split('/')[0]);
+      if (!g) {
+        r.error(at, 'invalid ip6', `${q(a.ip6)} is not an IPv6 address`);
+        continue;
+      }
+      if (!b.subnet6) {
+        r.error(at, 'ip6 without subnet6', `bridge ${q(b.name)} has no subnet6; add one (e.g. fd00:40::/64)`);
+        continue;
+      }
+      if (!net) continue;
+      if (!inPrefix(g, net, 64)) r.error(at, 'address outside subnet6', `${q(a.ip6)} is not inside ${b.subnet6}`);
+      else if (formatIpv6(g) === formatIpv6([...net.slice(0, 7), 1])) r.error(at, 'host address', `${q(a.ip6)} is the host side's address (::1 of the prefix)`);
+      const key = formatIpv6(g);
+      const first = seen.get(key);
+      if (first !== undefined) r.error(at, 'duplicate address', `${q(a.ip6)} is already used on bridge ${q(b.name)} (line ${first})`);
+      else seen.set(key, r.line(at));
     }
   }
 }

@@ -28,6 +28,7 @@ export interface InAttach {
   ip?: string;
   link?: 'up' | 'down';
   mac?: string;
+  ip6?: string;
   path: DataPath;
   nodePath: DataPath;
   ipPath: DataPath;
@@ -76,6 +77,7 @@ export interface InBridge {
   name: string;
   path: DataPath;
   subnet?: string;
+  subnet6?: string;
   mtu?: number;
   attach: InAttach[];
   partitions: InPartition[];
@@ -92,6 +94,7 @@ export interface InBridge {
 /** The whole file. nodes/bridges are undefined when absent or not mappings (then references cannot be checked). */
 export interface Input {
   lab?: string;
+  macPrefix?: string;
   nodes?: Map<string, InNode>;
   bridges?: Map<string, InBridge>;
 }
@@ -110,6 +113,7 @@ export function readInput(data: unknown): Input {
   if (!isObj(data)) return {};
   return {
     lab: str(data.lab),
+    macPrefix: str((data as Record<string, unknown> | undefined)?.mac_prefix)?.toLowerCase(),
     nodes: isObj(data.nodes) ? readMap(data.nodes, (name, v) => readNode(name, v)) : undefined,
     bridges: isObj(data.bridges) ? readMap(data.bridges, (name, v) => readBridge(name, v)) : undefined,
   };
@@ -145,6 +149,7 @@ function readBridge(name: string, v: unknown): InBridge {
     name,
     path,
     subnet: str(o.subnet),
+    subnet6: str(o.subnet6),
     mtu: num(o.mtu),
     attach: list(o.attach).flatMap((item, i) => readAttach(item, [...path, 'attach', i])),
     partitions: list(o.partitions).flatMap((item, i) => readPartition(item, [...path, 'partitions', i])),
@@ -175,6 +180,7 @@ function readAttach(item: unknown, path: DataPath): InAttach[] {
       ip: str(item.ip),
       link: oneOf(item.link, ['up', 'down'] as const),
       mac: str(item.mac),
+      ip6: str(item.ip6),
       path,
       nodePath: [...path, 'node'],
       ipPath: [...path, 'ip'],

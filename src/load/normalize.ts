@@ -11,10 +11,11 @@ import type {
   PartitionSpec,
   Topology,
 } from '../model/topology.js';
-import { nicName } from '../model/names.js';
+import { nicMac, nicName } from '../model/names.js';
 import type { Addressing } from './addresses.js';
 import type { NicTable } from './devices.js';
 import type { InAttach, InBridge, InImpairment, InNode, Input } from './input.js';
+import { eui64, formatIpv6, parseIpv6 } from '../model/ipv6.js';
 import { formatCidr } from './ipv4.js';
 import type { Locator } from './source.js';
 
@@ -40,7 +41,7 @@ export function normalize(absFile: string, c: Checked): Topology {
   for (const n of c.input.nodes?.values() ?? []) nodes[n.name] = normalizeNode(n, c);
   const bridges: Record<string, BridgeSpec> = {};
   for (const b of c.input.bridges?.values() ?? []) bridges[b.name] = normalizeBridge(b, routes.get(b.name) ?? [], c);
-  return { file: absFile, lab: c.input.lab!, nodes, bridges, pos: c.locator.pos([]) };
+  return omitUndefined({ file: absFile, lab: c.input.lab!, macPrefix: c.input.macPrefix || undefined, nodes, bridges, pos: c.locator.pos([]) }) as Topology;
 }
 
 /** A node; qemu settings with defaults for kind qemu. Positioned at its name. */
@@ -63,10 +64,13 @@ function normalizeNode(n: InNode, c: Checked): NodeSpec {
 /** A bridge with its subnet/host address, attachments, partitions and impairments. Positioned at its name. */
 function normalizeBridge(b: InBridge, routes: string[], c: Checked): BridgeSpec {
   const net = c.addressing.subnets.get(b.name);
+  const net6 = b.subnet6 ? parseIpv6(b.subnet6.split('/')[0]) : undefined;
   return omitUndefined({
     name: b.name,
     subnet: net ? formatCidr(net) : undefined,
     hostAddr: net ? formatCidr({ addr: net.addr + 1, prefix: net.prefix }) : undefined,
+    subnet6: net6 ? `${formatIpv6(net6)}/64` : undefined,
+    hostAddr6: net6 ? `${formatIpv6([...net6.slice(0, 7), 1])}/64` : undefined,
     mtu: b.mtu,
     attach: b.attach.map((a) => normalizeAttach(a, b, c)),
     partitions: b.partitions.map(
@@ -87,9 +91,13 @@ function normalizeBridge(b: InBridge, routes: string[], c: Checked): BridgeSpec 
 /** One NIC: address (static or allocated), link state, MAC in lower case, NIC name and index. */
 function normalizeAttach(a: InAttach, b: InBridge, c: Checked): AttachSpec {
   const nicIndex = c.nics.get(a.node)!.indexOf(b.name);
+  const net6 = b.subnet6 ? parseIpv6(b.subnet6.split('/')[0]) : undefined;
+  const given6 = a.ip6 ? parseIpv6(a.ip6.split('/')[0]) : undefined;
+  const mac = a.mac?.toLowerCase() ?? nicMac(c.input.lab ?? '', a.node, b.name, c.input.macPrefix);
   return omitUndefined({
     node: a.node,
     ip: c.addressing.ips.get(a),
+    ip6: net6 ? `${formatIpv6(given6 ?? eui64(net6, mac))}/64` : undefined,
     link: a.link ?? 'up',
     mac: a.mac?.toLowerCase(),
     nic: nicName(nicIndex),

@@ -87,13 +87,14 @@ export function vmDeviceId(tap: string): string {
  * stable across runs and hosts, so a re-created NIC keeps its MAC and peers' ARP
  * caches stay valid.
  */
-export function nicMac(lab: string, node: string, bridge: string): string {
+export function nicMac(lab: string, node: string, bridge: string, prefix = ''): string {
   let h = 0xcbf29ce484222325n;
   for (const ch of `${lab}/${node}/${bridge}`) {
     h ^= BigInt(ch.charCodeAt(0));
     h = (h * 0x100000001b3n) & 0xffffffffffffffffn;
   }
-  const bytes = [0x02];
-  for (let i = 0; i < 5; i++) bytes.push(Number((h >> BigInt(8 * i)) & 0xffn));
+  // With a mac_prefix (0-3 bytes) the hash fills the remaining bytes; without, 02 + 5 bytes.
+  const bytes = prefix ? prefix.split(':').map((x) => parseInt(x, 16)) : [0x02];
+  for (let i = 0; bytes.length < 6; i++) bytes.push(Number((h >> BigInt(8 * i)) & 0xffn));
   return bytes.map((b) => b.toString(16).padStart(2, '0')).join(':');
 }

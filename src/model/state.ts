@@ -28,6 +28,8 @@ export interface NicState {
   mac?: string;
   /** IPv4 addresses in CIDR form ("10.40.0.2/24"), sorted. */
   addrs: string[];
+  /** Global IPv6 addresses in CIDR form ("fd00:40::2/64", as iproute2 prints them), sorted. */
+  addrs6?: string[];
   /** Administrative state (flags contain UP). */
   up: boolean;
   /** MTU in bytes; undefined in desired state means "leave as is". */
@@ -55,6 +57,8 @@ export interface LinkState {
   up: boolean;
   /** IPv4 addresses in CIDR form (the bridge's host address), sorted. */
   addrs: string[];
+  /** Global IPv6 addresses in CIDR form (the bridge's host address), sorted. */
+  addrs6?: string[];
   /** Ports only: the namespace of the veth peer (desired: node netns; observed: not known, left undefined). */
   peerNetns?: string;
   /** Ports only: the peer's interface name inside the node (eth0, ...). */

@@ -37,6 +37,8 @@ export interface AttachSpec {
   node: string;
   /** CIDR, e.g. "10.40.0.3/24": static, or allocated from the bridge's subnet; absent when the bridge has no subnet and none was given. */
   ip?: string;
+  /** IPv6 CIDR (/64) in the bridge's subnet6: static ip6, or EUI-64 from the NIC's MAC. */
+  ip6?: string;
   link: 'up' | 'down';
   mac?: string;
   /** Interface name inside the node (eth0, eth1, ...). */
@@ -87,6 +89,10 @@ export interface BridgeSpec {
   subnet?: string;
   /** The host side's address on the bridge: the subnet's first address, e.g. "10.40.0.1/24". */
   hostAddr?: string;
+  /** Normalized IPv6 /64, e.g. "fd00:40::/64". */
+  subnet6?: string;
+  /** The host side's IPv6 address: ::1 of subnet6, e.g. "fd00:40::1/64". */
+  hostAddr6?: string;
   mtu?: number;
   attach: AttachSpec[];
   partitions: PartitionSpec[];
@@ -109,6 +115,8 @@ export interface Topology {
   file: string;
   /** Lab name, ^[a-z][a-z0-9]{0,7}$: prefixes every host object the lab creates. */
   lab: string;
+  /** First 0-3 bytes of derived MACs ("52:54:00"); derived MACs are 02:... without it. */
+  macPrefix?: string;
   nodes: Record<string, NodeSpec>;
   bridges: Record<string, BridgeSpec>;
   pos?: SourcePos;

@@ -42,11 +42,20 @@ export interface IpLink {
   master?: string;
   ifalias?: string;
   linkinfo?: { info_kind?: string; info_data?: { type?: string } };
-  addr_info?: { family: string; local: string; prefixlen: number }[];
+  addr_info?: { family: string; local: string; prefixlen: number; scope?: string; dynamic?: boolean }[];
 }
 
 function v4addrs(l: IpLink): string[] {
   return (l.addr_info ?? []).filter((a) => a.family === 'inet').map((a) => `${a.local}/${a.prefixlen}`).sort();
+}
+
+/**
+ * Global, permanent IPv6 addresses: the ones provium adds. Link-local and SLAAC
+ * ("dynamic": router advertisements on a bridge with subnet6 and dhcp reach netns nodes
+ * too) addresses are the kernel's, not drift.
+ */
+function v6addrs(l: IpLink): string[] {
+  return (l.addr_info ?? []).filter((a) => a.family === 'inet6' && a.scope === 'global' && a.dynamic !== true).map((a) => `${a.local}/${a.prefixlen}`).sort();
 }
 
 /** A link as LinkState (kind from linkinfo.info_kind; "tun" for TAP). */
@@ -59,6 +68,7 @@ export function toLinkState(l: IpLink): LinkState {
     mtu: l.mtu,
     up: (l.flags ?? []).includes('UP'),
     addrs: v4addrs(l),
+    addrs6: v6addrs(l),
   };
 }
 
@@ -76,7 +86,7 @@ export function toNamespaceState(name: string, node: string, links: IpLink[], ro
   const nics: Record<string, NicState> = {};
   for (const l of links) {
     if (l.ifname === 'lo') continue;
-    nics[l.ifname] = { ifname: l.ifname, ...(l.address ? { mac: l.address.toLowerCase() } : {}), addrs: v4addrs(l), up: (l.flags ?? []).includes('UP'), mtu: l.mtu };
+    nics[l.ifname] = { ifname: l.ifname, ...(l.address ? { mac: l.address.toLowerCase() } : {}), addrs: v4addrs(l), addrs6: v6addrs(l), up: (l.flags ?? []).includes('UP'), mtu: l.mtu };
   }
   const rs: RouteState[] = routes
     .filter((r) => r.gateway && r.protocol !== 'kernel')

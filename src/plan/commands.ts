@@ -184,6 +184,7 @@ export function buildInvocations(lab: string, changes: ItemChange[], ctx: HostCo
         const have: string[] = before?.addrs ?? [];
         for (const a of have) if (!after.addrs.includes(a)) l.push(`addr del ${a} dev ${ref.ifname}`);
         for (const a of after.addrs as string[]) if (!have.includes(a)) l.push(`addr add ${a} dev ${ref.ifname}`);
+        v6lines(before?.addrs6, after.addrs6, ref.ifname, l);
         if (after.mtu !== undefined && after.mtu !== before?.mtu) l.push(`link set ${ref.ifname} mtu ${after.mtu}`);
         if (before && after.mac !== undefined && after.mac !== before.mac) l.push(`link set ${ref.ifname} address ${after.mac}`);
         if (after.up !== before?.up) l.push(`link set ${ref.ifname} ${after.up ? 'up' : 'down'}`);
@@ -220,6 +221,7 @@ export function buildInvocations(lab: string, changes: ItemChange[], ctx: HostCo
         const have: string[] = before?.addrs ?? [];
         for (const a of have) if (!after.addrs.includes(a)) lines.push(`addr del ${a} dev ${name}`);
         for (const a of after.addrs as string[]) if (!have.includes(a)) lines.push(`addr add ${a} dev ${name}`);
+        v6lines(before?.addrs6, after.addrs6, name, lines);
         if (after.up !== before?.up) lines.push(`link set ${name} ${after.up ? 'up' : 'down'}`);
         break;
       }
@@ -358,6 +360,13 @@ export function buildInvocations(lab: string, changes: ItemChange[], ctx: HostCo
   }
   if (rootDel.length) inv.push({ argv: rootIp, stdin: lines(rootDel), label: 'delete node namespaces' });
   return inv;
+}
+
+/** IPv6 address changes (nodad: no duplicate address detection delay; the lab plans unique addresses). Unmanaged when `want` is undefined. */
+function v6lines(have: string[] | undefined, want: string[] | undefined, dev: string, out: string[]): void {
+  if (want === undefined) return;
+  for (const a of have ?? []) if (!want.includes(a)) out.push(`addr del ${a} dev ${dev}`);
+  for (const a of want) if (!(have ?? []).includes(a)) out.push(`addr add ${a} dev ${dev} nodad`);
 }
 
 /** Reader lines appended to a node namespace's batch: the same reads observe makes. */

@@ -73,7 +73,7 @@ export function itemize(s: HostState, portOfNic: (ns: string, ifname: string) =>
       out.push({
         key, ref: { kind: 'nic', ns: ns.name, ifname: nic.ifname },
         owner: linkOwner(s.links[port], addr.node(ns.node)),
-        value: { mac: nic.mac, addrs: nic.addrs, up: nic.up, mtu: nic.mtu },
+        value: { mac: nic.mac, addrs: nic.addrs, addrs6: nic.addrs6, up: nic.up, mtu: nic.mtu },
         parent: `link:${port}`, deps: [nsKey, `link:${port}`],
       });
     }
@@ -91,7 +91,7 @@ export function itemize(s: HostState, portOfNic: (ns: string, ifname: string) =>
     out.push({
       key: `link:${l.name}`, ref: { kind: 'link', name: l.name }, owner: linkOwner(l, `link.${l.name}`),
       ...(nsParent ? { parent: nsParent } : {}),
-      value: { kind: l.kind, alias: l.alias, master: l.master, mtu: l.mtu, up: l.up, addrs: l.addrs },
+      value: { kind: l.kind, alias: l.alias, master: l.master, mtu: l.mtu, up: l.up, addrs: l.addrs, addrs6: l.addrs6 },
       meta: { peerNetns: l.peerNetns, peerName: l.peerName, peerMac: l.peerMac },
       deps: [...(l.peerNetns ? [`netns:${l.peerNetns}`] : []), ...(l.master ? [`link:${l.master}`] : [])],
     });

@@ -54,19 +54,23 @@ export function dnsmasqConfig(t: Topology, b: BridgeSpec, stateDir: string): str
     `interface=${names.bridgeDev(t.lab, b.name)}`, 'bind-interfaces', 'except-interface=lo', `listen-address=${host}`,
     'user=root', `pid-file=${p.pid}`, `dhcp-leasefile=${p.leases}`, `log-facility=${p.log}`, 'no-resolv', 'no-hosts',
   ];
+  if (b.hostAddr6) lines.push(`listen-address=${b.hostAddr6.split('/')[0]}`);
   if (b.dns) lines.push(`domain=${b.name}`, `local=/${b.name}/`);
   else lines.push('port=0');
   for (const a of b.attach) {
     if (!a.ip) continue;
     const ip = a.ip.split('/')[0];
-    if (b.dns) lines.push(`host-record=${a.node}.${b.name},${ip}`);
+    if (b.dns) lines.push(`host-record=${a.node}.${b.name},${ip}${a.ip6 ? `,${a.ip6.split('/')[0]}` : ''}`);
   }
   if (b.dhcp) {
     const [net, prefix] = b.subnet!.split('/');
     const mask = prefixMask(Number(prefix));
     lines.push(`dhcp-range=${net},static,${mask},12h`);
-    for (const a of b.attach) if (a.ip) lines.push(`dhcp-host=${a.mac ?? names.nicMac(t.lab, a.node, b.name)},${a.ip.split('/')[0]},${a.node}`);
+    for (const a of b.attach) if (a.ip) lines.push(`dhcp-host=${a.mac ?? names.nicMac(t.lab, a.node, b.name, t.macPrefix)},${a.ip.split('/')[0]},${a.node}`);
     if (b.dns) lines.push(`dhcp-option=option:dns-server,${host}`, `dhcp-option=option:domain-search,${b.name}`);
+    // IPv6 by SLAAC: router advertisements of subnet6, so a guest configures the EUI-64
+    // address of its (known) MAC, which is the address planned for it.
+    if (b.subnet6) lines.push('enable-ra', `dhcp-range=::,constructor:${names.bridgeDev(t.lab, b.name)},ra-only,64,12h`);
   }
   return lines.join('\n') + '\n';
 }
@@ -108,7 +112,7 @@ export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
     const dev = names.bridgeDev(lab, b.name);
     s.links[dev] = {
       name: dev, kind: 'bridge', alias: names.bridgeAlias(lab, b.name), mtu: b.mtu, up: true,
-      addrs: b.hostAddr ? [b.hostAddr] : [],
+      addrs: b.hostAddr ? [b.hostAddr] : [], addrs6: b.hostAddr6 ? [b.hostAddr6] : [],
     };
     for (const a of b.attach) {
       const node = t.nodes[a.node];
@@ -118,17 +122,17 @@ export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
       const vm = bootsVm(node);
       if (vm) {
         const v = vmOf(s, t, node, ctx);
-        v.nics[port] = { tap: port, mac: a.mac ?? names.nicMac(lab, a.node, b.name), slot: 0x10 + a.nicIndex };
+        v.nics[port] = { tap: port, mac: a.mac ?? names.nicMac(lab, a.node, b.name, t.macPrefix), slot: 0x10 + a.nicIndex };
         v.links[port] = a.link;
       }
       s.links[port] = {
         name: port, kind: isNetns ? 'veth' : 'tun', alias: names.portAlias(lab, a.node, b.name), master: dev,
         mtu: b.mtu, up: vm ? true : a.link === 'up', addrs: [],
-        ...(isNetns ? { peerNetns: names.nodeNetns(lab, a.node), peerName: a.nic, peerMac: a.mac ?? names.nicMac(lab, a.node, b.name) } : {}),
+        ...(isNetns ? { peerNetns: names.nodeNetns(lab, a.node), peerName: a.nic, peerMac: a.mac ?? names.nicMac(lab, a.node, b.name, t.macPrefix) } : {}),
       };
       if (isNetns) {
         const ns = s.namespaces[names.nodeNetns(lab, a.node)];
-        ns.nics[a.nic] = { ifname: a.nic, mac: a.mac ?? names.nicMac(lab, a.node, b.name), addrs: a.ip ? [a.ip] : [], up: true, mtu: b.mtu };
+        ns.nics[a.nic] = { ifname: a.nic, mac: a.mac ?? names.nicMac(lab, a.node, b.name, t.macPrefix), addrs: a.ip ? [a.ip] : [], addrs6: a.ip6 ? [a.ip6] : [], up: true, mtu: b.mtu };
       }
     }
   }

@@ -3,11 +3,26 @@
  * against the file. Port devices are named back to nodes through their ifalias.
  */
 import { Chalk } from 'chalk';
+import { readFileSync } from 'node:fs';
 import type { Topology } from '../model/topology.js';
 import type { Planned } from '../apply/index.js';
 import { parseAlias } from '../model/names.js';
 import { planJson } from './json.js';
 import type { NicCounters } from '../observe/counters.js';
+
+/** Leases dnsmasq handed out ("expiry mac ip hostname clientid" lines of its lease file, named in its config). */
+function readLeases(config: string): { mac: string; ip: string; name: string; expires: string }[] {
+  const file = /^dhcp-leasefile=(.+)$/m.exec(config)?.[1];
+  if (!file) return [];
+  try {
+    return readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => {
+      const [exp, mac, ip, name] = l.split(' ');
+      return { mac, ip, name: name === '*' ? '' : name, expires: new Date(Number(exp) * 1000).toISOString() };
+    });
+  } catch {
+    return [];
+  }
+}
 
 interface PortView {
   mac?: string;
@@ -50,15 +65,20 @@ export function showJson(t: Topology, planned: Planned, counters: Record<string,
         return {
           node: w?.node ?? '?', bridge: a.bridge, port: p.name, kind: p.kind === 'tun' ? 'tap' : p.kind,
           link: recorded ?? (p.up ? 'up' : 'down'), link_source: recorded ? 'recorded' : 'observed',
-          ...(nic ? { nic: nicName, mac: nic.mac } : vm?.nics[p.name] ? { nic: nicName, mac: vm.nics[p.name].mac } : {}), addrs: nic?.addrs ?? [],
+          ...(nic ? { nic: nicName, mac: nic.mac } : vm?.nics[p.name] ? { nic: nicName, mac: vm.nics[p.name].mac } : {}), addrs: [...(nic?.addrs ?? []), ...(nic?.addrs6 ?? [])],
           ...(w && counters[`${w.node}.${nicName}`] ? { counters: counters[`${w.node}.${nicName}`] } : {}),
         } as PortView;
       });
     const devs = new Set(ports.map((p) => p.port));
+    const dm = s.dnsmasq[a.bridge];
+    const names = dm ? [...dm.config.matchAll(/^host-record=([^,\n]+),(.+)$/gm)].map((m) => ({ name: m[1], addresses: m[2].split(',') })) : [];
+    const leases = dm ? readLeases(dm.config) : [];
     const inBridge = (k: string) => devs.has(k.split('>')[0]);
     const bt = s.nft.bridge;
     bridges[a.bridge] = {
-      device: l.name, up: l.up, host_addresses: l.addrs, mtu: l.mtu, ports,
+      device: l.name, up: l.up, host_addresses: [...l.addrs, ...(l.addrs6 ?? [])], mtu: l.mtu, ports,
+      dns: dm ? { running: dm.alive, names } : null,
+      dhcp_leases: leases,
       partitions: Object.keys(bt?.blocked ?? {}).filter(inBridge).map(pair),
       isolated: Object.keys(bt?.isolated ?? {}).filter((d) => devs.has(d)).map(name),
       drop_pct: Object.fromEntries(Object.entries(bt?.loss ?? {}).filter(([k]) => inBridge(k)).map(([k, v]) => [pair(k), v.value / 100])),
@@ -96,6 +116,8 @@ export function renderShow(t: Topology, planned: Planned, opts: { color: boolean
         out.push(c.dim(`      rx ${k.rx.packets} pkts ${k.rx.bytes} B ${k.rx.errors} err ${k.rx.dropped} drop | tx ${k.tx.packets} pkts ${k.tx.bytes} B ${k.tx.errors} err ${k.tx.dropped} drop`));
       }
     }
+    if (v.dns) out.push(`    dns ${v.dns.running ? c.green('running') : c.red('not running')}: ${v.dns.names.map((n: { name: string; addresses: string[] }) => `${n.name} ${n.addresses.join(' ')}`).join(', ')}`);
+    for (const l of v.dhcp_leases) out.push(`    dhcp lease ${l.ip} to ${l.mac}${l.name ? ` (${l.name})` : ''} until ${l.expires}`);
     if (v.partitions.length) out.push(`    partitions (dropped): ${v.partitions.join(', ')}`);
     if (v.isolated.length) out.push(`    isolated: ${v.isolated.join(', ')}`);
     for (const [k, pct] of Object.entries(v.drop_pct)) out.push(`    drop ${k}: ${pct} %`);

@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import { labTest, run, report } from './helpers.js';
 import { GUEST, CTL, vmSkip, inVm, waitVm } from './guest.js';
 
-labTest('names: a netns node and a DHCP VM reach each other by name; unknown names fail; drift of the DNS server is repaired; destroy leaves no dnsmasq, lease file or resolv.conf', async (lab, t) => {
+labTest('names: a netns node and a DHCP VM reach each other by name over IPv4 and IPv6; unknown names fail; drift of the DNS server is repaired; destroy leaves no dnsmasq, lease file or resolv.conf', async (lab, t) => {
   lab.write(`
     nodes:
       a: { kind: netns }
@@ -19,6 +19,7 @@ labTest('names: a netns node and a DHCP VM reach each other by name; unknown nam
     bridges:
       lan:
         subnet: 10.97.0.0/24
+        subnet6: "fd00:97::/64"
         dhcp: true
         dns: true
         attach: [a, b, v]
@@ -29,9 +30,10 @@ labTest('names: a netns node and a DHCP VM reach each other by name; unknown nam
   await waitVm(lab.hostNs, '10.97.0.4', 90_000);
   report(t, `VM up with its DHCP lease after ${Date.now() - t0} ms`);
 
-  const getent = (ns: string, name: string) => run(['ip', 'netns', 'exec', ns, 'getent', 'hosts', name]);
-  assert.match((await getent(lab.ns('a'), 'v.lan')).stdout, /^10\.97\.0\.4\s+v\.lan/);
-  assert.match((await getent(lab.ns('a'), 'b')).stdout, /^10\.97\.0\.3\s+b\.lan/, 'short names via the search domain');
+  // IPv4 records (getent hosts would prefer the IPv6 one).
+  const getent = (ns: string, name: string) => run(['ip', 'netns', 'exec', ns, 'getent', 'ahostsv4', name]);
+  assert.match((await getent(lab.ns('a'), 'v.lan')).stdout, /^10\.97\.0\.4\s+STREAM v\.lan/);
+  assert.match((await getent(lab.ns('a'), 'b')).stdout, /^10\.97\.0\.3\s+STREAM b\.lan/, 'short names via the search domain');
   const nope = await getent(lab.ns('a'), 'nope.lan');
   assert.notEqual(nope.code, 0, 'an unknown name does not resolve');
   const p = await run(['ip', 'netns', 'exec', lab.ns('a'), 'ping', '-c', '3', '-i', '0.2', '-W', '2', 'v.lan']);
@@ -39,8 +41,21 @@ labTest('names: a netns node and a DHCP VM reach each other by name; unknown nam
   const fromVm = await inVm(lab.hostNs, '10.97.0.4', 'cat /etc/resolv.conf; nslookup a.lan 2>&1 | tail -2; ping -c 3 -i 0.2 -W 2 a.lan 2>&1 | tail -2');
   assert.match(fromVm, /nameserver 10\.97\.0\.1/, `the VM got the lab's DNS server by DHCP:\n${fromVm}`);
   assert.match(fromVm, /3 packets received/, `v pings a by name:\n${fromVm}`);
-  const ex = await lab.provium(['exec', lab.file, 'b', '--', 'getent', 'hosts', 'a.lan'], { file: false });
-  assert.match(ex.stdout, /10\.97\.0\.2\s+a\.lan/, 'provium exec resolves lab names');
+  // IPv6: a's address is static EUI-64 from its MAC; v configures the same rule by SLAAC
+  // from the bridge's router advertisements, so its planned address is known.
+  const plan6 = await lab.planJson();
+  assert.equal(plan6.changes.length, 0);
+  const v6 = (await run(['ip', 'netns', 'exec', lab.ns('a'), 'getent', 'ahostsv6', 'v.lan'])).stdout;
+  const a6 = await run(['ip', 'netns', 'exec', lab.ns('a'), 'getent', 'ahostsv6', 'a.lan']);
+  assert.match(a6.stdout, /^fd00:97::/, 'a.lan has an IPv6 record');
+  const p6 = await run(['ip', 'netns', 'exec', lab.ns('a'), 'ping', '-6', '-c', '3', '-i', '0.2', '-W', '2', 'v.lan']);
+  assert.match(p6.stdout, /3 received/, `a pings v by name over IPv6:\n${p6.stdout}${p6.stderr}\n${v6}`);
+  const fromVm6 = await inVm(lab.hostNs, '10.97.0.4', 'ip -6 addr show dev eth0 scope global; ping -6 -c 3 -i 0.2 -W 2 a.lan 2>&1 | tail -2');
+  assert.match(fromVm6, /inet6 fd00:97::/, `the VM configured its address by SLAAC:\n${fromVm6}`);
+  assert.match(fromVm6, /3 packets received/, `v pings a by name over IPv6:\n${fromVm6}`);
+
+  const ex = await lab.provium(['exec', lab.file, 'b', '--', 'getent', 'ahostsv4', 'a.lan'], { file: false });
+  assert.match(ex.stdout, /10\.97\.0\.2\s+STREAM a\.lan/, 'provium exec resolves lab names');
   assert.equal((await lab.planCode()).code, 0, 'plan empty');
 
   // Drift: the DNS server killed by hand is restarted by apply.

@@ -43,3 +43,26 @@ test('plan: dnsmasq starts after the bridges exist; a missing dnsmasq is a plan 
   assert.match(bad.errors[0].summary, /dnsmasq not found/);
   assert.equal(bad.invocations.length, 0);
 });
+
+test('IPv6: host ::1, EUI-64 from the NIC MAC (the SLAAC address a guest takes), static ip6 wins; AAAA records; mac_prefix', () => {
+  const t6 = checkTopology('/tmp/d6.yaml', `lab: d6
+mac_prefix: "52:54:00"
+nodes: { a: { kind: netns }, b: { kind: netns } }
+bridges:
+  lan: { subnet: 10.97.0.0/24, subnet6: "fd00:97:0:0::/64", dns: true, dhcp: true, attach: [a, { node: b, ip6: "fd00:97::0b" }] }
+`).topology!;
+  const lan = t6.bridges.lan;
+  assert.equal(lan.subnet6, 'fd00:97::/64');
+  assert.equal(lan.hostAddr6, 'fd00:97::1/64');
+  const mac = nicMac('d6', 'a', 'lan', '52:54:00');
+  assert.match(mac, /^52:54:00:/);
+  const b = mac.split(':').map((x) => parseInt(x, 16));
+  const want = `fd00:97::${((b[0] ^ 2) << 8 | b[1]).toString(16)}:${(b[2] << 8 | 0xff).toString(16)}:${(0xfe00 | b[3]).toString(16)}:${(b[4] << 8 | b[5]).toString(16)}/64`;
+  assert.equal(lan.attach[0].ip6, want);
+  assert.equal(lan.attach[1].ip6, 'fd00:97::b/64');
+  const s = realize(t6, { stateDir: '/st/d6' });
+  assert.ok(s.dnsmasq.lan.config.includes(`host-record=a.lan,10.97.0.2,${want.split('/')[0]}`));
+  assert.ok(s.dnsmasq.lan.config.includes('enable-ra'));
+  assert.deepEqual(s.namespaces['pv-d6-a'].nics.eth0.addrs6, [want]);
+  assert.equal(s.namespaces['pv-d6-a'].nics.eth0.mac, mac);
+});
