@@ -36,13 +36,16 @@ labTest('names: a netns node and a DHCP VM reach each other by name over IPv4 an
   assert.match((await getent(lab.ns('a'), 'b')).stdout, /^10\.97\.0\.3\s+STREAM b\.lan/, 'short names via the search domain');
   const nope = await getent(lab.ns('a'), 'nope.lan');
   assert.notEqual(nope.code, 0, 'an unknown name does not resolve');
-  const p = await run(['ip', 'netns', 'exec', lab.ns('a'), 'ping', '-c', '3', '-i', '0.2', '-W', '2', 'v.lan']);
+  const p = await run(['ip', 'netns', 'exec', lab.ns('a'), 'ping', '-4', '-c', '3', '-i', '0.2', '-W', '2', 'v.lan']);
   assert.match(p.stdout, /3 received/, `a pings v by name:\n${p.stdout}${p.stderr}`);
-  const fromVm = await inVm(lab.hostNs, '10.97.0.4', 'cat /etc/resolv.conf; nslookup a.lan 2>&1 | tail -2; ping -c 3 -i 0.2 -W 2 a.lan 2>&1 | tail -2');
+  const fromVm = await inVm(lab.hostNs, '10.97.0.4', 'cat /etc/resolv.conf; nslookup a.lan 2>&1 | tail -2; ping -4 -c 3 -i 0.2 -W 2 a.lan 2>&1 | tail -2');
   assert.match(fromVm, /nameserver 10\.97\.0\.1/, `the VM got the lab's DNS server by DHCP:\n${fromVm}`);
   assert.match(fromVm, /3 packets received/, `v pings a by name:\n${fromVm}`);
   // IPv6: a's address is static EUI-64 from its MAC; v configures the same rule by SLAAC
   // from the bridge's router advertisements, so its planned address is known.
+  // The guest configures its address when a router advertisement arrives (seconds after boot).
+  const slaac = await inVm(lab.hostNs, '10.97.0.4', 'for i in $(seq 40); do ip -6 addr show dev eth0 scope global | grep -q fd00:97 && break; sleep 0.25; done; ip -6 addr show dev eth0 scope global');
+  assert.match(slaac, /inet6 fd00:97::/, `the VM configured its address by SLAAC:\n${slaac}`);
   const plan6 = await lab.planJson();
   assert.equal(plan6.changes.length, 0);
   const v6 = (await run(['ip', 'netns', 'exec', lab.ns('a'), 'getent', 'ahostsv6', 'v.lan'])).stdout;
