@@ -16,7 +16,7 @@ import { readRecord, writeRecord, stateRoot } from './statedir.js';
 import { startVm, stopVm, runQmp } from './vm.js';
 import { processAlive } from '../host/proc.js';
 import { dirname, join } from 'node:path';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, rmdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, rmdirSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 
 export interface Planned {
   plan: Plan;
@@ -168,14 +168,33 @@ function deletedNetns(invs: Invocation[]): string[] {
  * started with provium exec): `ip netns del` only removes the name, and a process
  * inside keeps the namespace and its veth pair alive. SIGTERM, then SIGKILL after 2 s.
  */
-async function endProcessesIn(namespaces: string[], runner: Runner, report?: (ns: string, pids: number[]) => void): Promise<void> {
-  const found = await mapLimit(namespaces, 8, async (ns) => {
-    const r = await runner.run(['ip', 'netns', 'pids', ns], { allowFail: true });
-    return { ns, pids: r.stdout.split('\n').map(Number).filter((p) => p > 0 && p !== process.pid) };
-  });
-  const all = found.flatMap((f) => f.pids);
+async function endProcessesIn(namespaces: string[], _runner: Runner, report?: (ns: string, pids: number[]) => void): Promise<void> {
+  if (namespaces.length === 0) return;
+  // One pass over /proc: a process is in a namespace when /proc/<pid>/ns/net names the
+  // inode of /run/netns/<name> (what `ip netns pids` compares, without a process per namespace).
+  const byInode = new Map<number, string>();
+  for (const ns of namespaces) {
+    try {
+      byInode.set(statSync(`/run/netns/${ns}`).ino, ns);
+    } catch {
+      /* already gone */
+    }
+  }
+  const found = new Map<string, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid) || pid === process.pid) continue;
+    try {
+      const m = /net:\[(\d+)\]/.exec(readlinkSync(`/proc/${pid}/ns/net`));
+      const ns = m ? byInode.get(Number(m[1])) : undefined;
+      if (ns && processAlive(pid)) found.set(ns, [...(found.get(ns) ?? []), pid]);
+    } catch {
+      /* gone, or a kernel thread */
+    }
+  }
+  const all = [...found.values()].flat();
   if (all.length === 0) return;
-  for (const f of found) if (f.pids.length) report?.(f.ns, f.pids);
+  for (const [ns, pids] of found) report?.(ns, pids);
   const signal = (sig: NodeJS.Signals) => all.forEach((p) => { try { process.kill(p, sig); } catch { /* gone */ } });
   const alive = () => all.filter(processAlive);
   signal('SIGTERM');
