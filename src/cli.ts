@@ -11,9 +11,9 @@ import { checkTopology, loadTopology } from './load/index.js';
 import { InputError, ProviumError, formatDiagnostic } from './model/diagnostics.js';
 import type { Topology } from './model/topology.js';
 import { HostRunner, CommandError } from './host/runner.js';
-import { planFor, applyPlan, ApplyError } from './apply/index.js';
+import { planFor, applyPlan, ApplyError, forgetRestoredIpForward } from './apply/index.js';
 import { fingerprint, PLAN_KIND, readPlanFile, sha256, writePlanFile } from './apply/planfile.js';
-import { acquireLock, removeLabDir, readRecord, writeRecord } from './apply/statedir.js';
+import { acquireLock, removeLabDir } from './apply/statedir.js';
 import { emptyTopology } from './plan/index.js';
 import type { HostContext } from './plan/commands.js';
 import { renderPlan, summary } from './render/text.js';
@@ -219,14 +219,7 @@ export function buildProgram(): Command {
             printJson({ ...planJson(plan), applied: true, host_commands: 0 });
           }
           if (name === 'destroy') removeLabDir(t.lab);
-          else {
-            const rec = readRecord(t.lab);
-            const routes = Object.values(t.bridges).some((b) => b.uplink || b.routes.length > 0 || b.forwards.length > 0);
-            if (!routes && rec.ipForwardBefore !== undefined) {
-              delete rec.ipForwardBefore;
-              writeRecord(t.lab, rec);
-            }
-          }
+          else forgetRestoredIpForward(t);
         } finally {
           prog.stop();
           release();

@@ -10,11 +10,12 @@ import { CommandError, mapLimit, type Runner } from '../host/runner.js';
 import { observe, realFiles, type HostFiles, type Observation, type Reuse } from '../observe/index.js';
 import { nodeNetns, parseAlias } from '../model/names.js';
 import { computePlan, planToState, wantedFor, type Plan } from '../plan/index.js';
+import { needsForwarding } from '../plan/realize.js';
 import { ipArgv, type HostContext } from '../plan/commands.js';
 import type { Invocation } from '../plan/types.js';
 import { readRecord, writeRecord, stateRoot } from './statedir.js';
 import { startVm, stopVm, runQmp } from './vm.js';
-import { processAlive } from '../host/proc.js';
+import { livePid, processAlive, terminate } from '../host/proc.js';
 import { dirname, join } from 'node:path';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, rmdirSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 
@@ -39,8 +40,7 @@ export async function planFor(t: Topology, ctx0: HostContext, runner: Runner, fi
 
 /** ip_forward is only managed while the lab routes, or while it has a value to restore. */
 function managedView(t: Topology, s: HostState, before: boolean | undefined): HostState {
-  const routes = Object.values(t.bridges).some((b) => b.uplink || b.routes.length > 0 || b.forwards.length > 0);
-  if (routes || before !== undefined) return s;
+  if (needsForwarding(t) || before !== undefined) return s;
   return { ...s, ipForward: undefined };
 }
 
@@ -73,7 +73,8 @@ async function runOne(inv: Invocation, runner: Runner): Promise<string> {
     return '';
   }
   if (inv.stopPidfile) {
-    await stopPidfile(inv.stopPidfile.pidfile, inv.stopPidfile.match);
+    const pid = livePid(inv.stopPidfile.pidfile, inv.stopPidfile.match);
+    if (pid !== undefined) await terminate([pid]);
     return '';
   }
   if (inv.writeFiles && inv.argv[0] === 'write') return '';
@@ -143,24 +144,21 @@ export class ApplyError extends ProviumError {
   }
 }
 
-/** Ends the process a pidfile names, if its command line contains `match`: SIGTERM, then SIGKILL after 2 s. */
-async function stopPidfile(pidfile: string, match: string): Promise<void> {
-  let pid: number;
-  try {
-    pid = Number(readFileSync(pidfile, 'utf8').trim());
-    if (!readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(match)) return;
-  } catch {
-    return; // no pidfile or no such process
-  }
-  const alive = () => processAlive(pid);
-  try { process.kill(pid, 'SIGTERM'); } catch { return; }
-  for (let t = 0; t < 40 && alive(); t++) await new Promise((r) => setTimeout(r, 50));
-  if (alive()) process.kill(pid, 'SIGKILL');
-}
-
 /** Names of the node namespaces a list of invocations deletes. */
 function deletedNetns(invs: Invocation[]): string[] {
   return invs.flatMap((i) => (i.label === 'delete node namespaces' ? (i.stdin ?? '').split('\n').filter((l) => l.startsWith('netns del ')).map((l) => l.slice(10)) : []));
+}
+
+/**
+ * After a successful apply: once the lab no longer forwards and ip_forward is back to
+ * what the lab found, the recorded value is no longer needed.
+ */
+export function forgetRestoredIpForward(t: Topology): void {
+  const rec = readRecord(t.lab);
+  if (!needsForwarding(t) && rec.ipForwardBefore !== undefined) {
+    delete rec.ipForwardBefore;
+    writeRecord(t.lab, rec);
+  }
 }
 
 /**
@@ -195,11 +193,7 @@ async function endProcessesIn(namespaces: string[], _runner: Runner, report?: (n
   const all = [...found.values()].flat();
   if (all.length === 0) return;
   for (const [ns, pids] of found) report?.(ns, pids);
-  const signal = (sig: NodeJS.Signals) => all.forEach((p) => { try { process.kill(p, sig); } catch { /* gone */ } });
-  const alive = () => all.filter(processAlive);
-  signal('SIGTERM');
-  for (let t = 0; t < 40 && alive().length; t++) await new Promise((r) => setTimeout(r, 50));
-  if (alive().length) signal('SIGKILL');
+  await terminate(all);
 }
 
 export interface ApplyOptions {

@@ -10,22 +10,10 @@ import type { VmState } from '../model/state.js';
 import type { Invocation } from '../plan/types.js';
 import type { Runner } from '../host/runner.js';
 import { QmpClient, QmpError } from '../host/qmp.js';
-import { livePid } from '../observe/vms.js';
 import { ProviumError } from '../model/diagnostics.js';
-import { processAlive } from '../host/proc.js';
+import { livePid, terminate, waitGone } from '../host/proc.js';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-const alive = processAlive;
-
-async function waitGone(pid: number, ms: number): Promise<boolean> {
-  const t0 = Date.now();
-  while (Date.now() - t0 < ms) {
-    if (!alive(pid)) return true;
-    await sleep(25);
-  }
-  return !alive(pid);
-}
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function writeRecord(dir: string, rec: VmState): void {
   writeFileSync(`${dir}/vm.json`, JSON.stringify(rec, null, 2) + '\n', { mode: 0o600 });
@@ -58,12 +46,8 @@ export async function stopVm(inv: Invocation): Promise<void> {
     } catch {
       /* unresponsive: signals below */
     }
-    if (!(await waitGone(pid, 3000))) {
-      process.kill(pid, 'SIGTERM');
-      if (!(await waitGone(pid, 3000))) {
-        process.kill(pid, 'SIGKILL');
-        if (!(await waitGone(pid, 3000))) throw new ProviumError(`VM ${inv.vmStop!.node} (pid ${pid}) did not end after SIGKILL`);
-      }
+    if (!(await waitGone([pid], 3000)) && !(await terminate([pid], 3000))) {
+      throw new ProviumError(`VM ${inv.vmStop!.node} (pid ${pid}) did not end after SIGKILL`);
     }
   }
   rmSync(dir, { recursive: true, force: true });

@@ -14,3 +14,36 @@ export function processAlive(pid: number): boolean {
     return false;
   }
 }
+
+/**
+ * The pid in `pidfile` when that process is running and its command line contains
+ * `match` (guards against a reused pid); undefined otherwise.
+ */
+export function livePid(pidfile: string, match: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(pidfile, 'utf8').trim());
+    if (!Number.isInteger(pid) || pid <= 0 || !processAlive(pid)) return undefined;
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(match) ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Waits up to ms for every pid to end; true when they all did. */
+export async function waitGone(pids: number[], ms: number): Promise<boolean> {
+  const t0 = Date.now();
+  while (pids.some(processAlive)) {
+    if (Date.now() - t0 > ms) return false;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  return true;
+}
+
+/** SIGTERM, then SIGKILL after graceMs for what is left; true when everything ended (within another graceMs). */
+export async function terminate(pids: number[], graceMs = 2000): Promise<boolean> {
+  const signal = (sig: NodeJS.Signals) => pids.filter(processAlive).forEach((p) => { try { process.kill(p, sig); } catch { /* gone */ } });
+  signal('SIGTERM');
+  if (await waitGone(pids, graceMs)) return true;
+  signal('SIGKILL');
+  return waitGone(pids, graceMs);
+}

@@ -9,20 +9,12 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import type { Conflict, DnsmasqState } from '../model/state.js';
 import { dnsmasqPaths, resolvPath } from '../plan/realize.js';
 import { netnsPrefix } from '../model/names.js';
+import { livePid } from '../host/proc.js';
 
 export interface Services {
   dnsmasq: Record<string, DnsmasqState>;
   resolv: Record<string, string>;
   conflicts: Conflict[];
-}
-
-function livePid(pidfile: string, match: string): number | undefined {
-  try {
-    const pid = Number(readFileSync(pidfile, 'utf8').trim());
-    return pid > 0 && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(match) ? pid : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /** `wantedResolv`: namespaces whose resolv.conf the file wants (an unmarked file there is a conflict). */

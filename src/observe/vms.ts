@@ -9,19 +9,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import type { VmState } from '../model/state.js';
 import { vmDeviceId } from '../model/names.js';
 import { QmpClient } from '../host/qmp.js';
+import { livePid } from '../host/proc.js';
 import { vmPaths, type HostContext } from '../plan/commands.js';
-
-/** The pid in a VM's pidfile when that process is alive and is this VM's qemu. */
-export function livePid(pidfile: string, socket: string): number | undefined {
-  try {
-    const pid = Number(readFileSync(pidfile, 'utf8').trim());
-    if (!Number.isInteger(pid) || pid <= 0) return undefined;
-    const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    return cmd.includes(socket) ? pid : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 export async function observeVms(ctx: HostContext): Promise<Record<string, VmState>> {
   const out: Record<string, VmState> = {};

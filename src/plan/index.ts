@@ -8,7 +8,7 @@ import type { HostState, HostFacts } from '../model/state.js';
 import * as names from '../model/names.js';
 import type { Wanted } from '../observe/index.js';
 import { FEATURE_FIX, featureModule } from '../observe/features.js';
-import { realize, requiredFeatures, bootsVm } from './realize.js';
+import { realize, requiredFeatures, bootsVm, needsForwarding } from './realize.js';
 import { dirname, resolve } from 'node:path';
 import { itemize } from './items.js';
 import { diffItems, groupChanges, targetChanges } from './diff.js';
@@ -26,7 +26,7 @@ export function wantedFor(t: Topology, observedHint?: HostState): Wanted {
     for (const a of b.attach) links.push(names.portDev(t.lab, a.node, a.nicIndex));
   }
   for (const n of Object.values(t.nodes)) if (n.kind === 'netns') namespaces.push(names.nodeNetns(t.lab, n.name));
-  const l3 = Object.values(t.bridges).some((b) => b.uplink || b.routes.length > 0 || b.forwards.length > 0);
+  const l3 = needsForwarding(t);
   const vms = Object.values(t.nodes).filter(bootsVm);
   const files = vms.flatMap((n) => [n.qemu!.kernel, n.qemu!.initrd, n.qemu!.disk]).filter((x): x is string => !!x).map((f) => resolve(dirname(t.file), f));
   const forwardPorts = Object.values(t.bridges).flatMap((b) => b.forwards.map((f) => `${f.proto}/${f.hostPort}`));

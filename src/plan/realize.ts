@@ -80,6 +80,14 @@ function prefixMask(prefix: number): string {
   return [24, 16, 8, 0].map((sh) => (m >>> sh) & 255).join('.');
 }
 
+/**
+ * Whether the lab forwards IP traffic in its host namespace (uplink, routes between
+ * bridges or port forwards): then it has the inet table and needs net.ipv4.ip_forward=1.
+ */
+export function needsForwarding(t: Topology): boolean {
+  return Object.values(t.bridges).some((b) => b.uplink || b.routes.length > 0 || b.forwards.length > 0);
+}
+
 /** A qemu node boots a VM when it has a kernel or a disk; otherwise it only gets its TAPs. */
 export function bootsVm(n: NodeSpec): boolean {
   return n.kind === 'qemu' && !!(n.qemu?.kernel || n.qemu?.disk);
@@ -226,8 +234,7 @@ export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
   if (anyBridgeNft) s.nft.bridge = bt;
 
   // Routing between bridges and uplink NAT.
-  const l3 = Object.values(t.bridges).filter((b) => b.uplink || b.routes.length > 0 || b.forwards.length > 0);
-  if (l3.length > 0) {
+  if (needsForwarding(t)) {
     const it: NftInetTable = { skeleton: desiredFingerprint(inetSkeleton(lab)), bridges: {}, forward: {}, uplinkBridges: {}, masqSources: {}, uplinkOifs: {}, forwards: {} };
     for (const b of Object.values(t.bridges)) {
       const dev = names.bridgeDev(lab, b.name);
