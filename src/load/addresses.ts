@@ -1,7 +1,15 @@
 /**
  * IPv4 addressing of bridges: subnet checks (valid, network address, prefix
  * 8..30, no overlap between bridges), static address checks, and allocation of
- * the next free address to attachments without ip, in attach order.
+ * addresses to attachments without ip.
+ *
+ * Allocation is a pure function of the file and stable under edits: a node's
+ * address is derived from its name (pool slot = FNV-1a(node) mod pool size, the
+ * pool being the subnet minus network, host (.1) and broadcast addresses); when
+ * that slot is taken (by a static address or an earlier attachment) the next
+ * free slot is used, wrapping around. So adding, removing or reordering nodes
+ * leaves every other node's address alone unless their slots collide, and
+ * appending a node never moves another one. Static `ip:` always wins.
  */
 import type { InAttach, InBridge, Input } from './input.js';
 import {
@@ -17,6 +25,7 @@ import {
   type Cidr,
 } from './ipv4.js';
 import { q, type Reporter } from './report.js';
+import { fnv1a } from '../model/hash.js';
 
 /** Shortest and longest subnet prefix: /30 leaves room for host, one node, network and broadcast. */
 export const MIN_PREFIX = 8;
@@ -93,20 +102,27 @@ function assignBridge(bridge: InBridge, net: Cidr | undefined, ips: Map<InAttach
   if (net) allocate(bridge, net, used, ips, r);
 }
 
-/** Gives each attachment without ip the lowest free address (skipping network, host, broadcast and used ones). */
+/**
+ * Gives each attachment without ip its node's slot in the pool [network+2,
+ * broadcast-1] (FNV-1a of the node name modulo the pool size), or the next free
+ * one after it (wrapping) when taken; attachments are served in attach order,
+ * after all static addresses are placed.
+ */
 function allocate(bridge: InBridge, net: Cidr, used: Map<number, string>, ips: Map<InAttach, string>, r: Reporter): void {
-  const broadcast = broadcastOf(net.addr, net.prefix);
-  let next = net.addr + 2;
+  const first = net.addr + 2;
+  const size = broadcastOf(net.addr, net.prefix) - first;
+  let free = size - [...used.keys()].filter((x) => x >= first && x < first + size).length;
   for (const a of bridge.attach) {
     if (a.ip !== undefined) continue;
-    while (next < broadcast && used.has(next)) next++;
-    if (next >= broadcast) {
+    if (free <= 0) {
       r.error(a.path, 'address pool exhausted', `subnet ${formatCidr(net)} of bridge ${q(bridge.name)} has no free address left for node ${q(a.node)}; use a shorter prefix`);
       continue;
     }
-    used.set(next, `node ${q(a.node)}`);
-    ips.set(a, formatCidr({ addr: next, prefix: net.prefix }));
-    next++;
+    let slot = fnv1a(a.node) % size;
+    while (used.has(first + slot)) slot = (slot + 1) % size;
+    used.set(first + slot, `node ${q(a.node)}`);
+    ips.set(a, formatCidr({ addr: first + slot, prefix: net.prefix }));
+    free--;
   }
 }
 

@@ -3,6 +3,7 @@
  * HTB root majors live in [0x8000, 0xfff0], class minors in [0x10, 0x7ff0]; leaf
  * netem qdiscs use the class minor as their handle, so the two ranges never collide.
  */
+import { fnv1a } from '../model/hash.js';
 
 export const ROOT_MINOR = 1;
 export const DEFAULT_MINOR = 2;
@@ -14,15 +15,6 @@ const MAJOR_HI = 0xfff0;
 const MINOR_LO = 0x10;
 const MINOR_HI = 0x7ff0;
 
-/** FNV-1a 32-bit hash of a string. */
-export function fnv1a(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193) >>> 0;
-  }
-  return h >>> 0;
-}
 
 /**
  * Assigns each key a distinct id in [lo, hi] from its hash, probing linearly on a
