@@ -14,7 +14,9 @@
  * Same names, ifalias/comment marks, HTB handles and element comments as provium uses,
  * so `provium plan` against a baseline-built lab reports no changes (the bench checks that).
  */
-import type { LabSpec, BridgeDef } from './topology.js';
+import { toYaml, type LabSpec, type BridgeDef } from './topology.js';
+import { loadTopology } from '../src/load/index.js';
+import { bridgeSkeleton, inetSkeleton, skeletonText } from '../src/plan/nft-skeleton.js';
 import { mapLimit, run } from './util.js';
 import { allocateMajors, allocateMinors, hex } from '../src/plan/ids.js';
 import { nicMac } from '../src/model/names.js';
@@ -39,17 +41,7 @@ const brDev = (lab: string, b: string) => `${lab}-${b}`;
 const portDev = (lab: string, node: string, i: number) => `${lab}-${node}-${i}`;
 const table = (lab: string) => `provium_${lab}`;
 
-// ---- IPv4 ----
-function parseNet(cidr: string): { base: number; prefix: number } {
-  const [a, p] = cidr.split('/');
-  const base = a.split('.').reduce((acc, o) => acc * 256 + Number(o), 0);
-  return { base, prefix: Number(p) };
-}
-function fmtAddr(n: number): string {
-  return [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s) % 256).join('.');
-}
-
-// tc ids and NIC MACs: provium's own derivations (imported, so the baseline builds exactly
+// Addresses, tc ids, NIC MACs and the nft tables' skeletons: provium's own derivations (imported, so the baseline builds exactly
 // the objects provium would, and provium's plan against it is empty).
 const quantum = (bps: number) => Math.max(1600, Math.min(60000, Math.floor(bps / 80)));
 const htb = (bps: number) => `htb rate ${bps}bit ceil ${bps}bit quantum ${quantum(bps)}`;
@@ -64,18 +56,19 @@ interface Derived {
 }
 
 function derive(s: LabSpec): Derived {
+  // Addresses: provium's own allocation (the loader), like MACs and tc ids below.
+  const t = loadTopology(`${s.lab}.yaml`, toYaml(s));
   const nics = new Map<string, string[]>();
   const ip = new Map<string, string>();
   const hostAddr = new Map<string, string>();
   const routes = new Map<string, Set<string>>();
   const byName = new Map(s.bridges.map((b) => [b.name, b]));
   for (const b of s.bridges) {
-    const { base, prefix } = parseNet(b.subnet);
-    hostAddr.set(b.name, `${fmtAddr(base + 1)}/${prefix}`);
-    b.attach.forEach((n, i) => {
-      ip.set(`${b.name}/${n}`, `${fmtAddr(base + 2 + i)}/${prefix}`);
-      nics.set(n, [...(nics.get(n) ?? []), b.name]);
-    });
+    hostAddr.set(b.name, t.bridges[b.name].hostAddr!);
+    for (const a of t.bridges[b.name].attach) {
+      ip.set(`${b.name}/${a.node}`, a.ip!);
+      nics.set(a.node, [...(nics.get(a.node) ?? []), b.name]);
+    }
     for (const r of b.routes) {
       if (!routes.has(b.name)) routes.set(b.name, new Set());
       if (!routes.has(r)) routes.set(r, new Set());
@@ -184,47 +177,12 @@ export function baselinePhases(s: LabSpec, host: string): Phase[] {
   const tcText = [...tc.filter((l) => l.startsWith('qdisc')), ...tc.filter((l) => l.startsWith('class')), ...tcClasses];
 
   const t = table(lab);
-  const c = (x: string) => q(`provium:${lab}:${x}`);
-  const nft: string[] = [
-    `table bridge ${t} {`,
-    `  set blocked { type ifname . ifname; comment ${c('partitions')}; }`,
-    `  set isolated { type ifname; comment ${c('isolation')}; }`,
-    `  set loss { typeof iifname . oifname . numgen random mod 10000; flags interval; comment ${c('loss')}; }`,
-    `  map prio { type ifname . ifname : classid; comment ${c('classes')}; }`,
-    `  chain lab_forward {`,
-    `    type filter hook forward priority -10; policy accept;`,
-    `    ether type != arp iifname . oifname @blocked counter drop comment ${c('partition')}`,
-    `    ether type != arp iifname @isolated counter drop comment ${c('isolate-in')}`,
-    `    ether type != arp oifname @isolated counter drop comment ${c('isolate-out')}`,
-    `    ether type != arp iifname . oifname . numgen random mod 10000 @loss counter drop comment ${c('loss')}`,
-    `    meta priority set iifname . oifname map @prio comment ${c('classify')}`,
-    `  }`,
-    `}`,
-  ];
+  const nft: string[] = [skeletonText(bridgeSkeleton(lab))];
   const routed = s.bridges.some((b) => b.routes.length > 0);
   const inetBridges: string[] = [];
   const inetRouted: string[] = [];
   if (routed) {
-    nft.push(
-      `table inet ${t} {`,
-      `  set bridges { type ifname; comment ${c('bridges')}; }`,
-      `  set routed { type ifname . ifname; comment ${c('routes')}; }`,
-      `  set uplinked { type ifname; comment ${c('uplink-bridges')}; }`,
-      `  set masq { type ipv4_addr; flags interval; comment ${c('masquerade-sources')}; }`,
-      `  set wan { type ifname; comment ${c('uplink-interfaces')}; }`,
-      `  chain lab_forward {`,
-      `    type filter hook forward priority 0; policy accept;`,
-      `    iifname @bridges oifname @bridges iifname . oifname != @routed counter drop comment ${c('no-route')}`,
-      `    iifname @bridges oifname != @bridges iifname != @uplinked counter drop comment ${c('no-uplink')}`,
-      `    iifname != @bridges oifname @bridges ct state established,related accept comment ${c('return-traffic')}`,
-      `    iifname != @bridges oifname @bridges counter drop comment ${c('inbound')}`,
-      `  }`,
-      `  chain lab_postrouting {`,
-      `    type nat hook postrouting priority srcnat; policy accept;`,
-      `    ip saddr @masq oifname @wan masquerade comment ${c('masquerade')}`,
-      `  }`,
-      `}`,
-    );
+    nft.push(skeletonText(inetSkeleton(lab)));
     for (const b of s.bridges) {
       const dev = brDev(lab, b.name);
       inetBridges.push(`${q(dev)} comment ${q(`bridge.${b.name}`)}`);
