@@ -177,7 +177,8 @@ export function baselinePhases(s: LabSpec, host: string): Phase[] {
   const tcText = [...tc.filter((l) => l.startsWith('qdisc')), ...tc.filter((l) => l.startsWith('class')), ...tcClasses];
 
   const t = table(lab);
-  const nft: string[] = [skeletonText(bridgeSkeleton(lab))];
+  // The bridge-family table only when something uses it (as provium does).
+  const nft: string[] = blocked.length + loss.length + prio.length > 0 ? [skeletonText(bridgeSkeleton(lab))] : [];
   const routed = s.bridges.some((b) => b.routes.length > 0);
   const inetBridges: string[] = [];
   const inetRouted: string[] = [];
@@ -213,7 +214,7 @@ export function baselinePhases(s: LabSpec, host: string): Phase[] {
   ];
   if (routed) phases.push({ limit: 1, steps: [{ label: 'sysctl', argv: ['ip', 'netns', 'exec', host, 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=1'] }] });
   if (tcText.length) phases.push({ limit: 1, steps: [{ label: 'traffic control', argv: ['tc', '-n', host, '-batch', '-'], stdin: nl(tcText) }] });
-  phases.push({ limit: 1, steps: [{ label: 'nftables', argv: ['ip', 'netns', 'exec', host, 'nft', '-f', '-'], stdin: nl(nft) }] });
+  if (nft.length) phases.push({ limit: 1, steps: [{ label: 'nftables', argv: ['ip', 'netns', 'exec', host, 'nft', '-f', '-'], stdin: nl(nft) }] });
   return phases;
 }
 
@@ -246,8 +247,9 @@ export async function baselineTeardown(s: LabSpec, host: string): Promise<number
   const routed = s.bridges.some((b) => b.routes.length > 0);
   await run(['ip', '-batch', '-'], { stdin: s.nodes.map((n) => `netns del ${nsName(s.lab, n)}`).join('\n') + '\n' });
   await run(['ip', '-n', host, '-batch', '-'], { stdin: s.bridges.map((b) => `link del ${brDev(s.lab, b.name)}`).join('\n') + '\n' });
-  const tables = ['bridge', ...(routed ? ['inet'] : [])].map((f) => `delete table ${f} ${table(s.lab)}`);
-  await run(['ip', 'netns', 'exec', host, 'nft', '-f', '-'], { stdin: tables.join('\n') + '\n' });
+  const bridgeTable = s.bridges.some((b) => b.partitions.length + b.impairments.length > 0);
+  const tables = [...(bridgeTable ? ['bridge'] : []), ...(routed ? ['inet'] : [])].map((f) => `delete table ${f} ${table(s.lab)}`);
+  if (tables.length) await run(['ip', 'netns', 'exec', host, 'nft', '-f', '-'], { stdin: tables.join('\n') + '\n' });
   if (routed) await run(['ip', 'netns', 'exec', host, 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=0']);
   while (performance.now() - t0 < 60_000) {
     const r = await run(['ip', '-n', host, '-o', 'link', 'show']);

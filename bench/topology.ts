@@ -113,6 +113,15 @@ export function generateLab(lab: string, o: GenOptions): LabSpec {
   return { lab, nodes, bridges };
 }
 
+/**
+ * The lab Mininet's `--topo single,N` builds: N hosts h1..hN on one bridge (a /22,
+ * addresses allocated), nothing else. Used for the like-for-like Mininet rows.
+ */
+export function plainLab(lab: string, n: number): LabSpec {
+  const nodes = Array.from({ length: n }, (_, i) => `h${i + 1}`);
+  return { lab, nodes, bridges: [{ name: 's1', subnet: '10.78.0.0/22', attach: [...nodes], partitions: [], impairments: [], routes: [] }] };
+}
+
 /** A copy of the lab under another name. */
 export function renamed(s: LabSpec, lab: string): LabSpec {
   return { ...structuredClone(s), lab };
