@@ -18,6 +18,8 @@ import { repoDir, yaml, yamlFiles } from './helpers.js';
 
 const full = loadTopology(repoDir('examples/full.yaml'));
 const basic = loadTopology(repoDir('examples/basic.yaml'));
+/** The address (CIDR) the loader gave node on bridge. */
+const ipOf = (t: typeof full, node: string, bridge: string): string => t.bridges[bridge].attach.find((a) => a.node === node)!.ip!;
 const exampleFiles = yamlFiles(repoDir('examples/'));
 
 function load(text: string): Topology {
@@ -197,7 +199,7 @@ describe('graph: Mermaid', () => {
     assert.ok(text.includes('  n_a x--x|"partition"| n_b\n'), text);
     assert.ok(text.includes('  n_a --x|"partition (one-way)"| n_c\n'), text);
     assert.ok(text.includes('  n_a ==>|"25 ms ±5 ms, 1 %, 1 Mbit/s"| n_b\n'), text);
-    assert.ok(text.includes('  n_c -.-|"eth0 10.40.0.4/24, link down, isolated"| b_lan\n'), text);
+    assert.ok(text.includes(`  n_c -.-|"eth0 ${ipOf(full, 'c', 'lan')}, link down, isolated"| b_lan\n`), text);
     assert.ok(text.includes('  b_data <-->|"routed"| b_lan\n'), text);
     assert.ok(text.includes('  b_lan ---|"NAT"| uplink_nat\n'), text);
     assert.ok(text.includes('whole bridge: 20 ms, 1 %, 10 Mbit/s'), text);
@@ -211,7 +213,7 @@ describe('graph: Mermaid', () => {
     const text = renderMermaid(basic);
     assert.ok(text.includes('  n_a --x|"partition (one-way)"| n_c\n'), text);
     assert.ok(text.includes('  n_a ==>|"5 %, 2 Mbit/s"| n_b\n'), text);
-    assert.ok(text.includes('  n_a ---|"eth0 10.41.0.2/24"| b_data\n'), text);
+    assert.ok(text.includes(`  n_a ---|"eth0 ${ipOf(basic, 'a', 'data')}"| b_data\n`), text);
   });
 
   it('is deterministic, and independent of the order of nodes and bridges in the file', () => {
@@ -298,7 +300,7 @@ describe('graph: DOT', () => {
     assert.match(edge('n_a', 'n_b', 'partition')!.attrs, /dir=both, arrowhead=tee, arrowtail=tee/);
     assert.match(edge('n_a', 'n_c', 'partition (one-way)')!.attrs, /dir=forward/);
     assert.match(edge('n_a', 'n_b', '25 ms ±5 ms, 1 %, 1 Mbit/s')!.attrs, /dir=forward/);
-    assert.match(edge('n_c', 'b_lan', 'eth0 10.40.0.4/24, link down, isolated')!.attrs, /style=dotted/);
+    assert.match(edge('n_c', 'b_lan', `eth0 ${ipOf(full, 'c', 'lan')}, link down, isolated`)!.attrs, /style=dotted/);
     assert.equal(renderDot(full), renderDot(loadTopology(repoDir('examples/full.yaml'))));
   });
 
