@@ -13,15 +13,20 @@ bridges:
   data: { subnet: 10.98.0.0/24, dns: true, attach: [b] }
 `;
 const t = checkTopology('/tmp/dn.yaml', FILE).topology!;
+/** Bare IPv4 address the loader gave node on bridge. */
+const ipOf = (top: typeof t, node: string, bridge: string): string => top.bridges[bridge].attach.find((a) => a.node === node)!.ip!.split('/')[0];
+const [A, V] = [ipOf(t, 'a', 'lan'), ipOf(t, 'v', 'lan')];
 const facts: HostFacts = { features: { netem: true, htb: true, nftBridge: true, tun: true }, featureSource: {}, conflicts: [], qemuBinary: '/q', dnsmasqBinary: '/usr/sbin/dnsmasq', missingFiles: [] };
 
 test('dnsmasq config: bound to the bridge, no upstream, names and static leases for every member', () => {
   const s = realize(t, { stateDir: '/st/dn' });
   const c = s.dnsmasq.lan.config.split('\n');
   for (const l of ['interface=dn-lan', 'bind-interfaces', 'listen-address=10.97.0.1', 'no-resolv', 'no-hosts', 'local=/lan/', 'pid-file=/st/dn/dnsmasq/lan.pid', 'dhcp-leasefile=/st/dn/dnsmasq/lan.leases']) assert.ok(c.includes(l), l);
-  assert.ok(c.includes('host-record=a.lan,10.97.0.2') && c.includes('host-record=v.lan,10.97.0.4'));
-  assert.ok(c.includes(`dhcp-host=${nicMac('dn', 'a', 'lan')},10.97.0.2,a`), 'derived MAC for a netns node');
-  assert.ok(c.includes('dhcp-host=52:54:00:00:00:09,10.97.0.4,v'), 'given MAC for the VM');
+  assert.ok(A.startsWith('10.97.0.') && V.startsWith('10.97.0.') && A !== V);
+  assert.ok(c.includes(`host-record=a.lan,${A}`) && c.includes(`host-record=v.lan,${V}`));
+  assert.ok(c.includes(`host-record=b.lan,${ipOf(t, 'b', 'lan')}`) && s.dnsmasq.data.config.split('\n').includes(`host-record=b.data,${ipOf(t, 'b', 'data')}`));
+  assert.ok(c.includes(`dhcp-host=${nicMac('dn', 'a', 'lan')},${A},a`), 'derived MAC for a netns node');
+  assert.ok(c.includes(`dhcp-host=52:54:00:00:00:09,${V},v`), 'given MAC for the VM');
   assert.ok(c.includes('dhcp-range=10.97.0.0,static,255.255.255.0,12h'));
   assert.ok(s.dnsmasq.data.config.includes('port=') === false && !s.dnsmasq.data.config.includes('dhcp-range'), 'DNS only on data');
 });
@@ -61,7 +66,7 @@ bridges:
   assert.equal(lan.attach[0].ip6, want);
   assert.equal(lan.attach[1].ip6, 'fd00:97::b/64');
   const s = realize(t6, { stateDir: '/st/d6' });
-  assert.ok(s.dnsmasq.lan.config.includes(`host-record=a.lan,10.97.0.2,${want.split('/')[0]}`));
+  assert.ok(s.dnsmasq.lan.config.includes(`host-record=a.lan,${ipOf(t6, 'a', 'lan')},${want.split('/')[0]}`));
   assert.ok(s.dnsmasq.lan.config.includes('enable-ra'));
   assert.deepEqual(s.namespaces['pv-d6-a'].nics.eth0.addrs6, [want]);
   assert.equal(s.namespaces['pv-d6-a'].nics.eth0.mac, mac);
