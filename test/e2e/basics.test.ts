@@ -1,10 +1,11 @@
 /**
  * Basics: a lab comes up and its nodes reach each other at the addresses the file
- * allocates; a second apply and a plan right after apply find nothing to do; exec
+ * allocates (derived from each node's name, src/load/addresses.ts); a second apply and a plan right after apply find nothing to do; exec
  * runs commands inside a node.
  */
 import assert from 'node:assert/strict';
 import { labTest, addrsOf, ping, report } from './helpers.js';
+import { fnv1a } from '../../src/model/hash.js';
 
 labTest('connectivity: 3 netns nodes on one bridge reach each other at the allocated addresses; apply is idempotent', async (lab, t) => {
   lab.write(`
@@ -17,8 +18,10 @@ labTest('connectivity: 3 netns nodes on one bridge reach each other at the alloc
   const first = await lab.apply();
   assert.ok(first.host_commands > 0, 'the first apply changes the host');
 
-  // Addresses in attach order after the host side's .1.
-  const ip = { a: '10.40.0.2', b: '10.40.0.3', c: '10.40.0.4' } as const;
+  // The loader's addresses are the documented rule: .2 + FNV-1a(name) mod 253 (the pool of a
+  // /24 without network, host .1 and broadcast); a, b and c do not collide, so no probing.
+  const ip = lab.ips('lan') as Record<'a' | 'b' | 'c', string>;
+  for (const n of ['a', 'b', 'c'] as const) assert.equal(ip[n], `10.40.0.${2 + (fnv1a(n) % 253)}`, `allocated address of ${n}`);
   for (const [n, a] of Object.entries(ip)) assert.deepEqual(await addrsOf(lab.ns(n), 'eth0'), [`${a}/24`], `address of ${n}`);
 
   for (const from of ['a', 'b', 'c'] as const) {
@@ -47,18 +50,19 @@ labTest('exec: runs a command inside a node; an unknown node exits 1', async (la
       lan: { subnet: 10.42.0.0/24, attach: [a, b] }
   `);
   await lab.apply();
+  const a = lab.ip('a', 'lan');
   const r = await lab.provium(['exec', lab.file, 'a', '--', 'ip', '-j', 'addr', 'show', 'eth0'], { file: false });
   assert.equal(r.code, 0, `exec exits 0: ${r.stderr}`);
   const j = JSON.parse(r.stdout) as { ifname: string; addr_info: { family: string; local: string; prefixlen: number }[] }[];
   assert.equal(j[0]?.ifname, 'eth0');
   assert.deepEqual(
     j[0].addr_info.filter((x) => x.family === 'inet').map((x) => `${x.local}/${x.prefixlen}`),
-    ['10.42.0.2/24'],
+    [`${a}/24`],
     "exec prints a's address",
   );
 
   // The command really runs in b's namespace, and its exit code is passed through.
-  const b = await lab.provium(['exec', lab.file, 'b', '--', 'ping', '-c', '1', '-W', '2', '10.42.0.2'], { file: false });
+  const b = await lab.provium(['exec', lab.file, 'b', '--', 'ping', '-c', '1', '-W', '2', a], { file: false });
   assert.equal(b.code, 0, `exec b -- ping a exits 0: ${b.stdout}${b.stderr}`);
   assert.match(b.stdout, /1 received/, 'b reaches a');
   const f = await lab.provium(['exec', lab.file, 'b', '--', 'sh', '-c', 'exit 3'], { file: false });

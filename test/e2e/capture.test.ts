@@ -12,7 +12,7 @@ import { test } from 'node:test';
 import { execa, type ResultPromise } from 'execa';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { labTest, ping, run, report, PROVIUM_BIN, type Lab } from './helpers.js';
+import { labTest, ping, run, report, ipOf, PROVIUM_BIN, type Lab } from './helpers.js';
 import { loadTopology } from '../../src/load/index.js';
 import { parseDuration, resolveTarget, tcpdumpArgs, filterWords } from '../../src/capture.js';
 
@@ -21,8 +21,8 @@ const LAB = `
   bridges:
     lan: { subnet: 10.40.0.0/24, attach: [a, b] }
 `;
-const A = '10.40.0.2';
-const B = '10.40.0.3';
+const A = ipOf(LAB, 'a', 'lan');
+const B = ipOf(LAB, 'b', 'lan');
 
 // ---------------------------------------------------------------------------
 // Pure parts (no root)

@@ -6,7 +6,9 @@
  * each way, iperf3 rates, loss rates, pings), and then does the pattern's second step
  * (heal, rejoin, change) where it has one, by editing the file and applying again.
  *
- * Addresses are the ones the example files document in their comments.
+ * Node addresses are read from the written file with the real loader (Lab.ips), so they
+ * are the ones provium allocates; test/unit/addresses.test.ts checks that the examples'
+ * comments and examples/README.md state the same ones.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -103,9 +105,10 @@ test('examples: every examples/*.yaml validates and has a paragraph in examples/
 
 labTest('example split-brain.yaml: {n1,n2} and {n3,n4,n5} are cut from each other both ways, each side flows; healing restores all 20 pairs', async (lab, t) => {
   const ex = new Example(lab, 'split-brain.yaml');
-  const ip = { n1: '10.80.0.2', n2: '10.80.0.3', n3: '10.80.0.4', n4: '10.80.0.5', n5: '10.80.0.6' };
   const minority = new Set(['n1', 'n2']);
   await ex.apply();
+  const ip = lab.ips('lan');
+  assert.deepEqual(Object.keys(ip), ['n1', 'n2', 'n3', 'n4', 'n5']);
   const split = await udpMatrix(lab, ip);
   const isCross = (pair: string) => minority.has(pair.split('->')[0]) !== minority.has(pair.split('->')[1]);
   const list = (keep: (pair: string) => boolean) => Object.entries(split).filter(([p]) => keep(p)).map(([p, n]) => `${p} ${n}`).join(', ');
@@ -127,8 +130,9 @@ labTest('example split-brain.yaml: {n1,n2} and {n3,n4,n5} are cut from each othe
 
 labTest('example one-way.yaml: a->b is dropped, b->a flows, c talks to both', async (lab, t) => {
   const ex = new Example(lab, 'one-way.yaml');
-  const ip = { a: '10.81.0.2', b: '10.81.0.3', c: '10.81.0.4' };
   await ex.apply();
+  const ip = lab.ips('lan');
+  assert.deepEqual(Object.keys(ip), ['a', 'b', 'c']);
   const m = await udpMatrix(lab, ip);
   report(t, `one-way a->b: ${JSON.stringify(m)}`);
   expectMatrix(m, (x, y) => x === 'a' && y === 'b', 'one-way');
@@ -139,8 +143,9 @@ labTest('example one-way.yaml: a->b is dropped, b->a flows, c talks to both', as
 labTest('example slow-link.yaml: a->b runs at 2 Mbit/s (within 15 %), b->a unshaped; changing the rate to 5 Mbit/s is one change', async (lab, t) => {
   const ex = new Example(lab, 'slow-link.yaml');
   await ex.apply();
-  const ab = await iperf(lab.ns('a'), lab.ns('b'), '10.82.0.3', 3);
-  const ba = await iperf(lab.ns('b'), lab.ns('a'), '10.82.0.2', 2);
+  const ip = lab.ips('lan');
+  const ab = await iperf(lab.ns('a'), lab.ns('b'), ip.b, 3);
+  const ba = await iperf(lab.ns('b'), lab.ns('a'), ip.a, 2);
   report(t, `a->b ${mbit(ab)} (want 2 Mbit/s, ${((100 * (ab - 2e6)) / 2e6).toFixed(1)} %); b->a ${mbit(ba)} (unshaped)`);
   assert.ok(Math.abs(ab - 2e6) / 2e6 <= 0.15, `a->b ${mbit(ab)} within 15 % of 2 Mbit/s`);
   assert.ok(ba > 50e6, `b->a ${mbit(ba)} is unshaped (> 50 Mbit/s)`);
@@ -151,15 +156,15 @@ labTest('example slow-link.yaml: a->b runs at 2 Mbit/s (within 15 %), b->a unsha
   assert.deepEqual(plan.changes.map((c) => `${c.action} ${c.address}`), ['update bridge.lan.impairment[a>b]'], 'changing the rate is one in-place change');
   assert.equal(plan.commands.length, 1, `one host command (a tc class change): ${JSON.stringify(plan.commands)}`);
   await lab.apply();
-  const ab5 = await iperf(lab.ns('a'), lab.ns('b'), '10.82.0.3', 3);
+  const ab5 = await iperf(lab.ns('a'), lab.ns('b'), ip.b, 3);
   report(t, `after the change: a->b ${mbit(ab5)} (want 5 Mbit/s)`);
   assert.ok(Math.abs(ab5 - 5e6) / 5e6 <= 0.15, `a->b ${mbit(ab5)} within 15 % of 5 Mbit/s`);
 });
 
 labTest('example lossy-link.yaml: a->b loses ~10 %, the other pairs ~1 % (2,000 UDP datagrams each, 4.5-sigma bounds)', async (lab, t) => {
   const ex = new Example(lab, 'lossy-link.yaml');
-  const ip = { a: '10.83.0.2', b: '10.83.0.3', c: '10.83.0.4' };
   await ex.apply();
+  const ip = lab.ips('lan') as Record<'a' | 'b' | 'c', string>;
   const n = 2000;
   const loss = async (from: keyof typeof ip, to: keyof typeof ip) => {
     const r = await udpProbe(lab.ns(from), lab.ns(to), ip[to], n, { burst: 20, gapMs: 1 });
@@ -187,8 +192,9 @@ labTest('example lossy-link.yaml: a->b loses ~10 %, the other pairs ~1 % (2,000 
 
 labTest('example isolated-node.yaml: c is cut off from a and b both ways, a<->b flows; removing the isolation lets c rejoin', async (lab, t) => {
   const ex = new Example(lab, 'isolated-node.yaml');
-  const ip = { a: '10.84.0.2', b: '10.84.0.3', c: '10.84.0.4' };
   await ex.apply();
+  const ip = lab.ips('lan');
+  assert.deepEqual(Object.keys(ip), ['a', 'b', 'c']);
   const m = await udpMatrix(lab, ip);
   const pc = await ping(lab.ns('a'), ip.c, 3, 0.1);
   report(t, `isolate [c]: ${JSON.stringify(m)}; ping a -> c ${pc.received}/3`);
@@ -214,22 +220,23 @@ labTest('example uplink.yaml: nodes reach a fake upstream through NAT (the upstr
   assert.equal(p.received, 5, 'ping a -> upstream');
   assert.equal(u.received, N, 'UDP b -> upstream');
   assert.deepEqual(Object.keys(u.peers), ['192.0.2.2'], 'masqueraded: the upstream sees the host namespace address only');
-  assert.equal((await ping(lab.ns('a'), '10.85.0.3', 3, 0.1)).received, 3, 'a -> b on the bridge');
+  assert.equal((await ping(lab.ns('a'), lab.ip('b', 'lan'), 3, 0.1)).received, 3, 'a -> b on the bridge');
 });
 
 labTest('example routed.yaml: a and b on lan reach c on data and back, with their own addresses (routed, not NAT)', async (lab, t) => {
   const ex = new Example(lab, 'routed.yaml');
   await ex.apply();
-  const ac = await ping(lab.ns('a'), '10.87.0.2', 3, 0.1);
-  const ca = await ping(lab.ns('c'), '10.86.0.2', 3, 0.1);
-  const cb = await ping(lab.ns('c'), '10.86.0.3', 3, 0.1);
-  const u = await udpProbe(lab.ns('b'), lab.ns('c'), '10.87.0.2', N);
+  const [a, b, c] = [lab.ip('a', 'lan'), lab.ip('b', 'lan'), lab.ip('c', 'data')];
+  const ac = await ping(lab.ns('a'), c, 3, 0.1);
+  const ca = await ping(lab.ns('c'), a, 3, 0.1);
+  const cb = await ping(lab.ns('c'), b, 3, 0.1);
+  const u = await udpProbe(lab.ns('b'), lab.ns('c'), c, N);
   report(t, `ping a(lan) -> c(data) ${ac.received}/3, c -> a ${ca.received}/3, c -> b ${cb.received}/3; UDP b -> c ${u.received}/${N} from ${JSON.stringify(u.peers)}`);
   assert.equal(ac.received, 3, 'a -> c across bridges');
   assert.equal(ca.received, 3, 'c -> a across bridges');
   assert.equal(cb.received, 3, 'c -> b across bridges');
   assert.equal(u.received, N, 'UDP b -> c');
-  assert.deepEqual(Object.keys(u.peers), ['10.86.0.3'], "routed: c sees b's own address");
+  assert.deepEqual(Object.keys(u.peers), [b], "routed: c sees b's own address");
 });
 
 // ---------------------------------------------------------------------------
@@ -244,9 +251,10 @@ labTest(
   'example vm-lab.yaml: two VMs and a netns node boot and reach each other',
   async (lab, t) => {
     const ex = new Example(lab, 'vm-lab.yaml');
-    const V1 = '10.88.0.11';
-    const V2 = '10.88.0.12';
-    const N_IP = '10.88.0.2';
+    ex.write();
+    // The VMs' static ips, which their kernel command lines must repeat (pv.ip); n's is allocated.
+    const { v1: V1, v2: V2, n: N_IP } = lab.ips('lan');
+    for (const [v, addr] of [['v1', V1], ['v2', V2]]) assert.match(String(ex.doc.getIn(['nodes', v, 'append'])), new RegExp(`pv\\.ip=${addr.replace(/\./g, '\\.')}/24 `), `${v}'s pv.ip is its ip`);
     const t0 = Date.now();
     await ex.apply();
     await Promise.all([waitVm(lab.hostNs, V1), waitVm(lab.hostNs, V2)]);

@@ -18,6 +18,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { loadTopology } from '../../src/load/index.js';
+import type { Topology } from '../../src/model/topology.js';
 
 /** bin/provium of this repository (dist/test/e2e/helpers.js -> repo root three levels up). */
 export const PROVIUM_BIN = fileURLToPath(new URL('../../../bin/provium', import.meta.url));
@@ -212,6 +214,16 @@ export class Lab {
     return `${this.name}-${b}`;
   }
 
+  /** Bare IPv4 address of node on bridge in the lab's current file (see ipOf). */
+  ip(node: string, bridge: string): string {
+    return ipOf(readFileSync(this.file, 'utf8'), node, bridge);
+  }
+
+  /** Node -> bare IPv4 address of every member of bridge in the lab's current file (see ipsOf). */
+  ips(bridge: string): Record<string, string> {
+    return ipsOf(readFileSync(this.file, 'utf8'), bridge);
+  }
+
   /** Writes the topology (`lab:` line first, then the rest) to the lab's file; returns its path. */
   write(body: string): string {
     writeFileSync(this.file, `lab: ${this.name}\n${dedent(body)}`);
@@ -293,6 +305,44 @@ export async function makeHost(): Promise<Lab> {
   await must(['ip', '-n', lab.hostNs, 'link', 'set', 'lo', 'up']);
   await must(['ip', 'netns', 'exec', lab.hostNs, 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=0']);
   return lab;
+}
+
+// ---------------------------------------------------------------------------
+// Addresses
+
+/**
+ * A topology from YAML text (a body without a `lab:` line, as given to Lab.write, gets
+ * one) or a loaded Topology as it is. Uses the real loader, so tests follow provium's
+ * rules instead of restating them.
+ */
+export function topologyOf(source: string | Topology): Topology {
+  if (typeof source !== 'string') return source;
+  const text = /^lab:/m.test(source) ? source : `lab: addr\n${dedent(source)}`;
+  return loadTopology('/virtual/e2e-lab.yaml', text);
+}
+
+/**
+ * Node -> bare IPv4 address (no prefix) of every member of `bridge`, as the file gives
+ * them: a static `ip:`, or the address provium allocates from the node's name
+ * (src/load/addresses.ts). Throws when the bridge is unknown or a member has no address.
+ */
+export function ipsOf(source: string | Topology, bridge: string): Record<string, string> {
+  const t = topologyOf(source);
+  const b = t.bridges[bridge];
+  if (!b) throw new Error(`ipsOf: no bridge ${JSON.stringify(bridge)} (bridges: ${Object.keys(t.bridges).join(', ')})`);
+  return Object.fromEntries(
+    b.attach.map((a) => {
+      if (!a.ip) throw new Error(`ipsOf: node ${JSON.stringify(a.node)} has no IPv4 address on bridge ${JSON.stringify(bridge)} (no subnet?)`);
+      return [a.node, a.ip.split('/')[0]];
+    }),
+  );
+}
+
+/** The bare IPv4 address the file gives `node` on `bridge` (see ipsOf); throws when it is not a member. */
+export function ipOf(source: string | Topology, node: string, bridge: string): string {
+  const ip = ipsOf(source, bridge)[node];
+  if (ip === undefined) throw new Error(`ipOf: node ${JSON.stringify(node)} is not attached to bridge ${JSON.stringify(bridge)}`);
+  return ip;
 }
 
 /** Strips the common indentation of a template literal. */

@@ -16,7 +16,6 @@ async function udpLoss(lab: Lab, from: string, to: string, ip: string): Promise<
 }
 
 labTest('drop rate: per-pair drop_pct 20 on a->b loses ~20 % (other pairs ~0); a whole-bridge drop_pct 10 applies to the other pairs', async (lab, t) => {
-  const ip = { a: '10.55.0.2', b: '10.55.0.3', c: '10.55.0.4' };
   const file = (whole: string) => `
     nodes: { a: { kind: netns }, b: { kind: netns }, c: { kind: netns } }
     bridges:
@@ -28,6 +27,7 @@ labTest('drop rate: per-pair drop_pct 20 on a->b loses ~20 % (other pairs ~0); a
           - { from: a, to: b, drop_pct: 20 }
   `;
   lab.write(file(''));
+  const ip = lab.ips('lan');
   await lab.apply();
   const ab = await udpLoss(lab, 'a', 'b', ip.b);
   const cb = await udpLoss(lab, 'c', 'b', ip.b);
@@ -64,10 +64,11 @@ labTest('bandwidth: per-pair a->b 1 Mbit/s and a->c 5 Mbit/s at once, whole-brid
         subnet: 10.61.0.0/24
         attach: [b, d]
   `);
+  const lan = lab.ips('lan');
   await lab.apply();
-  const [ab, ac] = await Promise.all([iperf(lab.ns('a'), lab.ns('b'), '10.60.0.3'), iperf(lab.ns('a'), lab.ns('c'), '10.60.0.4')]);
-  const bd = await iperf(lab.ns('b'), lab.ns('d'), '10.60.0.5');
-  const raw = await iperf(lab.ns('b'), lab.ns('d'), '10.61.0.3');
+  const [ab, ac] = await Promise.all([iperf(lab.ns('a'), lab.ns('b'), lan.b), iperf(lab.ns('a'), lab.ns('c'), lan.c)]);
+  const bd = await iperf(lab.ns('b'), lab.ns('d'), lan.d);
+  const raw = await iperf(lab.ns('b'), lab.ns('d'), lab.ip('d', 'raw'));
   report(t, `a->b ${mbit(ab)} (1 Mbit/s), a->c ${mbit(ac)} (5 Mbit/s) concurrently; b->d ${mbit(bd)} (whole-bridge 8 Mbit/s); b->d on unshaped bridge ${mbit(raw)}`);
   const within = (got: number, want: number) => Math.abs(got - want) / want <= 0.15;
   assert.ok(within(ab, 1e6), `a->b ${mbit(ab)} within 15 % of 1 Mbit/s`);
@@ -121,7 +122,7 @@ labTest(
   async (lab, t) => {
     lab.write(NETEM_FILE);
     await lab.apply();
-    const p = await ping(lab.ns('a'), '10.65.0.3', 10, 0.2);
+    const p = await ping(lab.ns('a'), lab.ip('b', 'lan'), 10, 0.2);
     report(t, `RTT a<->b ${p.avgMs} ms with latency_ms 20 each way`);
     assert.equal(p.received, 10);
     assert.ok(p.avgMs >= 38 && p.avgMs <= 50, `average RTT ${p.avgMs} ms ~ 40 ms`);
@@ -143,9 +144,10 @@ labTest(
             - { from: a, to: b, latency_ms: ${ab}, jitter_ms: 5, bandwidth_bps: 20000000 }
     `;
     lab.write(file(30));
+    const ip = lab.ips('lan');
     await lab.apply();
-    const ab = await ping(lab.ns('a'), '10.66.0.3', 20, 0.1);
-    const ac = await ping(lab.ns('a'), '10.66.0.4', 20, 0.1);
+    const ab = await ping(lab.ns('a'), ip.b, 20, 0.1);
+    const ac = await ping(lab.ns('a'), ip.c, 20, 0.1);
     report(t, `RTT a<->b ${ab.avgMs} ms (want ~40: 30 a->b + 10 b->a), a<->c ${ac.avgMs} ms (want ~20)`);
     assert.equal(ab.received, 20);
     assert.equal(ac.received, 20);
@@ -158,7 +160,7 @@ labTest(
     assert.equal(plan.commands.length, 1, 'one tc batch');
     assert.match(plan.commands[0].stdin ?? '', /^qdisc change dev \S+ parent \S+ handle \S+ netem delay 50ms 5ms\n$/);
     await lab.apply();
-    const ab2 = await ping(lab.ns('a'), '10.66.0.3', 20, 0.1);
+    const ab2 = await ping(lab.ns('a'), ip.b, 20, 0.1);
     report(t, `after the change: RTT a<->b ${ab2.avgMs} ms (want ~60)`);
     assert.ok(ab2.avgMs >= 56 && ab2.avgMs <= 68, `a<->b average RTT ${ab2.avgMs} ms ~ 60 ms`);
     assert.equal((await lab.planCode()).code, 0, 'plan empty after apply');

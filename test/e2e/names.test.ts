@@ -24,27 +24,29 @@ labTest('names: a netns node and a DHCP VM reach each other by name over IPv4 an
         dns: true
         attach: [a, b, v]
   `);
+  // v's address is planned (allocated from its name, as a's and b's) and handed out by DHCP.
+  const ip = lab.ips('lan');
+  const re = (addr: string) => addr.replace(/\./g, '\\.');
   const t0 = Date.now();
   await lab.apply();
-  // v's address is planned (attach order: a .2, b .3, v .4) and handed out by DHCP.
-  await waitVm(lab.hostNs, '10.97.0.4', 90_000);
+  await waitVm(lab.hostNs, ip.v, 90_000);
   report(t, `VM up with its DHCP lease after ${Date.now() - t0} ms`);
 
   // IPv4 records (getent hosts would prefer the IPv6 one).
   const getent = (ns: string, name: string) => run(['ip', 'netns', 'exec', ns, 'getent', 'ahostsv4', name]);
-  assert.match((await getent(lab.ns('a'), 'v.lan')).stdout, /^10\.97\.0\.4\s+STREAM v\.lan/);
-  assert.match((await getent(lab.ns('a'), 'b')).stdout, /^10\.97\.0\.3\s+STREAM b\.lan/, 'short names via the search domain');
+  assert.match((await getent(lab.ns('a'), 'v.lan')).stdout, new RegExp(`^${re(ip.v)}\\s+STREAM v\\.lan`));
+  assert.match((await getent(lab.ns('a'), 'b')).stdout, new RegExp(`^${re(ip.b)}\\s+STREAM b\\.lan`), 'short names via the search domain');
   const nope = await getent(lab.ns('a'), 'nope.lan');
   assert.notEqual(nope.code, 0, 'an unknown name does not resolve');
   const p = await run(['ip', 'netns', 'exec', lab.ns('a'), 'ping', '-4', '-c', '3', '-i', '0.2', '-W', '2', 'v.lan']);
   assert.match(p.stdout, /3 received/, `a pings v by name:\n${p.stdout}${p.stderr}`);
-  const fromVm = await inVm(lab.hostNs, '10.97.0.4', 'cat /etc/resolv.conf; nslookup a.lan 2>&1 | tail -2; ping -4 -c 3 -i 0.2 -W 2 a.lan 2>&1 | tail -2');
+  const fromVm = await inVm(lab.hostNs, ip.v, 'cat /etc/resolv.conf; nslookup a.lan 2>&1 | tail -2; ping -4 -c 3 -i 0.2 -W 2 a.lan 2>&1 | tail -2');
   assert.match(fromVm, /nameserver 10\.97\.0\.1/, `the VM got the lab's DNS server by DHCP:\n${fromVm}`);
   assert.match(fromVm, /3 packets received/, `v pings a by name:\n${fromVm}`);
   // IPv6: a's address is static EUI-64 from its MAC; v configures the same rule by SLAAC
   // from the bridge's router advertisements, so its planned address is known.
   // The guest configures its address when a router advertisement arrives (seconds after boot).
-  const slaac = await inVm(lab.hostNs, '10.97.0.4', 'for i in $(seq 40); do ip -6 addr show dev eth0 scope global | grep -q fd00:97 && break; sleep 0.25; done; ip -6 addr show dev eth0 scope global');
+  const slaac = await inVm(lab.hostNs, ip.v, 'for i in $(seq 40); do ip -6 addr show dev eth0 scope global | grep -q fd00:97 && break; sleep 0.25; done; ip -6 addr show dev eth0 scope global');
   assert.match(slaac, /inet6 fd00:97::/, `the VM configured its address by SLAAC:\n${slaac}`);
   const plan6 = await lab.planJson();
   assert.equal(plan6.changes.length, 0);
@@ -53,12 +55,12 @@ labTest('names: a netns node and a DHCP VM reach each other by name over IPv4 an
   assert.match(a6.stdout, /^fd00:97::/, 'a.lan has an IPv6 record');
   const p6 = await run(['ip', 'netns', 'exec', lab.ns('a'), 'ping', '-6', '-c', '3', '-i', '0.2', '-W', '2', 'v.lan']);
   assert.match(p6.stdout, /3 received/, `a pings v by name over IPv6:\n${p6.stdout}${p6.stderr}\n${v6}`);
-  const fromVm6 = await inVm(lab.hostNs, '10.97.0.4', 'ip -6 addr show dev eth0 scope global; ping -6 -c 3 -i 0.2 -W 2 a.lan 2>&1 | tail -2');
+  const fromVm6 = await inVm(lab.hostNs, ip.v, 'ip -6 addr show dev eth0 scope global; ping -6 -c 3 -i 0.2 -W 2 a.lan 2>&1 | tail -2');
   assert.match(fromVm6, /inet6 fd00:97::/, `the VM configured its address by SLAAC:\n${fromVm6}`);
   assert.match(fromVm6, /3 packets received/, `v pings a by name over IPv6:\n${fromVm6}`);
 
   const ex = await lab.provium(['exec', lab.file, 'b', '--', 'getent', 'ahostsv4', 'a.lan'], { file: false });
-  assert.match(ex.stdout, /10\.97\.0\.2\s+STREAM a\.lan/, 'provium exec resolves lab names');
+  assert.match(ex.stdout, new RegExp(`^${re(ip.a)}\\s+STREAM a\\.lan`, 'm'), 'provium exec resolves lab names');
   assert.equal((await lab.planCode()).code, 0, 'plan empty');
 
   // Drift: the DNS server killed by hand is restarted by apply.
@@ -68,7 +70,7 @@ labTest('names: a netns node and a DHCP VM reach each other by name over IPv4 an
   const drift = await lab.planJson();
   assert.deepEqual(drift.changes.map((c) => `${c.action} ${c.address}`), ['replace bridge.lan.dhcp_dns']);
   await lab.apply();
-  assert.match((await getent(lab.ns('a'), 'b.lan')).stdout, /10\.97\.0\.3/, 'resolves again after repair');
+  assert.match((await getent(lab.ns('a'), 'b.lan')).stdout, new RegExp(`^${re(ip.b)}\\s`), 'resolves again after repair');
 
   const d = await lab.provium(['destroy', '--auto-approve']);
   assert.equal(d.code, 0, d.stderr);

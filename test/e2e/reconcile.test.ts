@@ -115,7 +115,7 @@ labTest('one-field change: changing one pair drop_pct is one change, at most 2 h
 
   // And the new rate holds: a->b ~15 %, the whole-bridge 1 % elsewhere.
   const n = 2000;
-  const got = await udpProbe(lab.ns('a'), lab.ns('b'), '10.80.0.3', n, { burst: 20, gapMs: 1 });
+  const got = await udpProbe(lab.ns('a'), lab.ns('b'), lab.ip('b', 'lan'), n, { burst: 20, gapMs: 1 });
   const lossAb = (100 * (n - got.received)) / n;
   report(t, `after the change: a->b loss ${lossAb.toFixed(2)} % (want 15 %)`);
   assert.ok(lossAb >= 10 && lossAb <= 20, `a->b loss ${lossAb} % within 10-20 %`);
@@ -131,8 +131,9 @@ labTest('drift: a port deleted and a class rate changed by hand are planned, rep
         impairments:
           - { from: a, to: b, bandwidth_bps: 2000000 }
   `);
+  const ip = lab.ips('lan');
   await lab.apply();
-  assert.equal(await udpCount(lab.ns('a'), lab.ns('c'), '10.82.0.4'), 20, 'a->c before the drift');
+  assert.equal(await udpCount(lab.ns('a'), lab.ns('c'), ip.c), 20, 'a->c before the drift');
 
   // Drift 1: c's port is deleted (its peer eth0 in pv-<lab>-c goes with it).
   await must(['ip', '-n', lab.hostNs, 'link', 'del', lab.port('c')]);
@@ -142,8 +143,8 @@ labTest('drift: a port deleted and a class rate changed by hand are planned, rep
   const m = /class htb (\w+):(\w+) parent (\w+:\w+) .*rate 2Mbit/.exec(classes);
   assert.ok(m, `a 2Mbit class on ${bport}:\n${classes}`);
   await must(['tc', '-n', lab.hostNs, 'class', 'change', 'dev', bport, 'parent', m[3], 'classid', `${m[1]}:${m[2]}`, 'htb', 'rate', '6mbit', 'ceil', '6mbit']);
-  const drifted = await iperf(lab.ns('a'), lab.ns('b'), '10.82.0.3');
-  assert.equal(await udpCount(lab.ns('a'), lab.ns('c'), '10.82.0.4'), 0, 'a->c is broken by the drift');
+  const drifted = await iperf(lab.ns('a'), lab.ns('b'), ip.b);
+  assert.equal(await udpCount(lab.ns('a'), lab.ns('c'), ip.c), 0, 'a->c is broken by the drift');
 
   const p = await lab.planCode();
   assert.equal(p.code, 2, `plan --detailed-exitcode exits 2 on drift; got ${p.code}\n${p.stdout}${p.stderr}`);
@@ -156,11 +157,11 @@ labTest('drift: a port deleted and a class rate changed by hand are planned, rep
   await lab.apply();
   // Measure everything first, so that one failure does not hide the others. a->c goes first:
   // any traffic from c to a (c's ARP request) would refresh a's neighbour entry for c.
-  const neigh = (await must(['ip', '-n', lab.ns('a'), 'neigh', 'show', '10.82.0.4'])).stdout.trim();
-  const ac = await udpCount(lab.ns('a'), lab.ns('c'), '10.82.0.4');
-  const ca = await udpCount(lab.ns('c'), lab.ns('a'), '10.82.0.2');
-  const bc = await udpCount(lab.ns('b'), lab.ns('c'), '10.82.0.4');
-  const ab = await iperf(lab.ns('a'), lab.ns('b'), '10.82.0.3');
+  const neigh = (await must(['ip', '-n', lab.ns('a'), 'neigh', 'show', ip.c])).stdout.trim();
+  const ac = await udpCount(lab.ns('a'), lab.ns('c'), ip.c);
+  const ca = await udpCount(lab.ns('c'), lab.ns('a'), ip.a);
+  const bc = await udpCount(lab.ns('b'), lab.ns('c'), ip.c);
+  const ab = await iperf(lab.ns('a'), lab.ns('b'), ip.b);
   const rate = /rate 2Mbit/.test((await must(['tc', '-n', lab.hostNs, 'class', 'show', 'dev', bport])).stdout);
   const p2 = await lab.planCode();
   const cmac = (JSON.parse((await must(['ip', '-n', lab.ns('c'), '-j', 'link', 'show', 'eth0'])).stdout) as Json[])[0].address;
@@ -243,7 +244,7 @@ labTest('lock: a live holder makes apply exit 1 at once naming its pid; a dead h
   assert.equal(s.code, 0, `apply takes over a stale lock; got ${s.code}\n${s.stdout}${s.stderr}`);
   assert.match(s.stderr, /stale/i, 'and warns that the lock was stale');
   assert.equal(existsSync(lockPath), false, 'the lock is released after apply');
-  assert.equal((await ping(lab.ns('a'), '10.84.0.3', 2, 0.1)).received, 2, 'the lab is up');
+  assert.equal((await ping(lab.ns('a'), lab.ip('b', 'lan'), 2, 0.1)).received, 2, 'the lab is up');
 });
 
 /** Everything the lab could have changed in its host namespace, normalized (no ifindex-like counters, no nft handles). */

@@ -44,9 +44,10 @@ import { createRequire } from 'node:module';
 import { GUEST, CTL, vmSkip, inVm, waitVm, vmPing } from './guest.js';
 const require_ = createRequire(import.meta.url);
 
+// The VMs' static addresses, which their kernel command lines (pv.ip) repeat: provium
+// configures nothing inside a VM. The netns node n takes the address allocated to it.
 const V1 = '10.60.0.11';
 const V2 = '10.60.0.12';
-const N = '10.60.0.2';
 
 labTest('vm: two VMs and a netns node on one bridge reach each other; a symmetric partition stops VM-to-VM traffic and lifting it restores it; a directional VM->node partition drops one direction only', async (lab, t) => {
   const body = (parts: string) => `
@@ -61,6 +62,7 @@ labTest('vm: two VMs and a netns node on one bridge reach each other; a symmetri
         partitions: [${parts}]
   `;
   lab.write(body(''));
+  const N = lab.ip('n', 'lan');
   const t0 = Date.now();
   await lab.apply();
   const ns = lab.ns('n');
