@@ -11,7 +11,8 @@
  * Each check has a status: `ok`; `missing` (a piece the basic job needs: root,
  * ip, tc, nft, namespaces, kernel bridge/veth, nftables bridge family; doctor
  * exits 1); `warn` (an optional piece is absent, or something works in a degraded
- * way: netem, KVM, br_netfilter; exit 0). Every check that is not ok carries a fix.
+ * way: netem, KVM, br_netfilter, IPv6 forwarding vs router advertisements; exit 0).
+ * Every check that is not ok carries a fix.
  */
 import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
 import { Chalk } from 'chalk';
@@ -135,7 +136,7 @@ const TOOLS: ToolSpec[] = [
   { program: 'tc', versionArgs: ['-V'], required: true, pkg: 'iproute2', enables: ['bandwidth_bps', 'latency_ms', 'jitter_ms', 'plan/show (reads qdiscs)'] },
   { program: 'nft', versionArgs: ['--version'], required: true, pkg: 'nftables', enables: ['partitions', 'partition_all', 'isolate', 'drop_pct', 'per-pair shaping', 'uplink', 'routes', 'plan/show (reads the ruleset)'] },
   { program: 'bridge', versionArgs: ['-V'], required: false, pkg: 'iproute2', enables: ['inspecting bridge ports and FDB while debugging a lab (bridge link, bridge fdb)'] },
-  { program: 'sysctl', versionArgs: ['--version'], required: false, pkg: 'procps', enables: ['uplink', 'routes (net.ipv4.ip_forward)'] },
+  { program: 'sysctl', versionArgs: ['--version'], required: false, pkg: 'procps', enables: ['uplink', 'routes (net.ipv4.ip_forward, net.ipv6.conf.all.forwarding)'] },
   { program: 'qemu-system-x86_64', versionArgs: ['--version'], required: false, pkg: 'qemu-system-x86', enables: ['qemu nodes (booting VMs)'] },
   { program: 'tcpdump', versionArgs: ['--version'], required: false, pkg: 'tcpdump', enables: ['provium capture (packet capture on a bridge or NIC)'] },
   { program: 'iperf3', versionArgs: ['--version'], required: false, pkg: 'iperf3', enables: ['throughput checks (npm run demo, end-to-end tests)'] },
@@ -261,10 +262,47 @@ function checkBrNetfilter(p: DoctorProbe): Check {
   };
 }
 
+/** RTF_ADDRCONF in /proc/net/ipv6_route's flags (linux/ipv6_route.h): a route learned from a router advertisement. */
+const RTF_ADDRCONF = 0x00040000;
+
+/**
+ * IPv6 forwarding versus router advertisements in the root namespace. A lab that routes
+ * IPv6 (subnet6 with routes or uplink) sets net.ipv6.conf.all.forwarding=1 in its host
+ * namespace; Linux then ignores router advertisements on every interface whose
+ * accept_ra is 1 (2 accepts them anyway). Without --netns, an interface configured by
+ * router advertisements then loses its learned default route and prefixes when their
+ * lifetimes end. Reads /proc/sys/net/ipv6/conf/all/forwarding, /proc/net/ipv6_route
+ * (columns: dst, dst len, src, src len, next hop, metric, refcnt, use, flags, device;
+ * hex) and /proc/sys/net/ipv6/conf/<dev>/accept_ra.
+ */
+function checkIpv6Forwarding(p: DoctorProbe): Check {
+  const base = {
+    name: 'ipv6_forwarding', required: false,
+    enables: ['subnet6 with routes or uplink in the root namespace (net.ipv6.conf.all.forwarding=1) without losing this host\'s router-advertised IPv6'],
+  };
+  const all = p.read('/proc/sys/net/ipv6/conf/all/forwarding')?.trim();
+  if (all === undefined) return { ...base, status: 'ok', detail: 'no /proc/sys/net/ipv6 (IPv6 disabled): nothing here learns from router advertisements' };
+  if (all !== '0') return { ...base, status: 'ok', detail: `net.ipv6.conf.all.forwarding = ${all} already: a lab routing IPv6 changes nothing here` };
+  const learned = new Set<string>();
+  for (const line of (p.read('/proc/net/ipv6_route') ?? '').split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (f.length >= 10 && (parseInt(f[8], 16) & RTF_ADDRCONF) !== 0) learned.add(f[9]);
+  }
+  const affected = [...learned].filter((d) => p.read(`/proc/sys/net/ipv6/conf/${d}/accept_ra`)?.trim() === '1').sort();
+  if (affected.length === 0) {
+    return { ...base, status: 'ok', detail: 'no interface uses routes from router advertisements with accept_ra = 1: setting net.ipv6.conf.all.forwarding=1 loses nothing' };
+  }
+  return {
+    ...base, status: 'warn',
+    detail: `${affected.join(', ')} ${affected.length === 1 ? 'has' : 'have'} routes from router advertisements (accept_ra = 1); a lab routing IPv6 in the root namespace sets net.ipv6.conf.all.forwarding=1, and then the kernel ignores router advertisements there: those routes and SLAAC addresses expire`,
+    fix: `put the lab's host side in its own namespace (--netns NAME), or keep accepting router advertisements while forwarding: ${affected.map((d) => `sysctl -w net.ipv6.conf.${d}.accept_ra=2`).join('; ')}`,
+  };
+}
+
 /** Runs every check (read-only; the version commands run in parallel). */
 export async function runDoctor(probe: DoctorProbe = hostProbe()): Promise<DoctorReport> {
   const tools = checkTools(probe);
-  const checks = [checkRoot(probe), ...(await tools), ...checkKernel(probe), checkNetns(probe), checkKvm(probe), checkBrNetfilter(probe)];
+  const checks = [checkRoot(probe), ...(await tools), ...checkKernel(probe), checkNetns(probe), checkKvm(probe), checkBrNetfilter(probe), checkIpv6Forwarding(probe)];
   return { format_version: DOCTOR_FORMAT_VERSION, checks };
 }
 

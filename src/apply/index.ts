@@ -10,10 +10,10 @@ import { CommandError, mapLimit, type Runner } from '../host/runner.js';
 import { observe, realFiles, type HostFiles, type Observation, type Reuse } from '../observe/index.js';
 import { nodeNetns, parseAlias } from '../model/names.js';
 import { computePlan, planToState, wantedFor, type Plan } from '../plan/index.js';
-import { needsForwarding } from '../plan/realize.js';
+import { needsForwarding, needsForwarding6 } from '../plan/realize.js';
 import { ipArgv, type HostContext } from '../plan/commands.js';
 import type { Invocation } from '../plan/types.js';
-import { readRecord, writeRecord, stateRoot } from './statedir.js';
+import { readRecord, writeRecord, stateRoot, type LabRecord } from './statedir.js';
 import { startVm, stopVm, runQmp } from './vm.js';
 import { livePid, processAlive, terminate } from '../host/proc.js';
 import { dirname, join } from 'node:path';
@@ -26,22 +26,26 @@ export interface Planned {
 
 /**
  * Observes the host and computes the plan for a topology. When the lab recorded the
- * ip_forward value it found, a topology that no longer routes restores it.
+ * ip_forward (IPv6 forwarding) value it found, a topology that no longer routes
+ * (IPv6) restores it.
  */
 export async function planFor(t: Topology, ctx0: HostContext, runner: Runner, files: HostFiles = realFiles, reuse?: Reuse): Promise<Planned> {
   const ctx: HostContext = { ...ctx0, stateDir: ctx0.stateDir ?? join(stateRoot(), t.lab) };
   const rec = readRecord(t.lab);
   const wanted = wantedFor(t);
   if (rec.ipForwardBefore !== undefined) wanted.ipForward = true;
+  if (rec.ip6ForwardBefore !== undefined) wanted.ip6Forward = true;
   const observation = await observe(t.lab, ctx, runner, wanted, files, reuse);
-  const plan = computePlan(t, managedView(t, observation.state, rec.ipForwardBefore), observation.facts, ctx, rec.ipForwardBefore);
+  const plan = computePlan(t, managedView(t, observation.state, rec), observation.facts, ctx, rec.ipForwardBefore, rec.ip6ForwardBefore);
   return { plan, observation };
 }
 
-/** ip_forward is only managed while the lab routes, or while it has a value to restore. */
-function managedView(t: Topology, s: HostState, before: boolean | undefined): HostState {
-  if (needsForwarding(t) || before !== undefined) return s;
-  return { ...s, ipForward: undefined };
+/** ip_forward (IPv6 forwarding) is only managed while the lab routes (IPv6), or while it has a value to restore. */
+function managedView(t: Topology, s: HostState, rec: LabRecord): HostState {
+  const out = { ...s };
+  if (!needsForwarding(t) && rec.ipForwardBefore === undefined) out.ipForward = undefined;
+  if (!needsForwarding6(t) && rec.ip6ForwardBefore === undefined) out.ip6Forward = undefined;
+  return out;
 }
 
 /**
@@ -150,15 +154,21 @@ function deletedNetns(invs: Invocation[]): string[] {
 }
 
 /**
- * After a successful apply: once the lab no longer forwards and ip_forward is back to
- * what the lab found, the recorded value is no longer needed.
+ * After a successful apply: once the lab no longer forwards (IPv6) and ip_forward
+ * (IPv6 forwarding) is back to what the lab found, the recorded value is no longer needed.
  */
 export function forgetRestoredIpForward(t: Topology): void {
   const rec = readRecord(t.lab);
+  let changed = false;
   if (!needsForwarding(t) && rec.ipForwardBefore !== undefined) {
     delete rec.ipForwardBefore;
-    writeRecord(t.lab, rec);
+    changed = true;
   }
+  if (!needsForwarding6(t) && rec.ip6ForwardBefore !== undefined) {
+    delete rec.ip6ForwardBefore;
+    changed = true;
+  }
+  if (changed) writeRecord(t.lab, rec);
 }
 
 /**
@@ -216,10 +226,11 @@ export async function applyPlan(t: Topology, planned: Planned, ctx: HostContext,
   const { plan, observation } = planned;
   if (plan.errors.length) throw new ProviumError('the plan has errors; nothing was changed');
   const rec = readRecord(t.lab);
-  const setsForward = plan.invocations.some((x) => x.label === 'sysctl' && x.argv.includes('net.ipv4.ip_forward=1'));
-  if (setsForward && rec.ipForwardBefore === undefined && observation.state.ipForward === false) {
-    writeRecord(t.lab, { ...rec, ipForwardBefore: false });
-  }
+  const sets = (name: string) => plan.invocations.some((x) => x.label === 'sysctl' && x.argv.includes(`${name}=1`));
+  const found: LabRecord = {};
+  if (sets('net.ipv4.ip_forward') && rec.ipForwardBefore === undefined && observation.state.ipForward === false) found.ipForwardBefore = false;
+  if (sets('net.ipv6.conf.all.forwarding') && rec.ip6ForwardBefore === undefined && observation.state.ip6Forward === false) found.ip6ForwardBefore = false;
+  if (Object.keys(found).length) writeRecord(t.lab, { ...rec, ...found });
   const invocations = opts.invocations ?? plan.invocations;
   await endProcessesIn(deletedNetns(invocations), runner, opts.onProcesses);
   const journal = journalNetns({ ...ctx, stateDir: ctx.stateDir ?? join(stateRoot(), t.lab) }, invocations);
@@ -265,7 +276,7 @@ function journalNetns(ctx: HostContext, invs: Invocation[]): string | undefined 
 /** Plans from the host as it is now back to `before`, runs it, and checks that nothing differs. */
 async function rollback(t: Topology, before: HostState, ctx: HostContext, runner: Runner): Promise<void> {
   const c = { ...ctx, refreshLinks: false, stateDir: ctx.stateDir ?? join(stateRoot(), t.lab) };
-  const wanted = { ...wantedFor(t), ipForward: before.ipForward !== undefined };
+  const wanted = { ...wantedFor(t), ipForward: before.ipForward !== undefined, ip6Forward: before.ip6Forward !== undefined };
   const now = await observe(t.lab, c, runner, wanted);
   const back = planToState(t.lab, before, now.state, c);
   await runInvocations(back.invocations, runner);

@@ -44,7 +44,7 @@ export function canonicalJson(v: unknown): string {
 /** Fingerprint of an observation: the lab's host state and the facts planning reads. */
 export function fingerprint(o: Observation): string {
   const f = o.facts;
-  const doc = { state: o.state, facts: { features: f.features, kvm: f.kvmUsable, defaultRouteDev: f.defaultRouteDev, conflicts: f.conflicts, missingFiles: f.missingFiles, qemu: f.qemuBinary } };
+  const doc = { state: o.state, facts: { features: f.features, kvm: f.kvmUsable, defaultRouteDev: f.defaultRouteDev, defaultRouteDev6: f.defaultRouteDev6, conflicts: f.conflicts, missingFiles: f.missingFiles, qemu: f.qemuBinary } };
   return `sha256:${createHash('sha256').update(canonicalJson(doc)).digest('hex')}`;
 }
 

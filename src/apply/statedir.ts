@@ -1,6 +1,6 @@
 /**
  * The lab's state directory (mode 0700): lock file and the few facts the host cannot
- * tell back (the ip_forward value before the lab changed it). Root:
+ * tell back (the ip_forward and IPv6 forwarding values before the lab changed them). Root:
  * $PROVIUM_STATE_DIR, default /var/lib/provium. Layout: <root>/<lab>/state.json,
  * <root>/<lab>.lock.
  */
@@ -17,6 +17,8 @@ export function stateRoot(): string {
 export interface LabRecord {
   /** net.ipv4.ip_forward of the host namespace before this lab set it to 1. */
   ipForwardBefore?: boolean;
+  /** net.ipv6.conf.all.forwarding of the host namespace before this lab set it to 1. */
+  ip6ForwardBefore?: boolean;
 }
 
 export function readRecord(lab: string): LabRecord {

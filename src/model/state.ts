@@ -17,7 +17,7 @@ export interface NamespaceState {
   loUp: boolean;
   /** Interfaces inside the namespace provium manages (eth0, eth1, ...). */
   nics: Record<string, NicState>;
-  /** Non-kernel IPv4 routes, sorted by dst. */
+  /** Routes provium manages (IPv4 and IPv6 with a gateway; not the kernel's nor router advertisements'), in routeOrder. */
   routes: RouteState[];
 }
 
@@ -36,10 +36,21 @@ export interface NicState {
   mtu?: number;
 }
 
-/** An IPv4 route inside a node: "default" or a CIDR, via a gateway address. */
+/**
+ * A route inside a node: "default" or a CIDR ("10.41.0.0/24", "fd00:41::/64"), via a
+ * gateway address. The gateway tells the family: IPv6 when it contains ":" (so the
+ * two "default" routes of a dual-stack uplink are told apart), as iproute2 infers it.
+ */
 export interface RouteState {
   dst: string;
   via: string;
+}
+
+/** Order of a node's routes on both sides of a plan: by dst, then by gateway. */
+export function routeOrder(a: RouteState, b: RouteState): number {
+  const x = `${a.dst} ${a.via}`;
+  const y = `${b.dst} ${b.via}`;
+  return x < y ? -1 : x > y ? 1 : 0;
 }
 
 /** A link in the lab's host namespace: a bridge, or a port (veth end / TAP) enslaved to one. */
@@ -135,6 +146,10 @@ export interface NftInetTable {
   masqSources: Record<string, Owned>;
   /** Interfaces masquerading happens on: the host namespace's default-route interface. */
   uplinkOifs: Record<string, Owned>;
+  /** IPv6 source subnets (the uplinked bridges' subnet6, "fd00:40::/64") masqueraded on the IPv6 uplink (set `masq6`). */
+  masqSources6: Record<string, Owned>;
+  /** Interfaces IPv6 masquerading happens on (set `wan6`): the host namespace's IPv6 default-route interface, else the IPv4 one. */
+  uplinkOifs6: Record<string, Owned>;
   /** Port forwards: "tcp/8080" -> "10.40.0.2:80" (nft map inet_proto . inet_service : ipv4_addr . inet_service). */
   forwards: Record<string, Owned<string>>;
 }
@@ -210,6 +225,11 @@ export interface HostState {
   nft: NftState;
   /** net.ipv4.ip_forward of the lab's host namespace; undefined in desired state means "leave as is". */
   ipForward?: boolean;
+  /**
+   * net.ipv6.conf.all.forwarding of the lab's host namespace (writing `all` sets every
+   * interface's and the default's value); undefined in desired state means "leave as is".
+   */
+  ip6Forward?: boolean;
 }
 
 /**
@@ -231,8 +251,10 @@ export interface HostFacts {
   portsInUse?: string[];
   /** How each feature was determined (for messages). */
   featureSource: Record<string, string>;
-  /** Interface of the default route in the lab's host namespace. */
+  /** Interface of the (IPv4) default route in the lab's host namespace. */
   defaultRouteDev?: string;
+  /** Interface of the IPv6 default route in the lab's host namespace (main table). */
+  defaultRouteDev6?: string;
   /** Objects with a name provium wants that carry no (or another lab's) mark. */
   conflicts: Conflict[];
 }

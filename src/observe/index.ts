@@ -4,7 +4,10 @@
  * Read-only: runs only reader commands (ip/tc/nft show, sysctl -n).
  * Invocations: 1 `ip -j -d addr show` + 1 `tc -j qdisc show` (+1 `tc -batch` class
  * show when shaped ports exist) + 1 `nft -j list ruleset` + 1 per node namespace
- * (`ip -j -d -n NS -batch -` with addr and route show), run 8 at a time.
+ * (`ip -j -d -n NS -batch -` with addr show and route show table all: both families),
+ * run 8 at a time; with uplink 1 `ip -j route show table all default` (the IPv4 and
+ * IPv6 default routes), while the lab routes 1 `sysctl -n` (ip_forward and IPv6
+ * forwarding in one process).
  */
 import { readdirSync, existsSync, readFileSync } from 'node:fs';
 import { observeVms } from './vms.js';
@@ -13,18 +16,20 @@ import type { HostFacts, HostState, LinkState, VmState } from '../model/state.js
 import { emptyState } from '../model/state.js';
 import { netnsPrefix, nftTable, nodeNetns, ownerPrefix, parseAlias } from '../model/names.js';
 import { mapLimit, type Runner } from '../host/runner.js';
-import { ipArgv, nftArgv, sysctlArgv, tcArgv, type HostContext } from '../plan/commands.js';
-import { splitJsonDocs, toLinkState, toNamespaceState, toNft, toShaping, type IpLink, type IpRoute, type TcQdisc } from './parse.js';
+import { ipArgv, nftArgv, READ_BACK, sysctlArgv, tcArgv, type HostContext } from '../plan/commands.js';
+import { defaultRouteDevs, splitJsonDocs, toLinkState, toNamespaceState, toNft, toShaping, type IpLink, type IpRoute, type TcQdisc } from './parse.js';
 import { detectFeature, type Feature } from './features.js';
 
 /** Names the desired state will create: same-named objects without the lab's mark are conflicts. */
 export interface Wanted {
   links: string[];
   namespaces: string[];
-  /** Read the default route (uplink). */
+  /** Read the IPv4 and IPv6 default routes (uplink). */
   defaultRoute: boolean;
   /** Read net.ipv4.ip_forward. */
   ipForward: boolean;
+  /** Read net.ipv6.conf.all.forwarding (in the same `sysctl -n` process as ip_forward). */
+  ip6Forward?: boolean;
   /** Files the topology needs (VM kernels, initrds, disks; absolute). */
   files?: string[];
   /** The topology boots VMs: look for qemu-system-x86_64. */
@@ -103,11 +108,12 @@ export const realFiles: HostFiles = { listNetns, detectFeature, kvmUsable, obser
 export interface Reuse {
   previous: HostState;
   touched: Set<string>;
-  /** Output of `addr show` + `route show` (JSON) per namespace, read back by apply's batches after their writes. */
+  /** Output of READ_BACK (`addr show` + `route show table all`, JSON) per namespace, read back by apply's batches after their writes. */
   readBack?: Map<string, string>;
 }
 
-const NS_READ = 'addr show\nroute show\n';
+const NS_READ = READ_BACK.join('\n') + '\n';
+const SYSCTL = { ipForward: 'net.ipv4.ip_forward', ip6Forward: 'net.ipv6.conf.all.forwarding' } as const;
 
 export async function observe(lab: string, ctx: HostContext, runner: Runner, wanted: Wanted, files: HostFiles = realFiles, reuse?: Reuse): Promise<Observation> {
   const state = emptyState();
@@ -135,13 +141,14 @@ export async function observe(lab: string, ctx: HostContext, runner: Runner, wan
   const inPath = (prog: string) => [...(process.env.PATH ?? '/usr/bin').split(':'), '/usr/sbin', '/sbin'].map((d) => `${d}/${prog}`).find((p) => files.exists(p));
   if (wanted.qemu) facts.qemuBinary = inPath('qemu-system-x86_64');
   if (wanted.dnsmasq) facts.dnsmasqBinary = inPath('dnsmasq');
+  const sysctls = (['ipForward', 'ip6Forward'] as const).filter((k) => wanted[k]);
   const [linksOut, qdiscOut, nftOut, nsOuts, routeOut, fwdOut, vms] = await Promise.all([
     runner.run([...ipArgv(ctx), '-j', '-d', 'addr', 'show']),
     runner.run([...tcArgv(ctx), '-j', 'qdisc', 'show']),
     runner.run([...nftArgv(ctx), '-j', 'list', 'ruleset']),
     mapLimit(candidates, 8, (ns) => runner.run(['ip', '-j', '-d', '-n', ns, '-batch', '-'], { stdin: NS_READ, allowFail: true })),
-    wanted.defaultRoute ? runner.run([...ipArgv(ctx), '-j', 'route', 'show', 'default']) : Promise.resolve(undefined),
-    wanted.ipForward ? runner.run([...sysctlArgv(ctx), '-n', 'net.ipv4.ip_forward']) : Promise.resolve(undefined),
+    wanted.defaultRoute ? runner.run([...ipArgv(ctx), '-j', 'route', 'show', 'table', 'all', 'default']) : Promise.resolve(undefined),
+    sysctls.length ? runner.run([...sysctlArgv(ctx), '-n', ...sysctls.map((k) => SYSCTL[k])]) : Promise.resolve(undefined),
     files.observeVms(ctx),
   ]);
   if (wanted.forwardPorts?.length) {
@@ -202,9 +209,12 @@ export async function observe(lab: string, ctx: HostContext, runner: Runner, wan
   for (const fam of nft.conflicts) facts.conflicts.push({ kind: 'nft-table', name: `${fam} ${nftTable(lab)}`, found: 'no set carries the lab\'s comment mark' });
 
   if (routeOut) {
-    const rs = JSON.parse(routeOut.stdout || '[]') as IpRoute[];
-    facts.defaultRouteDev = rs.find((r) => r.dst === 'default')?.dev;
+    const devs = defaultRouteDevs(JSON.parse(routeOut.stdout || '[]') as IpRoute[]);
+    facts.defaultRouteDev = devs.v4;
+    if (devs.v6) facts.defaultRouteDev6 = devs.v6;
   }
-  if (fwdOut) state.ipForward = fwdOut.stdout.trim() === '1';
+  // `sysctl -n A B` prints one value per line, in order.
+  const values = (fwdOut?.stdout ?? '').split('\n');
+  sysctls.forEach((k, i) => (state[k] = values[i]?.trim() === '1'));
   return { state, facts };
 }

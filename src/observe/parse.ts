@@ -1,10 +1,11 @@
 /**
  * Pure parsers of host command output into HostState parts. Inputs are the exact
- * text of: `ip -j -d addr show` (iproute2 6.1), `tc -j qdisc show`, `tc class show`
+ * text of: `ip -j -d addr show` (iproute2 6.1), `ip -j route show table all`, `tc -j qdisc show`, `tc class show`
  * (plain text: iproute2 6.1 prints no JSON for HTB classes), `nft -j list ruleset`
  * (libnftables JSON schema 1). Tested on recorded real output in test/fixtures/.
  */
 import type { LinkState, NamespaceState, NicState, PortShaping, RouteState, NftBridgeTable, NftInetTable, Owned } from '../model/state.js';
+import { routeOrder } from '../model/state.js';
 import { parseTcRate } from '../plan/ids.js';
 import { skeletonFingerprint } from '../plan/nft-skeleton.js';
 
@@ -72,15 +73,43 @@ export function toLinkState(l: IpLink): LinkState {
   };
 }
 
-/** One entry of `ip -j route show`. */
+/**
+ * One entry of `ip -j route show table all` (both families). "table" is absent for the
+ * main table; "pref" (router preference) is printed for every IPv6 route and for no
+ * IPv4 one (the kernel always sends RTA_PREF for IPv6), so it tells the family when
+ * there is no gateway.
+ */
 export interface IpRoute {
   dst: string;
   gateway?: string;
   dev?: string;
   protocol?: string;
+  table?: string;
+  pref?: string;
 }
 
-/** Node namespace from its `addr show` and `route show` JSON. Routes: those with a gateway. */
+/** Whether a route of `ip -j route show table all` is in the main table. */
+function inMain(r: IpRoute): boolean {
+  return r.table === undefined || r.table === 'main';
+}
+
+/** Whether a route of `ip -j route show table all` is IPv6. */
+export function isIpv6Route(r: IpRoute): boolean {
+  return r.pref !== undefined || (r.gateway ?? r.dst).includes(':');
+}
+
+/** Devices of the main table's IPv4 and IPv6 default routes, from `ip -j route show table all default`. */
+export function defaultRouteDevs(routes: IpRoute[]): { v4?: string; v6?: string } {
+  const main = routes.filter((r) => r.dst === 'default' && inMain(r));
+  return { v4: main.find((r) => !isIpv6Route(r))?.dev, v6: main.find(isIpv6Route)?.dev };
+}
+
+/**
+ * Node namespace from its `addr show` and `route show table all` JSON. Routes: those of
+ * the main table with a gateway, except the kernel's and those learned from router
+ * advertisements (protocol "ra": dnsmasq advertises the host side on bridges with dhcp
+ * and subnet6), which are not drift.
+ */
 export function toNamespaceState(name: string, node: string, links: IpLink[], routes: IpRoute[]): NamespaceState {
   const lo = links.find((l) => l.ifname === 'lo');
   const nics: Record<string, NicState> = {};
@@ -89,9 +118,9 @@ export function toNamespaceState(name: string, node: string, links: IpLink[], ro
     nics[l.ifname] = { ifname: l.ifname, ...(l.address ? { mac: l.address.toLowerCase() } : {}), addrs: v4addrs(l), addrs6: v6addrs(l), up: (l.flags ?? []).includes('UP'), mtu: l.mtu };
   }
   const rs: RouteState[] = routes
-    .filter((r) => r.gateway && r.protocol !== 'kernel')
+    .filter((r) => r.gateway && r.protocol !== 'kernel' && r.protocol !== 'ra' && inMain(r))
     .map((r) => ({ dst: r.dst, via: r.gateway! }))
-    .sort((a, b) => (a.dst < b.dst ? -1 : a.dst > b.dst ? 1 : 0));
+    .sort(routeOrder);
   return { name, node, ...(lo?.ifalias ? { owner: lo.ifalias } : {}), loUp: (lo?.flags ?? []).includes('UP'), nics, routes: rs };
 }
 
@@ -226,7 +255,7 @@ export function toNft(json: { nftables: NftObj[] }, table: string, ownerPrefix: 
     }
     inet = {
       skeleton: fingerprint(i), bridges: elems(i, 'bridges'), forward: elems(i, 'routed'), uplinkBridges: elems(i, 'uplinked'),
-      masqSources: elems(i, 'masq'), uplinkOifs: elems(i, 'wan'), forwards: fw,
+      masqSources: elems(i, 'masq'), uplinkOifs: elems(i, 'wan'), masqSources6: elems(i, 'masq6'), uplinkOifs6: elems(i, 'wan6'), forwards: fw,
     };
   }
   return {

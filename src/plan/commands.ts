@@ -2,7 +2,7 @@
  * commands: item changes -> host command invocations (pure). `plan` prints these and
  * `apply` runs exactly these. Batched per tool and namespace, in dependency order:
  *   1 root `ip -batch`: netns add        2 host `ip -batch`: links (deletes first)
- *   3 per node `ip -n NS -batch`: lo, NICs, routes     4 sysctl (ip_forward)
+ *   3 per node `ip -n NS -batch`: lo, NICs, routes     4 sysctl (ip_forward, IPv6 forwarding)
  *   5 host `tc -batch`: qdiscs/classes   6 `nft -f -`: one transaction
  *   7 root `ip -batch`: netns del
  * Argument arrays only; every name in them was validated by load/ (names.ts rules).
@@ -110,9 +110,9 @@ function netemArgs(delayMs: number, jitterMs: number): string[] {
   return ['netem', 'delay', `${delayMs}ms`, ...(jitterMs > 0 ? [`${jitterMs}ms`] : [])];
 }
 
-/** nft element literal for a set element key: "a>b" -> "a" . "b"; CIDR stays bare. */
+/** nft element literal for a set element key: "a>b" -> "a" . "b"; CIDR (IPv4 or IPv6) stays bare. */
 function nftKey(set: string, key: string, value: unknown): string {
-  if (set === 'masq') return key;
+  if (set === 'masq' || set === 'masq6') return key;
   if (set === 'forwards') return key.replace('/', ' . ');
   const parts = key.split('>').map((p) => `"${p}"`);
   if (set === 'loss') {
@@ -369,8 +369,13 @@ function v6lines(have: string[] | undefined, want: string[] | undefined, dev: st
   for (const a of want) if (!(have ?? []).includes(a)) out.push(`addr add ${a} dev ${dev} nodad`);
 }
 
-/** Reader lines appended to a node namespace's batch: the same reads observe makes. */
-export const READ_BACK = ['addr show', 'route show'];
+/**
+ * Reader lines appended to a node namespace's batch: the same reads observe makes.
+ * `route show table all` because a batch line cannot carry `-6` (iproute2 6.1: 'Object
+ * "-6" is unknown') and `route show` alone lists IPv4 only: with every table, both
+ * families come in the same process; the reader keeps the main table.
+ */
+export const READ_BACK = ['addr show', 'route show table all'];
 
 function lines(l: string[]): string {
   return l.join('\n') + '\n';

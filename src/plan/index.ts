@@ -8,7 +8,7 @@ import type { HostState, HostFacts } from '../model/state.js';
 import * as names from '../model/names.js';
 import type { Wanted } from '../observe/index.js';
 import { FEATURE_FIX, featureModule } from '../observe/features.js';
-import { realize, requiredFeatures, bootsVm, needsForwarding } from './realize.js';
+import { realize, requiredFeatures, bootsVm, needsForwarding, needsForwarding6 } from './realize.js';
 import { dirname, resolve } from 'node:path';
 import { itemize } from './items.js';
 import { diffItems, groupChanges, targetChanges } from './diff.js';
@@ -35,6 +35,7 @@ export function wantedFor(t: Topology, observedHint?: HostState): Wanted {
     links, namespaces, files, qemu: vms.length > 0, forwardPorts, resolv, dnsmasq: Object.values(t.bridges).some((b) => b.dhcp || b.dns),
     defaultRoute: Object.values(t.bridges).some((b) => b.uplink),
     ipForward: l3 || observedHint?.nft.inet !== undefined,
+    ip6Forward: needsForwarding6(t),
   };
 }
 
@@ -55,8 +56,11 @@ export function portOfNic(lab: string, state: HostState) {
  * Computes the plan. Pure: no host access. Errors (conflicts with objects provium
  * does not own, kernel features the topology needs but the host lacks, an uplink
  * without a default route) are returned in `errors`; apply refuses such a plan.
+ * `ipForwardBefore`/`ip6ForwardBefore`: net.ipv4.ip_forward and
+ * net.ipv6.conf.all.forwarding as the lab found them (its state directory), restored
+ * once the topology no longer needs them.
  */
-export function computePlan(t: Topology, observedIn: HostState, facts: HostFacts, ctx: HostContext, ipForwardBefore?: boolean): Plan {
+export function computePlan(t: Topology, observedIn: HostState, facts: HostFacts, ctx: HostContext, ipForwardBefore?: boolean, ip6ForwardBefore?: boolean): Plan {
   let observed = observedIn;
   const errors: Diagnostic[] = [];
   for (const c of facts.conflicts) {
@@ -107,10 +111,11 @@ export function computePlan(t: Topology, observedIn: HostState, facts: HostFacts
       }
     }
   }
-  const desired = realize(t, { defaultRouteDev: facts.defaultRouteDev, kvmUsable: facts.kvmUsable, stateDir: ctx.stateDir });
+  const desired = realize(t, { defaultRouteDev: facts.defaultRouteDev, defaultRouteDev6: facts.defaultRouteDev6, kvmUsable: facts.kvmUsable, stateDir: ctx.stateDir });
   if (ctx.refreshLinks) for (const vm of Object.values(observed.vms)) observed = { ...observed, vms: { ...observed.vms, [vm.node]: { ...vm, links: {} } } };
   // Without routing, ip_forward goes back to what the lab found (recorded in its state directory).
   if (desired.ipForward === undefined && ipForwardBefore !== undefined && observed.ipForward !== undefined) desired.ipForward = ipForwardBefore;
+  if (desired.ip6Forward === undefined && ip6ForwardBefore !== undefined && observed.ip6Forward !== undefined) desired.ip6Forward = ip6ForwardBefore;
   const lab = t.lab;
   const dItems = itemize(desired, portOfNic(lab, desired));
   const oItems = itemize(observed, portOfNic(lab, observed));

@@ -24,7 +24,7 @@ export type ItemRef =
   | { kind: 'class'; dev: string; minor: number }
   | { kind: 'nft-table'; family: 'bridge' | 'inet' }
   | { kind: 'elem'; family: 'bridge' | 'inet'; set: string; key: string }
-  | { kind: 'sysctl'; name: 'net.ipv4.ip_forward' }
+  | { kind: 'sysctl'; name: 'net.ipv4.ip_forward' | 'net.ipv6.conf.all.forwarding' }
   | { kind: 'vm'; node: string }
   | { kind: 'vm-nic'; node: string; tap: string }
   | { kind: 'vm-link'; node: string; tap: string }
@@ -142,6 +142,8 @@ export function itemize(s: HostState, portOfNic: (ns: string, ifname: string) =>
     elems('inet', 'uplinked', t.uplinkBridges, tKey);
     elems('inet', 'masq', t.masqSources, tKey);
     elems('inet', 'wan', t.uplinkOifs, tKey);
+    elems('inet', 'masq6', t.masqSources6, tKey);
+    elems('inet', 'wan6', t.uplinkOifs6, tKey);
     elems('inet', 'forwards', t.forwards, tKey);
   }
   for (const vm of Object.values(s.vms)) {
@@ -185,6 +187,9 @@ export function itemize(s: HostState, portOfNic: (ns: string, ifname: string) =>
   }
   if (s.ipForward !== undefined) {
     out.push({ key: 'sysctl:ip_forward', ref: { kind: 'sysctl', name: 'net.ipv4.ip_forward' }, owner: addr.ipForward, value: { value: s.ipForward ? 1 : 0 }, deps: [] });
+  }
+  if (s.ip6Forward !== undefined) {
+    out.push({ key: 'sysctl:ip6_forward', ref: { kind: 'sysctl', name: 'net.ipv6.conf.all.forwarding' }, owner: addr.ip6Forward, value: { value: s.ip6Forward ? 1 : 0 }, deps: [] });
   }
   return out;
 }

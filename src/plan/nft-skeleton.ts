@@ -60,7 +60,12 @@ export function bridgeSkeleton(lab: string): Skeleton {
   };
 }
 
-/** Inet family table: L3 forwarding between the lab's bridges and uplink masquerade. */
+/**
+ * Inet family table: L3 forwarding between the lab's bridges and uplink masquerade.
+ * The forward chain matches interfaces only, so it filters IPv4 and IPv6 alike; the
+ * masquerade has one rule per family (`masq`/`wan` for IPv4, `masq6`/`wan6` for IPv6,
+ * whose uplink interface can differ).
+ */
 export function inetSkeleton(lab: string): Skeleton {
   const c = (x: string) => `provium:${lab}:${x}`;
   return {
@@ -72,6 +77,8 @@ export function inetSkeleton(lab: string): Skeleton {
       { name: 'uplinked', decl: `type ifname; comment "${c('uplink-bridges')}";`, jsonType: 'ifname' },
       { name: 'masq', decl: `type ipv4_addr; flags interval; comment "${c('masquerade-sources')}";`, jsonType: 'ipv4_addr' },
       { name: 'wan', decl: `type ifname; comment "${c('uplink-interfaces')}";`, jsonType: 'ifname' },
+      { name: 'masq6', decl: `type ipv6_addr; flags interval; comment "${c('masquerade-sources-ipv6')}";`, jsonType: 'ipv6_addr' },
+      { name: 'wan6', decl: `type ifname; comment "${c('uplink-interfaces-ipv6')}";`, jsonType: 'ifname' },
       {
         name: 'forwards',
         decl: `type inet_proto . inet_service : ipv4_addr . inet_service; comment "${c('forwards')}";`,
@@ -97,6 +104,7 @@ export function inetSkeleton(lab: string): Skeleton {
         decl: 'type nat hook postrouting priority srcnat; policy accept;',
         rules: [
           { body: 'ip saddr @masq oifname @wan masquerade', comment: c('masquerade') },
+          { body: 'ip6 saddr @masq6 oifname @wan6 masquerade', comment: c('masquerade6') },
           // A forwarded connection reaches the node from the bridge's host address, so the
           // node answers through the host whatever routes it has.
           { body: 'oifname @bridges ct status dnat masquerade', comment: c('forward-masquerade') },

@@ -24,5 +24,7 @@ export const addr = {
   nftBridge: 'nft.bridge',
   nftInet: 'nft.inet',
   ipForward: 'host.ip_forward',
+  ip6Forward: 'host.ipv6_forwarding',
   uplinkOif: 'host.uplink_interface',
+  uplinkOif6: 'host.uplink_interface_ipv6',
 } as const;

@@ -7,13 +7,15 @@
  * - bandwidth/latency: HTB on the destination port's egress, one class per shaped
  *   source (selected by the nft `prio` map through skb->priority), netem as leaf;
  *   a whole-bridge bandwidth/latency is each member port's default class;
- * - uplink/routes: inet-family table plus ip_forward, routes inside the nodes.
+ * - uplink/routes: inet-family table plus ip_forward, routes inside the nodes; for
+ *   bridges with subnet6 also IPv6 routes, net.ipv6.conf.all.forwarding and an IPv6
+ *   masquerade.
  * Per-pair impairment fields override the whole-bridge field of the same name.
  */
 import type { Topology, BridgeSpec, ImpairmentSpec, NodeSpec } from '../model/topology.js';
 import { dirname, resolve } from 'node:path';
 import type { HostState, PortShaping, NftBridgeTable, NftInetTable, RouteState } from '../model/state.js';
-import { emptyState } from '../model/state.js';
+import { emptyState, routeOrder } from '../model/state.js';
 import * as names from '../model/names.js';
 import { addr } from './owners.js';
 import { allocateMajors, allocateMinors, classid, DEFAULT_MINOR, UNSHAPED_BPS } from './ids.js';
@@ -23,6 +25,8 @@ import { bridgeSkeleton, inetSkeleton, desiredFingerprint } from './nft-skeleton
 export interface RealizeContext {
   /** Interface of the host namespace's default route (for uplink NAT). */
   defaultRouteDev?: string;
+  /** Interface of the host namespace's IPv6 default route (IPv6 uplink NAT); the IPv4 one is used when absent. */
+  defaultRouteDev6?: string;
   /** /dev/kvm runs ordinary guests: `accel: auto` picks kvm, else tcg. */
   kvmUsable?: boolean;
   /** The lab's state directory (dnsmasq files live in <stateDir>/dnsmasq/). */
@@ -86,6 +90,15 @@ function prefixMask(prefix: number): string {
  */
 export function needsForwarding(t: Topology): boolean {
   return Object.values(t.bridges).some((b) => b.uplink || b.routes.length > 0 || b.forwards.length > 0);
+}
+
+/**
+ * Whether the lab forwards IPv6 in its host namespace: a bridge with subnet6 routes to
+ * another bridge with subnet6, or has uplink. Then it needs net.ipv6.conf.all.forwarding=1.
+ * Routes between a bridge with subnet6 and one without are IPv4 only.
+ */
+export function needsForwarding6(t: Topology): boolean {
+  return Object.values(t.bridges).some((b) => b.subnet6 !== undefined && (b.uplink || b.routes.some((r) => t.bridges[r]?.subnet6 !== undefined)));
 }
 
 /** A qemu node boots a VM when it has a kernel or a disk; otherwise it only gets its TAPs. */
@@ -235,7 +248,9 @@ export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
 
   // Routing between bridges and uplink NAT.
   if (needsForwarding(t)) {
-    const it: NftInetTable = { skeleton: desiredFingerprint(inetSkeleton(lab)), bridges: {}, forward: {}, uplinkBridges: {}, masqSources: {}, uplinkOifs: {}, forwards: {} };
+    const it: NftInetTable = {
+      skeleton: desiredFingerprint(inetSkeleton(lab)), bridges: {}, forward: {}, uplinkBridges: {}, masqSources: {}, uplinkOifs: {}, masqSources6: {}, uplinkOifs6: {}, forwards: {},
+    };
     for (const b of Object.values(t.bridges)) {
       const dev = names.bridgeDev(lab, b.name);
       it.bridges[dev] = { owner: addr.bridge(b.name), value: true };
@@ -248,13 +263,19 @@ export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
       if (b.uplink) {
         it.uplinkBridges[dev] = { owner: addr.uplink(b.name), value: true };
         if (b.subnet) it.masqSources[b.subnet] = { owner: addr.uplink(b.name), value: true };
+        if (b.subnet6) it.masqSources6[b.subnet6] = { owner: addr.uplink(b.name), value: true };
       }
     }
     if (Object.keys(it.uplinkBridges).length > 0 && ctx.defaultRouteDev) {
       it.uplinkOifs[ctx.defaultRouteDev] = { owner: addr.uplinkOif, value: true };
     }
+    // Without an IPv6 default route, IPv6 leaves (if at all, by a more specific route)
+    // through the interface the host uses for IPv4.
+    const wan6 = ctx.defaultRouteDev6 ?? ctx.defaultRouteDev;
+    if (Object.keys(it.masqSources6).length > 0 && wan6) it.uplinkOifs6[wan6] = { owner: addr.uplinkOif6, value: true };
     s.nft.inet = it;
     s.ipForward = true;
+    if (needsForwarding6(t)) s.ip6Forward = true;
   }
   return s;
 }
@@ -290,24 +311,33 @@ function effective(b: string, whole: ImpairmentSpec | undefined, pair: Impairmen
   return out;
 }
 
-/** Routes of one netns node: routed bridges' subnets via the attached bridge's host address; default via the first uplink bridge. */
+/**
+ * Routes of one netns node: routed bridges' subnets via the attached bridge's host
+ * address; default via the first uplink bridge (in bridge-name order). The same for
+ * IPv6 where both bridges have subnet6: their subnet6 via the host side's ::1, and an
+ * IPv6 default route via the first uplink bridge with subnet6. Sorted by routeOrder.
+ */
 export function nodeRoutes(t: Topology, node: string): RouteState[] {
   const mine = Object.values(t.bridges)
     .filter((b) => b.attach.some((a) => a.node === node))
     .sort((a, b) => (a.name < b.name ? -1 : 1));
   const attached = new Set(mine.map((b) => b.name));
   const routes = new Map<string, string>();
+  const routes6 = new Map<string, string>();
+  const add = (m: Map<string, string>, b: BridgeSpec, hostAddr: string, subnetOf: (r: BridgeSpec) => string | undefined) => {
+    const gw = hostAddr.split('/')[0];
+    for (const r of b.routes) {
+      const sub = subnetOf(t.bridges[r]);
+      if (sub && !attached.has(r) && !m.has(sub)) m.set(sub, gw);
+    }
+    if (b.uplink && !m.has('default')) m.set('default', gw);
+  };
   for (const b of mine) {
     const me = b.attach.find((a) => a.node === node)!;
-    if (!b.hostAddr || !me.ip) continue;
-    const gw = b.hostAddr.split('/')[0];
-    for (const r of b.routes) {
-      const sub = t.bridges[r].subnet;
-      if (sub && !attached.has(r) && !routes.has(sub)) routes.set(sub, gw);
-    }
-    if (b.uplink && !routes.has('default')) routes.set('default', gw);
+    if (b.hostAddr && me.ip) add(routes, b, b.hostAddr, (r) => r.subnet);
+    if (b.hostAddr6 && me.ip6) add(routes6, b, b.hostAddr6, (r) => r.subnet6);
   }
-  return [...routes].map(([dst, via]) => ({ dst, via })).sort((a, b) => (a.dst < b.dst ? -1 : a.dst > b.dst ? 1 : 0));
+  return [...routes, ...routes6].map(([dst, via]) => ({ dst, via })).sort(routeOrder);
 }
 
 /** Kernel features a topology needs, with the user-level object that needs each first. */

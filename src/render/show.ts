@@ -99,7 +99,7 @@ export function showJson(t: Topology, planned: Planned, counters: Record<string,
   }
   const nodes = Object.fromEntries(Object.values(s.namespaces).map((n) => [n.node, { netns: n.name, nics: n.nics, routes: n.routes }]));
   const vms = Object.fromEntries(Object.values(s.vms).sort((a, b) => (a.node < b.node ? -1 : 1)).map((v) => [v.node, { status: v.status, pid: v.pid ?? null, accel: v.spec.accel, memory_mb: v.spec.memoryMb, cpus: v.spec.cpus, nics: v.nics, links_recorded: v.links }]));
-  return { lab: t.lab, nodes, vms, bridges, ip_forward: s.ipForward ?? null, drift: planJson(planned.plan) };
+  return { lab: t.lab, nodes, vms, bridges, ip_forward: s.ipForward ?? null, ipv6_forwarding: s.ip6Forward ?? null, drift: planJson(planned.plan) };
 }
 
 export function renderShow(t: Topology, planned: Planned, opts: { color: boolean }, counters: Record<string, NicCounters> = {}): string {

@@ -54,7 +54,8 @@ export function describeItem(c: ItemChange): string {
     case 'elem': {
       const what: Record<string, string> = {
         blocked: 'partition', isolated: 'isolation', loss: 'drop', prio: 'class selection',
-        bridges: 'lab bridge', routed: 'forwarding', uplinked: 'uplink', masq: 'masquerade source', wan: 'uplink interface', forwards: 'port forward',
+        bridges: 'lab bridge', routed: 'forwarding', uplinked: 'uplink', masq: 'masquerade source', wan: 'uplink interface',
+        masq6: 'IPv6 masquerade source', wan6: 'IPv6 uplink interface', forwards: 'port forward',
       };
       return `${what[ref.set] ?? ref.set} ${ref.key.replace('>', ' -> ')}`;
     }

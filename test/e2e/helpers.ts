@@ -377,16 +377,16 @@ export async function makeUpstream(lab: Lab): Promise<string> {
 // ---------------------------------------------------------------------------
 // Traffic
 
-/** UDP receiver: binds PORT, prints "ready", counts datagrams by peer; ends on stdin EOF or after MAXMS. */
+/** UDP receiver: binds PORT (FAMILY udp4 or udp6), prints "ready", counts datagrams by peer; ends on stdin EOF or after MAXMS. */
 const UDP_RECV = `
 const dgram = require('dgram');
-const port = Number(process.argv[1]), maxMs = Number(process.argv[2]);
+const port = Number(process.argv[1]), maxMs = Number(process.argv[2]), family = process.argv[3] || 'udp4';
 let count = 0; const peers = {};
-const s = dgram.createSocket('udp4');
+const s = dgram.createSocket(family === 'udp6' ? { type: 'udp6', ipv6Only: true } : 'udp4');
 s.on('message', (m, r) => { count++; peers[r.address] = (peers[r.address] || 0) + 1; });
 let done = false;
 const finish = () => { if (done) return; done = true; process.stdout.write(JSON.stringify({ count, peers }) + '\\n'); process.exit(0); };
-s.bind(port, '0.0.0.0', () => { try { s.setRecvBufferSize(4 << 20); } catch {} process.stdout.write('ready\\n'); });
+s.bind(port, family === 'udp6' ? '::' : '0.0.0.0', () => { try { s.setRecvBufferSize(4 << 20); } catch {} process.stdout.write('ready\\n'); });
 process.stdin.on('end', finish); process.stdin.on('error', finish); process.stdin.resume();
 setTimeout(finish, maxMs);
 `;
@@ -395,7 +395,7 @@ setTimeout(finish, maxMs);
 const UDP_SEND = `
 const dgram = require('dgram');
 const [ip, port, n, burst, gap] = process.argv.slice(1).map((x, i) => i === 0 ? x : Number(x));
-const s = dgram.createSocket('udp4');
+const s = dgram.createSocket(ip.includes(':') ? 'udp6' : 'udp4');
 const buf = Buffer.from('provium-e2e-probe');
 (async () => {
   let sent = 0, errors = 0;
@@ -442,7 +442,7 @@ export interface UdpResult {
 }
 
 /**
- * Sends n UDP datagrams from namespace fromNs to toIp (a receiver in toNs) and returns
+ * Sends n UDP datagrams from namespace fromNs to toIp (IPv4 or IPv6; a receiver in toNs) and returns
  * how many arrived, and from which source addresses. Bounded: the receiver stops
  * 300 ms after the sender ends, 20 s at most.
  */
@@ -450,7 +450,7 @@ export async function udpProbe(fromNs: string, toNs: string, toIp: string, n = 2
   const port = nextPort++;
   if (nextPort > 60000) nextPort = 20000;
   const recv = track(
-    execa('ip', ['netns', 'exec', toNs, 'node', '-e', UDP_RECV, String(port), '20000'], { reject: false, timeout: 25_000, killSignal: 'SIGKILL', stdin: 'pipe' }),
+    execa('ip', ['netns', 'exec', toNs, 'node', '-e', UDP_RECV, String(port), '20000', toIp.includes(':') ? 'udp6' : 'udp4'], { reject: false, timeout: 25_000, killSignal: 'SIGKILL', stdin: 'pipe' }),
   );
   try {
     await waitFor(recv, /ready/, 10_000, `UDP receiver in ${toNs}`);

@@ -163,6 +163,30 @@ describe('doctor on fake hosts', () => {
     assert.equal(byName(await runDoctor(probe(on)), 'br_netfilter').status, 'ok');
   });
 
+  it('IPv6 forwarding: routes from router advertisements on an interface with accept_ra = 1 are a warning (a lab routing IPv6 would stop them); accept_ra = 2 or forwarding already on are ok', async () => {
+    const f = healthy();
+    f.files['/proc/sys/net/ipv6/conf/all/forwarding'] = '0\n';
+    // /proc/net/ipv6_route as the kernel prints it: eth0's default route from a router
+    // advertisement (flags 00450003: RTF_ADDRCONF | RTF_DEFAULT | RTF_EXPIRES | RTF_GATEWAY | RTF_UP), a static route on eth1.
+    f.files['/proc/net/ipv6_route'] = [
+      '00000000000000000000000000000000 00 00000000000000000000000000000000 00 fe8000000000000008f78efffe57e5f4 00000400 00000001 00000000 00450003     eth0',
+      '20010db8000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001     eth1',
+    ].join('\n') + '\n';
+    f.files['/proc/sys/net/ipv6/conf/eth0/accept_ra'] = '1\n';
+    f.files['/proc/sys/net/ipv6/conf/eth1/accept_ra'] = '1\n';
+    const c = byName(await runDoctor(probe(f)), 'ipv6_forwarding');
+    assert.equal(c.status, 'warn');
+    assert.match(c.detail, /^eth0 has routes from router advertisements/);
+    assert.match(c.fix!, /--netns/);
+    assert.match(c.fix!, /net\.ipv6\.conf\.eth0\.accept_ra=2/);
+    assert.ok(doctorReady(await runDoctor(probe(f))), 'a warning only');
+    f.files['/proc/sys/net/ipv6/conf/eth0/accept_ra'] = '2\n';
+    assert.equal(byName(await runDoctor(probe(f)), 'ipv6_forwarding').status, 'ok');
+    f.files['/proc/sys/net/ipv6/conf/eth0/accept_ra'] = '1\n';
+    f.files['/proc/sys/net/ipv6/conf/all/forwarding'] = '1\n';
+    assert.equal(byName(await runDoctor(probe(f)), 'ipv6_forwarding').status, 'ok');
+  });
+
   it('namespaces: /run/netns absent but /run writable is ok; nothing writable is missing', async () => {
     const f = healthy();
     delete f.files['/run/netns'];

@@ -57,7 +57,7 @@ describe('plan on recorded host output', () => {
   test('an empty host plans every object, in dependency order', async () => {
     const { plan } = await planFixture('empty');
     assert.deepEqual(plan.errors, []);
-    assert.ok(plan.changes.every((c) => c.action === 'create' || c.address === 'host.ip_forward'), plan.changes.map((c) => c.action + c.address).join());
+    assert.ok(plan.changes.every((c) => c.action === 'create' || c.address === 'host.ip_forward' || c.address === 'host.ipv6_forwarding'), plan.changes.map((c) => c.action + c.address).join());
     assert.deepEqual(plan.invocations.map((i) => i.label), [
       'node namespaces', 'host links', 'namespace pv-fx-a', 'namespace pv-fx-b', 'namespace pv-fx-c', 'namespace pv-fx-d',
       'sysctl', 'traffic control', 'nftables transaction',
@@ -68,6 +68,31 @@ describe('plan on recorded host output', () => {
       const m = /class add dev (\S+)/.exec(line);
       if (m) assert.ok(tc.slice(0, i).some((l) => l.startsWith(`qdisc add dev ${m[1]} root`)), `class before qdisc: ${line}`);
     }
+  });
+
+  test('IPv6 on the recorded host: routes via ::1, IPv6 forwarding, masquerade of subnet6 out of the IPv6 default-route interface (up1, not up0)', async () => {
+    const { plan, observation } = await planFixture('empty');
+    assert.equal(observation.facts.defaultRouteDev, 'up0');
+    assert.equal(observation.facts.defaultRouteDev6, 'up1');
+    const sysctl = plan.invocations.find((i) => i.label === 'sysctl')!;
+    assert.ok(sysctl.argv.includes('net.ipv6.conf.all.forwarding=1') && sysctl.argv.includes('net.ipv4.ip_forward=1'), sysctl.argv.join(' '));
+    const nft = plan.invocations.find((i) => i.label === 'nftables transaction')!.stdin!;
+    assert.match(nft, /ip6 saddr @masq6 oifname @wan6 masquerade/);
+    assert.match(nft, /^add element inet provium_fx masq6 \{ fd00:40::\/64 comment "bridge\.lan\.uplink" \}$/m);
+    assert.match(nft, /^add element inet provium_fx wan6 \{ "up1" comment "host\.uplink_interface_ipv6" \}$/m);
+    assert.match(nft, /^add element inet provium_fx wan \{ "up0" comment "host\.uplink_interface" \}$/m);
+    // c is only on lan (uplink, routes to data, where c is not): both families' routes.
+    const c = plan.invocations.find((i) => i.label === 'namespace pv-fx-c')!.stdin!.split('\n').filter((l) => l.startsWith('route'));
+    assert.deepEqual(c, [
+      'route replace 10.41.0.0/24 via 10.40.0.1', 'route replace default via 10.40.0.1',
+      'route replace default via fd00:40::1', 'route replace fd00:41::/64 via fd00:40::1', 'route show table all',
+    ]);
+    // The recorded applied host reads its IPv6 routes back, router advertisement and kernel routes aside.
+    const applied = await planFixture('applied');
+    assert.deepEqual(applied.observation.state.namespaces['pv-fx-c'].routes.map((r) => `${r.dst} via ${r.via}`), [
+      '10.41.0.0/24 via 10.40.0.1', 'default via 10.40.0.1', 'default via fd00:40::1', 'fd00:41::/64 via fd00:40::1',
+    ]);
+    assert.equal(applied.observation.state.ip6Forward, true);
   });
 
   test('latency without sch_netem fails the plan naming the module and the fix, with no commands', async () => {
