@@ -1,8 +1,9 @@
 /**
  * Pure parsers of host command output into HostState parts. Inputs are the exact
- * text of: `ip -j -d addr show` (iproute2 6.1), `ip -j route show table all`, `tc -j qdisc show`, `tc class show`
- * (plain text: iproute2 6.1 prints no JSON for HTB classes), `nft -j list ruleset`
- * (libnftables JSON schema 1). Tested on recorded real output in test/fixtures/.
+ * text of: `ip -j -d addr show` (iproute2 6.1), `ip -j route show table all`,
+ * `tc -j qdisc show`, `tc class show` (plain text: iproute2 6.1 prints no JSON for HTB
+ * classes), `nft -j list ruleset` (libnftables JSON schema 1). Tested on recorded real
+ * output in test/fixtures/.
  */
 import type { LinkState, NamespaceState, NicState, PortShaping, RouteState, NftBridgeTable, NftInetTable, Owned } from '../model/state.js';
 import { routeOrder } from '../model/state.js';

@@ -191,9 +191,12 @@ labTest('IPv6 uplink: a node reaches an IPv6 upstream masqueraded out of the IPv
   assert.equal((await must(['ip', 'netns', 'exec', lab.hostNs, 'nft', 'list', 'ruleset'])).stdout.trim(), '', 'no nft table left');
 });
 
-labTest('IPv6 routes with a VM: the bridge\'s router advertisements make the host side the VM\'s IPv6 default router, so it reaches a routed bridge over IPv6', async (lab, t) => {
+labTest('IPv6 with a VM: the bridge\'s router advertisements make the host side the VM\'s IPv6 default router, so it reaches a routed bridge and the uplink over IPv6; a netns node keeps its route from ::1 beside the advertised one, and the plan stays empty', async (lab, t) => {
+  const up = await makeUpstream(lab);
+  await makeUpstream6(lab, up);
   lab.write(`
     nodes:
+      a: { kind: netns }
       c: { kind: netns }
       v: { kind: qemu, kernel: ${GUEST}vmlinux, initrd: ${GUEST}initrd.gz, append: "console=ttyS0 quiet pv.dhcp=1 pv.ctl=${CTL}", memory_mb: 160 }
     bridges:
@@ -201,7 +204,8 @@ labTest('IPv6 routes with a VM: the bridge\'s router advertisements make the hos
         subnet: 10.79.0.0/24
         subnet6: "fd00:79::/64"
         dhcp: true
-        attach: [{ node: v, ip: 10.79.0.9/24, mac: "52:54:00:00:00:09" }]
+        uplink: true
+        attach: [{ node: v, ip: 10.79.0.9/24, mac: "52:54:00:00:00:09" }, { node: a, ip: 10.79.0.2/24, ip6: "fd00:79::2/64" }]
         routes: [data]
       data:
         subnet: 10.80.0.0/24
@@ -215,11 +219,27 @@ labTest('IPv6 routes with a VM: the bridge\'s router advertisements make the hos
   const vm = await inVm(lab.hostNs, '10.79.0.9', 'for i in $(seq 60); do ip -6 route show default | grep -q via && ip -6 addr show dev eth0 scope global | grep -q fd00:79 && ! ip -6 addr show dev eth0 | grep -q tentative && break; sleep 0.25; done; ip -6 addr show dev eth0 scope global; ip -6 route show default');
   assert.match(vm, /inet6 fd00:79::5054:ff:fe00:9\/64/, `the VM's SLAAC address is the planned EUI-64 one:\n${vm}`);
   assert.match(vm, /default via fe80::\S+ dev eth0/, `the VM's IPv6 default route is the bridge's link-local address, from the router advertisement:\n${vm}`);
+  // a takes the advertised default route too (the kernel's: not drift), beside provium's via ::1.
+  let aDefault = '';
+  for (let i = 0; i < 40 && !/proto ra/.test(aDefault); i++) {
+    aDefault = (await must(['ip', '-n', lab.ns('a'), '-6', 'route', 'show', 'default'])).stdout;
+    if (!/proto ra/.test(aDefault)) await new Promise((r) => setTimeout(r, 250));
+  }
+  assert.match(aDefault, /^default via fd00:79::1 dev eth0/m, `a's default route via ::1:\n${aDefault}`);
+  assert.match(aDefault, /default via fe80::\S+ dev eth0 proto ra/, `and the advertised one:\n${aDefault}`);
+  assert.equal((await lab.planCode()).code, 0, 'plan empty with the advertised routes present');
   await settle(lab);
-  const fromVm = await inVm(lab.hostNs, '10.79.0.9', 'ping -6 -c 3 -i 0.2 -W 2 fd00:80::2 2>&1 | tail -2');
-  const toVm = await ping(lab.ns('c'), 'fd00:79::5054:ff:fe00:9', 3, 0.2);
-  report(t, `VM: ${vm.trim().split('\n').filter((l) => /inet6|default/.test(l)).map((l) => l.trim()).join('; ')}; ping -6 v -> c: ${fromVm.trim().split('\n')[0]}; c -> v ${toVm.received}/3`);
-  assert.match(fromVm, /3 packets received/, `v (lan) pings c (data) over IPv6:\n${fromVm}`);
-  assert.equal(toVm.received, 3, 'c (data) pings v (lan) over IPv6');
+
+  const vc = await inVm(lab.hostNs, '10.79.0.9', 'ping -6 -c 3 -i 0.2 -W 2 fd00:80::2 2>&1 | tail -2');
+  const cv = await ping(lab.ns('c'), 'fd00:79::5054:ff:fe00:9', 3, 0.2);
+  const vu = await inVm(lab.hostNs, '10.79.0.9', 'ping -6 -c 3 -i 0.2 -W 2 2001:db8:6::1 2>&1 | tail -2');
+  const au = await ping(lab.ns('a'), '2001:db8:6::1', 3, 0.2);
+  const line = (out: string) => out.trim().split('\n')[0];
+  report(t, `VM: ${vm.trim().split('\n').filter((l) => /inet6|default/.test(l)).map((l) => l.trim()).join('; ')}; a: ${aDefault.trim().split('\n').join('; ')}`);
+  report(t, `ping -6 v -> c (routed): ${line(vc)}; c -> v ${cv.received}/3 avg ${cv.avgMs} ms; v -> upstream (uplink): ${line(vu)}; a -> upstream ${au.received}/3`);
+  assert.match(vc, /3 packets received/, `v (lan) pings c (data) over IPv6:\n${vc}`);
+  assert.equal(cv.received, 3, 'c (data) pings v (lan) over IPv6');
+  assert.match(vu, /3 packets received/, `v reaches the IPv6 upstream through the uplink:\n${vu}`);
+  assert.equal(au.received, 3, 'a reaches the IPv6 upstream');
   assert.equal((await lab.planCode()).code, 0, 'plan empty');
 }, { skip: vmSkip(), timeoutMs: 240_000 });
