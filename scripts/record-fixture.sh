@@ -11,4 +11,4 @@ rm -f "$out/calls.jsonl"
 PROVIUM_RECORD="$out/calls.jsonl" node "$(dirname "$0")/../bin/provium" --netns "$hostns" plan "$topo" --no-color >/dev/null || true
 lab=$(sed -n 's/^lab: *\([a-z0-9]*\).*/\1/p' "$topo")
 # Only the lab's own namespaces: others on the machine are noise to the planner.
-ls /run/netns | grep "^pv-$lab-" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.stringify(s.split("\n").filter(Boolean))))' > "$out/netns.json"
+ls /run/netns | { grep "^pv-$lab-" || true; } | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.stringify(s.split("\n").filter(Boolean))))' > "$out/netns.json"

@@ -4,7 +4,7 @@
  * addresses to attachments without ip.
  *
  * Allocation is a pure function of the file and stable under edits: a node's
- * address is derived from its name (pool slot = FNV-1a(node) mod pool size, the
+ * address is derived from its name (pool slot = fmix32(FNV-1a(node)) mod pool size, the
  * pool being the subnet minus network, host (.1) and broadcast addresses); when
  * that slot is taken (by a static address or an earlier attachment) the next
  * free slot is used, wrapping around. So adding, removing or reordering nodes
@@ -25,7 +25,7 @@ import {
   type Cidr,
 } from './ipv4.js';
 import { q, type Reporter } from './report.js';
-import { fnv1a } from '../model/hash.js';
+import { nameHash } from '../model/hash.js';
 
 /** Shortest and longest subnet prefix: /30 leaves room for host, one node, network and broadcast. */
 export const MIN_PREFIX = 8;
@@ -104,7 +104,7 @@ function assignBridge(bridge: InBridge, net: Cidr | undefined, ips: Map<InAttach
 
 /**
  * Gives each attachment without ip its node's slot in the pool [network+2,
- * broadcast-1] (FNV-1a of the node name modulo the pool size), or the next free
+ * broadcast-1] (FNV-1a of the node name, mixed by fmix32, modulo the pool size), or the next free
  * one after it (wrapping) when taken; attachments are served in attach order,
  * after all static addresses are placed.
  */
@@ -118,7 +118,7 @@ function allocate(bridge: InBridge, net: Cidr, used: Map<number, string>, ips: M
       r.error(a.path, 'address pool exhausted', `subnet ${formatCidr(net)} of bridge ${q(bridge.name)} has no free address left for node ${q(a.node)}; use a shorter prefix`);
       continue;
     }
-    let slot = fnv1a(a.node) % size;
+    let slot = nameHash(a.node) % size;
     while (used.has(first + slot)) slot = (slot + 1) % size;
     used.set(first + slot, `node ${q(a.node)}`);
     ips.set(a, formatCidr({ addr: first + slot, prefix: net.prefix }));

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { labTest, addrsOf, ping, report } from './helpers.js';
-import { fnv1a } from '../../src/model/hash.js';
+import { nameHash } from '../../src/model/hash.js';
 
 labTest('connectivity: 3 netns nodes on one bridge reach each other at the allocated addresses; apply is idempotent', async (lab, t) => {
   lab.write(`
@@ -21,7 +21,7 @@ labTest('connectivity: 3 netns nodes on one bridge reach each other at the alloc
   // The loader's addresses are the documented rule: .2 + FNV-1a(name) mod 253 (the pool of a
   // /24 without network, host .1 and broadcast); a, b and c do not collide, so no probing.
   const ip = lab.ips('lan') as Record<'a' | 'b' | 'c', string>;
-  for (const n of ['a', 'b', 'c'] as const) assert.equal(ip[n], `10.40.0.${2 + (fnv1a(n) % 253)}`, `allocated address of ${n}`);
+  for (const n of ['a', 'b', 'c'] as const) assert.equal(ip[n], `10.40.0.${2 + (nameHash(n) % 253)}`, `allocated address of ${n}`);
   for (const [n, a] of Object.entries(ip)) assert.deepEqual(await addrsOf(lab.ns(n), 'eth0'), [`${a}/24`], `address of ${n}`);
 
   for (const from of ['a', 'b', 'c'] as const) {

@@ -1,6 +1,6 @@
 /**
  * Tests of IPv4 allocation (src/load/addresses.ts), through the real loader: an
- * attachment without `ip:` takes the pool slot FNV-1a(node name) mod pool size (the pool
+ * attachment without `ip:` takes the pool slot fmix32(FNV-1a(node name)) mod pool size (the pool
  * is the subnet minus its network, host .1 and broadcast addresses), or the next free
  * slot after it, wrapping, when that one is taken by a static address or an earlier
  * attachment. Properties are checked over generated files from a seeded generator, so
@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { checkTopology, loadTopology } from '../../src/load/index.js';
 import { formatAddr, parseAddr, parseCidr } from '../../src/load/ipv4.js';
 import { formatDiagnostic } from '../../src/model/diagnostics.js';
-import { fnv1a } from '../../src/model/hash.js';
+import { fnv1a, nameHash } from '../../src/model/hash.js';
 import type { Topology } from '../../src/model/topology.js';
 import { repoDir, yamlFiles } from './helpers.js';
 
@@ -56,15 +56,15 @@ function pool(subnet: string): { first: number; size: number } {
   return { first: c.addr + 2, size: 2 ** (32 - c.prefix) - 3 };
 }
 
-/** The address the rule gives `node` when its slot is free: network + 2 + FNV-1a(node) mod pool size. */
+/** The address the rule gives `node` when its slot is free: network + 2 + nameHash(node) mod pool size. */
 function home(subnet: string, node: string): string {
   const p = pool(subnet);
-  return formatAddr(p.first + (fnv1a(node) % p.size));
+  return formatAddr(p.first + (nameHash(node) % p.size));
 }
 
 /** The first of n0, n1, ... whose slot in a pool of `size` is `slot`, skipping `not`. */
 function nameWithSlot(slot: number, size: number, not: string[] = []): string {
-  for (let i = 0; ; i++) if (fnv1a(`n${i}`) % size === slot && !not.includes(`n${i}`)) return `n${i}`;
+  for (let i = 0; ; i++) if (nameHash(`n${i}`) % size === slot && !not.includes(`n${i}`)) return `n${i}`;
 }
 
 /** Seeded generator (mulberry32): the same cases on every run. */
@@ -134,13 +134,13 @@ describe('IPv4 allocation: the rule', () => {
     assert.equal(fnv1a('foobar'), 0xbf9cf968);
   });
 
-  it('a node takes network + 2 + FNV-1a(name) mod pool size: a, b, c in a /24 are .108, .133, .209', () => {
+  it('a node takes network + 2 + fmix32(FNV-1a(name)) mod pool size: a, b, c in a /24 are .36, .54, .84', () => {
     const got = lan('10.9.0.0/24', ['a', 'b', 'c']);
-    assert.deepEqual([...got], [['a', '10.9.0.108'], ['b', '10.9.0.133'], ['c', '10.9.0.209']]);
+    assert.deepEqual([...got], [['a', '10.9.0.36'], ['b', '10.9.0.54'], ['c', '10.9.0.84']]);
     for (const [n, ip] of got) assert.equal(ip, home('10.9.0.0/24', n));
-    // A /22's pool has 1021 addresses: a's slot is 752, so 10.9.0.0 + 2 + 752.
-    assert.equal(fnv1a('a') % 1021, 752);
-    assert.equal(lan('10.9.0.0/22', ['a']).get('a'), '10.9.2.242');
+    // A /22's pool has 1021 addresses: a's slot is 299, so 10.9.0.0 + 2 + 299.
+    assert.equal(nameHash('a') % 1021, 299);
+    assert.equal(lan('10.9.0.0/22', ['a']).get('a'), '10.9.1.45');
   });
 
   it('the same file gives the same addresses: loaded twice, under another file name, another lab name, nodes declared in another order', () => {
@@ -167,12 +167,12 @@ describe('IPv4 allocation: the rule', () => {
     const t = load(labYaml({ lan: { subnet: '10.40.0.0/24', attach: ['a', 'b', 'web-1'] }, data: { subnet: '10.41.0.0/24', attach: ['web-1', 'a'] } }));
     const [l, d] = [addrs(t, 'lan'), addrs(t, 'data')];
     for (const n of ['a', 'web-1']) assert.equal(d.get(n)!.replace('10.41.', ''), l.get(n)!.replace('10.40.', ''), n);
-    assert.equal(l.get('a'), '10.40.0.108');
-    assert.equal(d.get('a'), '10.41.0.108');
+    assert.equal(l.get('a'), '10.40.0.36');
+    assert.equal(d.get('a'), '10.41.0.36');
     // Also for generated lists without collisions (same names, same attach order).
     for (const c of CASES.filter((c) => c.subnet === '10.9.0.0/24')) {
       const names = c.attach.map(nodeOf);
-      if (new Set(names.map((n) => fnv1a(n) % 253)).size !== names.length) continue;
+      if (new Set(names.map((n) => nameHash(n) % 253)).size !== names.length) continue;
       const t2 = load(labYaml({ p: { subnet: '10.9.0.0/24', attach: names }, q: { subnet: '192.168.7.0/24', attach: [...names].reverse() } }));
       for (const n of names) assert.equal(addrs(t2, 'q').get(n)!.split('.')[3], addrs(t2, 'p').get(n)!.split('.')[3], `${n}: ${show(c)}`);
     }
@@ -185,7 +185,7 @@ describe('IPv4 allocation: stable under edits', () => {
     for (const c of CASES) {
       const r = rng(c.seed ^ 0x5eed);
       const before = lan(c.subnet, c.attach);
-      const extra = r() < 0.5 ? newName(c, r) : nameWithSlot(fnv1a(nodeOf(c.attach[0])) % pool(c.subnet).size, pool(c.subnet).size, c.attach.map(nodeOf));
+      const extra = r() < 0.5 ? newName(c, r) : nameWithSlot(nameHash(nodeOf(c.attach[0])) % pool(c.subnet).size, pool(c.subnet).size, c.attach.map(nodeOf));
       const after = lan(c.subnet, [...c.attach, extra]);
       for (const [n, ip] of before) assert.equal(after.get(n), ip, `${n} moved when ${extra} was appended: ${show(c)}`);
       assert.ok(after.has(extra));
@@ -208,7 +208,7 @@ describe('IPv4 allocation: stable under edits', () => {
     for (const c of CASES) {
       const { size, first } = pool(c.subnet);
       const statics = new Set(c.attach.filter((a) => typeof a !== 'string').map((a) => parseAddr((a as [string, string])[1])! - first));
-      const slots = c.attach.filter((a) => typeof a === 'string').map((a) => fnv1a(a as string) % size);
+      const slots = c.attach.filter((a) => typeof a === 'string').map((a) => nameHash(a as string) % size);
       if (new Set(slots).size !== slots.length || slots.some((s) => statics.has(s))) continue;
       const r = rng(c.seed);
       const before = lan(c.subnet, c.attach);
@@ -249,29 +249,29 @@ describe('IPv4 allocation: stable under edits', () => {
   });
 
   it('colliding nodes: the earlier one in attach order keeps the slot; reordering swaps them, removing the first moves the second back', () => {
-    // a and n4 share slot 106 of a /24 (.108); b and c collide with nobody here.
-    assert.equal(fnv1a('a') % 253, fnv1a('n4') % 253);
-    assert.deepEqual([...lan('10.9.0.0/24', ['a', 'b', 'n4', 'c'])], [['a', '10.9.0.108'], ['b', '10.9.0.133'], ['n4', '10.9.0.109'], ['c', '10.9.0.209']]);
-    assert.deepEqual([...lan('10.9.0.0/24', ['n4', 'b', 'a', 'c'])], [['n4', '10.9.0.108'], ['b', '10.9.0.133'], ['a', '10.9.0.109'], ['c', '10.9.0.209']]);
-    assert.deepEqual([...lan('10.9.0.0/24', ['b', 'n4', 'c'])], [['b', '10.9.0.133'], ['n4', '10.9.0.108'], ['c', '10.9.0.209']]);
-    // The limit of the guarantee: inserting n4 before a (not appending) moves a.
-    assert.equal(lan('10.9.0.0/24', ['n4', 'a', 'b']).get('a'), '10.9.0.109');
+    // a and n146 share slot 34 of a /24 (.36); b and c collide with nobody here.
+    assert.equal(nameHash('a') % 253, nameHash('n146') % 253);
+    assert.deepEqual([...lan('10.9.0.0/24', ['a', 'b', 'n146', 'c'])], [['a', '10.9.0.36'], ['b', '10.9.0.54'], ['n146', '10.9.0.37'], ['c', '10.9.0.84']]);
+    assert.deepEqual([...lan('10.9.0.0/24', ['n146', 'b', 'a', 'c'])], [['n146', '10.9.0.36'], ['b', '10.9.0.54'], ['a', '10.9.0.37'], ['c', '10.9.0.84']]);
+    assert.deepEqual([...lan('10.9.0.0/24', ['b', 'n146', 'c'])], [['b', '10.9.0.54'], ['n146', '10.9.0.36'], ['c', '10.9.0.84']]);
+    // The limit of the guarantee: inserting n146 before a (not appending) moves a.
+    assert.equal(lan('10.9.0.0/24', ['n146', 'a', 'b']).get('a'), '10.9.0.37');
   });
 });
 
 describe('IPv4 allocation: static addresses and full pools', () => {
   it('a static ip always wins: a node whose slot is a static address moves to the next free one, wherever the static one is listed', () => {
-    assert.equal(lan('10.9.0.0/24', ['a']).get('a'), '10.9.0.108');
-    for (const attach of [['a', ['s', '10.9.0.108']], [['s', '10.9.0.108'], 'a']] as Att[][]) {
+    assert.equal(lan('10.9.0.0/24', ['a']).get('a'), '10.9.0.36');
+    for (const attach of [['a', ['s', '10.9.0.36']], [['s', '10.9.0.36'], 'a']] as Att[][]) {
       const got = lan('10.9.0.0/24', attach);
-      assert.equal(got.get('s'), '10.9.0.108');
-      assert.equal(got.get('a'), '10.9.0.109');
+      assert.equal(got.get('s'), '10.9.0.36');
+      assert.equal(got.get('a'), '10.9.0.37');
     }
-    // Static addresses at .109 and .110 too: a probes past all three.
-    const got = lan('10.9.0.0/24', ['a', ['s', '10.9.0.108'], ['t', '10.9.0.109'], ['u', '10.9.0.110']]);
-    assert.equal(got.get('a'), '10.9.0.111');
+    // Static addresses at .37 and .38 too: a probes past all three.
+    const got = lan('10.9.0.0/24', ['a', ['s', '10.9.0.36'], ['t', '10.9.0.37'], ['u', '10.9.0.38']]);
+    assert.equal(got.get('a'), '10.9.0.39');
     // The old rule's first address (.2) is no longer special.
-    assert.equal(lan('10.9.0.0/24', [['s', '10.9.0.2'], 'b']).get('b'), '10.9.0.133');
+    assert.equal(lan('10.9.0.0/24', [['s', '10.9.0.2'], 'b']).get('b'), '10.9.0.54');
   });
 
   it('the host address (.1) is never given, and the probe wraps from the end of the pool to its start', () => {

@@ -89,10 +89,10 @@ describe('examples', () => {
     assert.deepEqual(
       lan.attach.map((a) => [a.node, a.ip, a.link, a.nic]),
       [
-        ['a', '10.40.0.108/24', 'up', 'eth1'], // allocated from the name (test/unit/addresses.test.ts)
+        ['a', '10.40.0.36/24', 'up', 'eth1'], // allocated from the name (test/unit/addresses.test.ts)
         ['b', '10.40.0.3/24', 'up', 'eth0'], // static
-        ['c', '10.40.0.209/24', 'down', 'eth0'],
-        ['v', '10.40.0.233/24', 'up', 'eth0'],
+        ['c', '10.40.0.84/24', 'down', 'eth0'],
+        ['v', '10.40.0.225/24', 'up', 'eth0'],
       ],
     );
     assert.deepEqual(
@@ -114,7 +114,7 @@ describe('examples', () => {
 });
 
 describe('normalization', () => {
-  it('allocates addresses from node names (network + 2 + FNV-1a mod pool size), skipping .1 and static addresses', () => {
+  it('allocates addresses from node names (network + 2 + hash mod pool size), skipping .1 and static addresses', () => {
     const t = load(yaml`
       lab: t
       nodes: { a: { kind: netns }, b: { kind: netns }, c: { kind: netns }, d: { kind: netns } }
@@ -125,16 +125,16 @@ describe('normalization', () => {
             - a
             - b
             - { node: c, ip: 10.9.0.3 }
-            - { node: d, ip: 10.9.0.108/24 }
+            - { node: d, ip: 10.9.0.36/24 }
     `);
-    // a's slot is .108, taken by d's static address (static wins): a takes the next free, .109.
+    // a's slot is .36, taken by d's static address (static wins): a takes the next free, .37.
     assert.deepEqual(
       t.bridges.lan.attach.map((a) => [a.node, a.ip]),
       [
-        ['a', '10.9.0.109/24'],
-        ['b', '10.9.0.133/24'],
+        ['a', '10.9.0.37/24'],
+        ['b', '10.9.0.54/24'],
         ['c', '10.9.0.3/24'],
-        ['d', '10.9.0.108/24'],
+        ['d', '10.9.0.36/24'],
       ],
     );
   });
