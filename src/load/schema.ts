@@ -10,29 +10,33 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
 import { createRequire } from 'node:module';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import type { Diagnostic } from '../model/diagnostics.js';
 import type { DataPath, Locator } from './source.js';
 
 /**
- * Where the schema lives: the repo's schemas/ folder. From dist/src/load/ (compiled)
- * that is three levels up; from src/load/ (run from source) two; from the bundled
- * CLI, dist/provium.mjs, one.
+ * provium's own folder: the nearest folder above this module holding a package.json
+ * (this module is dist/src/load/schema.js when compiled, src/load/schema.ts from
+ * source, or part of the bundled CLI, dist/provium.mjs). Everything else is found
+ * from there, so a file outside the package is never picked up.
  */
-const SCHEMA_CANDIDATES = [
-  new URL('../../../schemas/topology.schema.json', import.meta.url),
-  new URL('../../schemas/topology.schema.json', import.meta.url),
-  new URL('../schemas/topology.schema.json', import.meta.url),
-];
+function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error(`provium's package.json not found above ${fileURLToPath(import.meta.url)} (a broken install)`);
+    dir = up;
+  }
+  return dir;
+}
 
 /** Path of schemas/topology.schema.json. Throws Error when it cannot be found (a broken install). */
 export function schemaPath(): string {
-  for (const url of SCHEMA_CANDIDATES) {
-    const p = fileURLToPath(url);
-    if (existsSync(p)) return p;
-  }
-  throw new Error(`topology schema not found (looked at ${SCHEMA_CANDIDATES.map((u) => fileURLToPath(u)).join(', ')})`);
+  const p = join(packageRoot(), 'schemas', 'topology.schema.json');
+  if (!existsSync(p)) throw new Error(`topology schema not found at ${p}`);
+  return p;
 }
 
 let compiled: ValidateFunction | undefined;
@@ -44,16 +48,11 @@ export function loadSchema(): Record<string, unknown> {
 
 /**
  * The validator generated at build time (scripts/bundle.mjs writes
- * dist/schema-validator.cjs with ajv's standalone code), next to the compiled
- * modules or the bundle; undefined when it was not built.
+ * dist/schema-validator.cjs with ajv's standalone code); undefined when it was not built.
  */
 function precompiled(): ValidateFunction | undefined {
-  const require = createRequire(import.meta.url);
-  for (const rel of ['../../schema-validator.cjs', './schema-validator.cjs']) {
-    const p = fileURLToPath(new URL(rel, import.meta.url));
-    if (existsSync(p)) return require(p) as ValidateFunction;
-  }
-  return undefined;
+  const p = join(packageRoot(), 'dist', 'schema-validator.cjs');
+  return existsSync(p) ? (createRequire(import.meta.url)(p) as ValidateFunction) : undefined;
 }
 
 /** The validator: the build's generated one, else compiled once per process. */
