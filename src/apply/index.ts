@@ -8,7 +8,7 @@ import type { HostState } from '../model/state.js';
 import { ProviumError } from '../model/diagnostics.js';
 import { CommandError, mapLimit, type Runner } from '../host/runner.js';
 import { observe, realFiles, type HostFiles, type Observation, type Reuse } from '../observe/index.js';
-import { nodeNetns, parseAlias } from '../model/names.js';
+import { bridgeDev, nodeNetns, parseAlias } from '../model/names.js';
 import { computePlan, planToState, wantedFor, type Plan } from '../plan/index.js';
 import { needsForwarding, needsForwarding6 } from '../plan/realize.js';
 import { ipArgv, type HostContext } from '../plan/commands.js';
@@ -237,6 +237,7 @@ export async function applyPlan(t: Topology, planned: Planned, ctx: HostContext,
   try {
     const readBack = await runInvocations(invocations, runner, opts.onStep);
     await waitPortsGone(plan, ctx, runner);
+    await waitBridgesIpv6Ready(t, plan, ctx, runner);
     // Verify what was asked: not re-sending links nor forcing replaces again; a --target stays.
     await verify(t, { ...ctx, refreshLinks: false, replace: undefined }, runner, { previous: observation.state, touched: touchedNamespaces(plan), readBack });
   } catch (e) {
@@ -312,6 +313,29 @@ async function waitPortsGone(plan: Plan, ctx: HostContext, runner: Runner): Prom
     }
     if (Date.now() - t0 > 15_000) throw new ProviumError(`${left.length} port(s) of deleted node namespaces are still present after 15 s: ${left.slice(0, 5).join(', ')}`);
     await new Promise((r) => setTimeout(r, delay));
+  }
+}
+
+/**
+ * When the lab forwards IPv6 and this apply created or changed one of its bridges:
+ * waits until no address on the lab's bridges is tentative (`ip -j -6 addr show
+ * tentative`, iproute2 JSON: one entry per link with its matching addr_info). A new
+ * bridge's link-local address goes through duplicate address detection (~1-2 s);
+ * until then the host cannot resolve the neighbours it forwards IPv6 to, so apply
+ * returns only once IPv6 forwarding really works. Bounded: after 5 s it goes on
+ * (verification and traffic will tell).
+ */
+async function waitBridgesIpv6Ready(t: Topology, plan: Plan, ctx: HostContext, runner: Runner): Promise<void> {
+  if (!needsForwarding6(t)) return;
+  const bridges = new Set(Object.values(t.bridges).filter((b) => b.subnet6).map((b) => bridgeDev(t.lab, b.name)));
+  const touched = plan.changes.flatMap((c) => c.items).some((i) => i.after?.ref.kind === 'link' && bridges.has(i.after.ref.name));
+  if (!touched) return;
+  const t0 = Date.now();
+  for (let delay = 20; Date.now() - t0 < 5000; delay = Math.min(delay * 2, 200)) {
+    const r = await runner.run([...ipArgv(ctx), '-j', '-6', 'addr', 'show', 'tentative']);
+    const links = JSON.parse(r.stdout || '[]') as { ifname: string; addr_info?: unknown[] }[];
+    if (!links.some((l) => bridges.has(l.ifname) && (l.addr_info?.length ?? 0) > 0)) return;
+    await new Promise((res) => setTimeout(res, delay));
   }
 }
 
