@@ -155,26 +155,17 @@ class Bench {
     //     so that both see the same background load; provium destroys between its runs ---
     const phases = baselinePhases(base, this.baseHost);
     res.baselineSize = baselineSize(phases);
-    const nodeNs = base.nodes.map((x) => `pv-${base.lab}-${x}`);
     for (let i = 0; i < RUNS; i++) {
-      await waitQuiet();
-      await run(['ip', 'netns', 'add', this.baseHost]);
-      try {
-        const b = await runBaseline(phases);
-        res.baselineMs.push(b.ms);
-        res.baselinePhases.push(b.phases.map((p) => `${p.label} ${Math.round(p.ms)}`).join(', '));
-        log(`baseline ${base.lab} #${i + 1}: ${secs(b.ms)} s (${res.baselineSize.processes} processes, ${res.baselineSize.lines} batch lines): ${res.baselinePhases[i]} ms`);
-        if (i === 0) {
-          res.baselineVerified = await this.verifyBaseline(baseFile);
-          log(`baseline ${base.lab} builds the same objects as provium: ${res.baselineVerified}`);
-        }
-        await waitQuiet();
-        const td = await baselineTeardown(base, this.baseHost);
-        res.baselineTeardownMs.push(td);
-        log(`baseline teardown ${base.lab} #${i + 1}: ${secs(td)} s (netns del + bridges + nft tables, until the host ports are gone)`);
-      } finally {
-        await deleteNetns([this.baseHost, ...nodeNs]);
+      const b = await this.baselineOnce(base, phases, i === 0 ? baseFile : undefined);
+      res.baselineMs.push(b.ms);
+      res.baselinePhases.push(b.phases.map((p) => `${p.label} ${Math.round(p.ms)}`).join(', '));
+      log(`baseline ${base.lab} #${i + 1}: ${secs(b.ms)} s (${res.baselineSize.processes} processes, ${res.baselineSize.lines} batch lines): ${res.baselinePhases[i]} ms`);
+      if (b.verified) {
+        res.baselineVerified = b.verified;
+        log(`baseline ${base.lab} builds the same objects as provium: ${res.baselineVerified}`);
       }
+      res.baselineTeardownMs.push(b.teardownMs);
+      log(`baseline teardown ${base.lab} #${i + 1}: ${secs(b.teardownMs)} s (netns del + bridges + nft tables, until the host ports are gone)`);
 
       await waitQuiet();
       const a = await this.provium(['--netns', this.host, 'apply', '--auto-approve', '--json', file]);
@@ -243,15 +234,9 @@ class Bench {
     const out = { applyMs: [] as number[], destroyMs: [] as number[], baselineMs: [] as number[], verified: 'not checked' };
     const phases = baselinePhases(base, this.baseHost);
     for (let i = 0; i < RUNS; i++) {
-      await waitQuiet();
-      await run(['ip', 'netns', 'add', this.baseHost]);
-      try {
-        out.baselineMs.push((await runBaseline(phases)).ms);
-        if (i === 0) out.verified = await this.verifyBaseline(baseFile);
-        await baselineTeardown(base, this.baseHost);
-      } finally {
-        await deleteNetns([this.baseHost, ...base.nodes.map((x) => `pv-${base.lab}-${x}`)]);
-      }
+      const b = await this.baselineOnce(base, phases, i === 0 ? baseFile : undefined);
+      out.baselineMs.push(b.ms);
+      if (b.verified) out.verified = b.verified;
       await waitQuiet();
       out.applyMs.push((await this.provium(['--netns', this.host, 'apply', '--auto-approve', '--json', file])).r.ms);
       await waitQuiet();
@@ -259,6 +244,24 @@ class Bench {
     }
     log(`single,${n} (${spec.lab}): apply ${out.applyMs.map(secs).join(', ')} s; destroy ${out.destroyMs.map(secs).join(', ')} s; baseline ${out.baselineMs.map(secs).join(', ')} s; same objects: ${out.verified}`);
     return out;
+  }
+
+  /**
+   * One baseline run in a fresh baseline host namespace: build (timed), then, when
+   * `verifyFile` is given, `provium plan` against it, then the baseline's teardown
+   * (timed); the namespaces are deleted whatever happens.
+   */
+  async baselineOnce(base: LabSpec, phases: ReturnType<typeof baselinePhases>, verifyFile?: string): Promise<{ ms: number; phases: { label: string; ms: number }[]; verified?: string; teardownMs: number }> {
+    await waitQuiet();
+    await run(['ip', 'netns', 'add', this.baseHost]);
+    try {
+      const b = await runBaseline(phases);
+      const verified = verifyFile ? await this.verifyBaseline(verifyFile) : undefined;
+      await waitQuiet();
+      return { ...b, verified, teardownMs: await baselineTeardown(base, this.baseHost) };
+    } finally {
+      await deleteNetns([this.baseHost, ...base.nodes.map((x) => `pv-${base.lab}-${x}`)]);
+    }
   }
 
   async destroy(file: string, res: LabResult): Promise<void> {

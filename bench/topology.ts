@@ -39,8 +39,8 @@ export interface GenOptions {
   seed: number;
 }
 
-/** mulberry32: a small deterministic PRNG. */
-function prng(seed: number): () => number {
+/** mulberry32: a small deterministic PRNG; returns numbers in [0, 1), the same sequence for the same seed. */
+export function prng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

@@ -8,17 +8,11 @@
 // K <= N, missing and then inserted at its place).
 // Usage: node scripts/measure-renumbering.mjs [TRIALS=2000] [SEED=1]
 import { loadTopology } from '../dist/src/load/index.js';
+import { prng } from '../dist/bench/topology.js';
 
 const trials = Number(process.argv[2] ?? 2000);
-let seed = Number(process.argv[3] ?? 1) >>> 0;
-/** mulberry32: the same numbers on every run. */
-function rnd() {
-  seed = (seed + 0x6d2b79f5) >>> 0;
-  let t = seed;
-  t = Math.imul(t ^ (t >>> 15), t | 1);
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-}
+/** Seeded (mulberry32, the bench's generator): the same numbers on every run. */
+const rnd = prng(Number(process.argv[3] ?? 1));
 const randomName = () => 'n' + Array.from({ length: 5 }, () => 'abcdefghijklmnopqrstuvwxyz0123456789'[Math.floor(rnd() * 36)]).join('');
 
 function addresses(subnet, attach) {

@@ -15,6 +15,7 @@ import { formatDiagnostic } from '../../src/model/diagnostics.js';
 import { fnv1a, nameHash } from '../../src/model/hash.js';
 import type { Topology } from '../../src/model/topology.js';
 import { repoDir, yamlFiles } from './helpers.js';
+import { prng } from '../../bench/topology.js';
 
 /** An attachment: a node name (allocated) or [node, static address]. */
 type Att = string | [string, string];
@@ -67,18 +68,6 @@ function nameWithSlot(slot: number, size: number, not: string[] = []): string {
   for (let i = 0; ; i++) if (nameHash(`n${i}`) % size === slot && !not.includes(`n${i}`)) return `n${i}`;
 }
 
-/** Seeded generator (mulberry32): the same cases on every run. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 interface Case {
   seed: number;
   subnet: string;
@@ -92,7 +81,7 @@ const SUBNETS = ['10.9.0.0/24', '10.9.0.0/26', '10.9.0.0/27', '10.9.0.0/28', '10
  * often in small pools), at most 3/4 of the pool used, about one in eight static.
  */
 function genCase(seed: number): Case {
-  const r = rng(seed);
+  const r = prng(seed);
   const subnet = SUBNETS[Math.floor(r() * SUBNETS.length)];
   const { first, size } = pool(subnet);
   const n = 1 + Math.floor(r() * Math.min(30, Math.floor((size * 3) / 4)));
@@ -183,7 +172,7 @@ describe('IPv4 allocation: stable under edits', () => {
   it('appending a node to an attach list never changes any other node\'s address', () => {
     let checked = 0;
     for (const c of CASES) {
-      const r = rng(c.seed ^ 0x5eed);
+      const r = prng(c.seed ^ 0x5eed);
       const before = lan(c.subnet, c.attach);
       const extra = r() < 0.5 ? newName(c, r) : nameWithSlot(nameHash(nodeOf(c.attach[0])) % pool(c.subnet).size, pool(c.subnet).size, c.attach.map(nodeOf));
       const after = lan(c.subnet, [...c.attach, extra]);
@@ -198,7 +187,7 @@ describe('IPv4 allocation: stable under edits', () => {
     for (const c of CASES.slice(0, 50)) {
       const other = { subnet: '172.20.0.0/24', attach: ['a', 'b', 'c'] };
       const before = load(labYaml({ lan: { subnet: c.subnet, attach: c.attach }, other }));
-      const after = load(labYaml({ lan: { subnet: c.subnet, attach: [...c.attach, newName(c, rng(c.seed))] }, other }));
+      const after = load(labYaml({ lan: { subnet: c.subnet, attach: [...c.attach, newName(c, prng(c.seed))] }, other }));
       assert.deepEqual(addrs(after, 'other'), addrs(before, 'other'), show(c));
     }
   });
@@ -210,7 +199,7 @@ describe('IPv4 allocation: stable under edits', () => {
       const statics = new Set(c.attach.filter((a) => typeof a !== 'string').map((a) => parseAddr((a as [string, string])[1])! - first));
       const slots = c.attach.filter((a) => typeof a === 'string').map((a) => nameHash(a as string) % size);
       if (new Set(slots).size !== slots.length || slots.some((s) => statics.has(s))) continue;
-      const r = rng(c.seed);
+      const r = prng(c.seed);
       const before = lan(c.subnet, c.attach);
       const shuffled = [...c.attach].sort(() => r() - 0.5);
       const removed = c.attach.filter(() => r() < 0.7);
@@ -235,7 +224,7 @@ describe('IPv4 allocation: stable under edits', () => {
         const k = parseAddr(before.get(n)!)! - first;
         return size > 2 && !taken.has((k + 1) % size) && !taken.has((k + size - 1) % size);
       };
-      const r = rng(c.seed ^ 0xc011);
+      const r = prng(c.seed ^ 0xc011);
       const reordered = lan(c.subnet, [...c.attach].sort(() => r() - 0.5));
       const fewer = lan(c.subnet, c.attach.filter(() => r() < 0.6));
       for (const [n, ip] of before) {
