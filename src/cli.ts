@@ -24,6 +24,7 @@ import { nodeNetns } from './model/names.js';
 import { captureCommand, type CaptureOptions } from './capture.js';
 import { renderDot, renderMermaid } from './render/graph.js';
 import { doctorJson, doctorReady, renderDoctor, runDoctor } from './doctor.js';
+import { probeCommand, type ProbeCliOptions } from './probe/cli.js';
 
 /** Raised to leave with a given exit code after output was written. */
 export class ExitError extends Error {
@@ -275,6 +276,21 @@ export function buildProgram(): Command {
       await captureCommand(t, target, o, hostCtx(globals()).hostNetns);
     });
 
+
+  program
+    .command('probe')
+    .description('send real traffic between the lab\'s nodes and compare, per declared property, what arrives with what the file says (exit 1 on any FAIL)')
+    .argument('<file>')
+    .option('--only <pairs>', 'only these pairs: comma-separated a>b (one direction), a<>b (both), a (every pair with a), each optionally BRIDGE:...')
+    .option('--quick', 'reachability only (partitions, isolation, link state, routes, uplink): a few seconds')
+    .option('--json', 'machine-readable result (format_version 1)')
+    .action(async (file: string, o: ProbeCliOptions) => {
+      const t = load(file);
+      requireRoot();
+      const g = globals();
+      const ok = await probeCommand(t, o, hostCtx(g), { color: useColor(g), json: (doc) => printJson(doc) });
+      if (!ok) throw new ExitError(1);
+    });
 
   program
     .command('graph')
