@@ -17,6 +17,10 @@ import { acquireLock, removeLabDir } from './apply/statedir.js';
 import { emptyTopology } from './plan/index.js';
 import type { HostContext } from './plan/commands.js';
 import { renderPlan, summary } from './render/text.js';
+import { planNames, renderPlanFile } from './render/plan-file.js';
+import { processesInNetns } from './host/proc.js';
+import type { Plan } from './plan/types.js';
+import type { HostState } from './model/state.js';
 import { planJson, diagnosticJson, FORMAT_VERSION } from './render/json.js';
 import { renderShow, showJson } from './render/show.js';
 import { readCounters } from './observe/counters.js';
@@ -83,6 +87,16 @@ async function confirm(question: string): Promise<boolean> {
   return a.trim() === 'yes';
 }
 
+/**
+ * The plan as text: at the level of the file by default (render/plan-file.ts), the host
+ * items with --verbose (render/text.ts). Names the processes a deletion of a node ends.
+ */
+function planText(plan: Plan, t: Topology, observed: HostState, o: { verbose?: boolean; commands?: boolean }, color: boolean): string {
+  if (o.verbose) return renderPlan(plan, { color, commands: o.commands });
+  const gone = plan.changes.flatMap((c) => c.items).filter((i) => i.before?.ref.kind === 'netns' && (i.action === 'delete' || i.action === 'replace')).map((i) => (i.before!.ref as { ns: string }).ns);
+  return renderPlanFile(plan, planNames(t, [observed], processesInNetns(gone)), { color, commands: o.commands });
+}
+
 function load(file: string): Topology {
   return loadTopology(file);
 }
@@ -121,11 +135,12 @@ export function buildProgram(): Command {
     .argument('<file>')
     .option('--json', 'machine-readable plan (format_version 1)')
     .option('--commands', 'also print the exact host commands apply would run')
+    .option('--verbose', 'show every host item of each change (links, qdiscs, classes, nft elements) instead of the file-level summary')
     .option('--detailed-exitcode', 'exit 0 when there is nothing to do, 2 when there are changes, 1 on error')
     .option('--out <planfile>', 'save the plan, with a fingerprint of the host state it was computed from, for `provium apply PLANFILE`')
     .option('--target <name>', 'limit the plan to this node or bridge and what it depends on or what depends on it (repeatable; also -target)', collect, [])
     .option('--replace <address>', 'force a replace of the object at this plan address, e.g. node.v1 (repeatable; also -replace)', collect, [])
-    .action(async (file: string, o: { json?: boolean; commands?: boolean; detailedExitcode?: boolean; out?: string; target: string[]; replace: string[] }) => {
+    .action(async (file: string, o: { json?: boolean; commands?: boolean; verbose?: boolean; detailedExitcode?: boolean; out?: string; target: string[]; replace: string[] }) => {
       const t = load(file);
       requireRoot();
       const ctx: HostContext = { ...hostCtx(globals()), targets: o.target, replace: o.replace };
@@ -133,7 +148,7 @@ export function buildProgram(): Command {
       const planned = await planFor(t, ctx, runner);
       const { plan } = planned;
       if (o.json) printJson(planJson(plan));
-      else process.stdout.write(renderPlan(plan, { color: useColor(globals()), commands: o.commands }));
+      else process.stdout.write(planText(plan, t, planned.observation.state, o, useColor(globals())));
       if (o.out && plan.errors.length === 0) {
         const text = readFileSync(t.file, 'utf8');
         writePlanFile(o.out, {
@@ -155,11 +170,12 @@ export function buildProgram(): Command {
       .option('--auto-approve', 'do not ask for confirmation (required without a terminal)')
       .option('--json', 'machine-readable result')
       .option('--commands', 'also print the exact host commands')
+      .option('--verbose', 'show every host item of each change instead of the file-level summary')
       .option('--refresh-links', "re-send every VM NIC's recorded link state over QMP (QEMU cannot report it back)")
       .option('--no-rollback', 'when apply fails, keep the partial state for debugging instead of rolling back')
       .option('--target <name>', 'limit to this node or bridge and what it depends on or what depends on it (repeatable; also -target)', collect, [])
       .option('--replace <address>', 'force a replace of the object at this plan address (repeatable; also -replace)', collect, [])
-      .action(async (file: string, o: { autoApprove?: boolean; json?: boolean; commands?: boolean; refreshLinks?: boolean; rollback?: boolean; target: string[]; replace: string[] }) => {
+      .action(async (file: string, o: { autoApprove?: boolean; json?: boolean; commands?: boolean; verbose?: boolean; refreshLinks?: boolean; rollback?: boolean; target: string[]; replace: string[] }) => {
         // apply takes a topology file or a plan file saved by `plan --out`.
         const saved = name === 'apply' ? readPlanFile(file) : undefined;
         const t = saved ? loadTopology(saved.topology.file, saved.topology.text) : load(file);
@@ -188,7 +204,7 @@ export function buildProgram(): Command {
               );
             }
           }
-          if (!o.json) process.stdout.write(renderPlan(plan, { color: useColor(g), commands: o.commands }));
+          if (!o.json) process.stdout.write(planText(plan, t, planned.observation.state, o, useColor(g)));
           if (plan.errors.length) {
             if (o.json) printJson({ ...planJson(plan), applied: false });
             throw new ExitError(1);

@@ -15,9 +15,9 @@ import { ipArgv, type HostContext } from '../plan/commands.js';
 import type { Invocation } from '../plan/types.js';
 import { readRecord, writeRecord, stateRoot, type LabRecord } from './statedir.js';
 import { startVm, stopVm, runQmp } from './vm.js';
-import { livePid, processAlive, terminate } from '../host/proc.js';
-import { dirname, join } from 'node:path';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, rmdirSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { livePid, processesInNetns, terminate } from '../host/proc.js';
+import { basename, dirname, join } from 'node:path';
+import { chmodSync, closeSync, constants, existsSync, fchmodSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 
 export interface Planned {
   plan: Plan;
@@ -62,8 +62,11 @@ function testHooks(): { killAfter?: number; failLabel?: string } {
 /** Runs one invocation: a host command, or a VM action (start, stop, QMP steps). Returns a command's stdout. */
 async function runOne(inv: Invocation, runner: Runner): Promise<string> {
   for (const f of inv.writeFiles ?? []) {
-    mkdirSync(dirname(f.path), { recursive: true, mode: 0o700 });
-    writeFileSync(f.path, f.content, { mode: 0o600 });
+    if (f.mode !== undefined) writeAtomic(f.path, f.content, f.mode, f.dirMode ?? 0o700);
+    else {
+      mkdirSync(dirname(f.path), { recursive: true, mode: 0o700 });
+      writeFileSync(f.path, f.content, { mode: 0o600 });
+    }
   }
   if (inv.removeFiles) {
     for (const f of inv.removeFiles.files) rmSync(f, { force: true });
@@ -87,6 +90,31 @@ async function runOne(inv: Invocation, runner: Runner): Promise<string> {
   else if (inv.qmp) await runQmp(inv);
   else return (await runner.run(inv.argv, { stdin: inv.stdin })).stdout;
   return '';
+}
+
+/**
+ * Writes a file readable as `mode` says, atomically: a temporary file in the same folder
+ * (exclusive create, never through a symlink), synced, renamed over the path. Missing
+ * folders are created with `dirMode`, and the file's own folder is set to it (it is the
+ * lab's: /etc/netns/<lab's namespace>/).
+ */
+function writeAtomic(path: string, content: string, mode: number, dirMode: number): void {
+  const dir = dirname(path);
+  const missing: string[] = [];
+  for (let d = dir; !existsSync(d); d = dirname(d)) missing.unshift(d);
+  for (const d of missing) mkdirSync(d, { mode: dirMode });
+  for (const d of missing) chmodSync(d, dirMode); // mkdir's mode is masked by the umask
+  if ((lstatSync(dir).mode & 0o777) !== dirMode) chmodSync(dir, dirMode);
+  const tmp = join(dir, `.${basename(path)}.${process.pid}.tmp`);
+  const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
+  try {
+    writeSync(fd, content);
+    fchmodSync(fd, mode);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
 }
 
 /**
@@ -177,32 +205,10 @@ export function forgetRestoredIpForward(t: Topology): void {
  * inside keeps the namespace and its veth pair alive. SIGTERM, then SIGKILL after 2 s.
  */
 async function endProcessesIn(namespaces: string[], _runner: Runner, report?: (ns: string, pids: number[]) => void): Promise<void> {
-  if (namespaces.length === 0) return;
-  // One pass over /proc: a process is in a namespace when /proc/<pid>/ns/net names the
-  // inode of /run/netns/<name> (what `ip netns pids` compares, without a process per namespace).
-  const byInode = new Map<number, string>();
-  for (const ns of namespaces) {
-    try {
-      byInode.set(statSync(`/run/netns/${ns}`).ino, ns);
-    } catch {
-      /* already gone */
-    }
-  }
-  const found = new Map<string, number[]>();
-  for (const entry of readdirSync('/proc')) {
-    const pid = Number(entry);
-    if (!Number.isInteger(pid) || pid === process.pid) continue;
-    try {
-      const m = /net:\[(\d+)\]/.exec(readlinkSync(`/proc/${pid}/ns/net`));
-      const ns = m ? byInode.get(Number(m[1])) : undefined;
-      if (ns && processAlive(pid)) found.set(ns, [...(found.get(ns) ?? []), pid]);
-    } catch {
-      /* gone, or a kernel thread */
-    }
-  }
-  const all = [...found.values()].flat();
+  const found = processesInNetns(namespaces);
+  const all = [...found.values()].flat().map((p) => p.pid);
   if (all.length === 0) return;
-  for (const [ns, pids] of found) report?.(ns, pids);
+  for (const [ns, procs] of found) report?.(ns, procs.map((p) => p.pid));
   await terminate(all);
 }
 

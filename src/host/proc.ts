@@ -4,7 +4,7 @@
  * sandboxes) an ended process stays a zombie for a while, and `kill(pid, 0)` still
  * succeeds on it. /proc/<pid>/stat's third field is the state (Z = zombie).
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 
 export function processAlive(pid: number): boolean {
   try {
@@ -46,4 +46,44 @@ export async function terminate(pids: number[], graceMs = 2000): Promise<boolean
   if (await waitGone(pids, graceMs)) return true;
   signal('SIGKILL');
   return waitGone(pids, graceMs);
+}
+
+/**
+ * Processes whose network namespace is one of the named ones (/run/netns/<name>): one
+ * pass over /proc comparing /proc/<pid>/ns/net with each namespace's inode (what
+ * `ip netns pids` does, without a process per namespace). Skips this process. Returns
+ * namespace -> [{pid, cmd}] (cmd: the command line, spaces for NULs, at most 60 characters).
+ */
+export function processesInNetns(namespaces: string[]): Map<string, { pid: number; cmd: string }[]> {
+  const found = new Map<string, { pid: number; cmd: string }[]>();
+  if (namespaces.length === 0) return found;
+  const byInode = new Map<number, string>();
+  for (const ns of namespaces) {
+    try {
+      byInode.set(statSync(`/run/netns/${ns}`).ino, ns);
+    } catch {
+      /* already gone */
+    }
+  }
+  if (byInode.size === 0) return found;
+  for (const entry of readdirSync('/proc')) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid) || pid === process.pid) continue;
+    try {
+      const m = /net:\[(\d+)\]/.exec(readlinkSync(`/proc/${pid}/ns/net`));
+      const ns = m ? byInode.get(Number(m[1])) : undefined;
+      if (!ns || !processAlive(pid)) continue;
+      let cmd = '';
+      try {
+        cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ');
+      } catch {
+        /* gone */
+      }
+      if (cmd.length > 60) cmd = `${cmd.slice(0, 57)}...`;
+      found.set(ns, [...(found.get(ns) ?? []), { pid, cmd }]);
+    } catch {
+      /* gone, or a kernel thread */
+    }
+  }
+  return found;
 }

@@ -85,6 +85,8 @@ export interface LinkState {
 export interface NetemState {
   delayMs: number;
   jitterMs: number;
+  /** netem's queue limit in packets (tc `limit`; netem's default is 1000). Desired: sized by plan/realize.ts netemLimit. */
+  limit?: number;
 }
 
 /** One HTB class under the port's root class <major>:1. rateBps = ceil, bits per second. */
@@ -218,6 +220,8 @@ export interface HostState {
   dnsmasq: Record<string, DnsmasqState>;
   /** resolv.conf of netns nodes (/etc/netns/<ns>/resolv.conf, which `ip netns exec` binds over /etc/resolv.conf), by namespace. */
   resolv: Record<string, string>;
+  /** hosts files of netns nodes (/etc/netns/<ns>/hosts, bound over /etc/hosts; plan/hosts.ts), by namespace. */
+  hosts: Record<string, string>;
   vms: Record<string, VmState>;
   namespaces: Record<string, NamespaceState>;
   links: Record<string, LinkState>;
@@ -267,5 +271,5 @@ export interface Conflict {
 
 /** An empty host state. */
 export function emptyState(): HostState {
-  return { dnsmasq: {}, resolv: {}, vms: {}, namespaces: {}, links: {}, shaping: {}, nft: {} };
+  return { dnsmasq: {}, resolv: {}, hosts: {}, vms: {}, namespaces: {}, links: {}, shaping: {}, nft: {} };
 }

@@ -38,6 +38,8 @@ export interface Wanted {
   forwardPorts?: string[];
   /** Namespaces whose resolv.conf the file wants. */
   resolv?: string[];
+  /** Namespaces whose hosts file the file wants (every netns node's). */
+  hosts?: string[];
   /** The topology serves DHCP/DNS: look for dnsmasq. */
   dnsmasq?: boolean;
 }
@@ -91,8 +93,8 @@ export interface HostFiles {
   observeVms(ctx: HostContext): Promise<Record<string, VmState>>;
   /** A file exists (VM kernels, initrds, disks; the qemu binary). */
   exists(path: string): boolean;
-  /** dnsmasq instances and nodes' resolv.conf (files and processes). */
-  observeServices(stateDir: string | undefined, lab: string, wantedResolv: string[]): Services;
+  /** dnsmasq instances and nodes' resolv.conf and hosts files (files and processes). */
+  observeServices(stateDir: string | undefined, lab: string, wantedResolv: string[], wantedHosts?: string[]): Services;
 }
 
 export function kvmUsable(): boolean {
@@ -156,9 +158,10 @@ export async function observe(lab: string, ctx: HostContext, runner: Runner, wan
     facts.portsInUse = listeningPorts(ss.stdout).filter((p) => wanted.forwardPorts!.includes(p));
   }
   state.vms = vms;
-  const services = files.observeServices(ctx.stateDir, lab, wanted.resolv ?? []);
+  const services = files.observeServices(ctx.stateDir, lab, wanted.resolv ?? [], wanted.hosts ?? []);
   state.dnsmasq = services.dnsmasq;
   state.resolv = services.resolv;
+  state.hosts = services.hosts ?? {};
   facts.conflicts.push(...services.conflicts);
 
   const links = JSON.parse(linksOut.stdout || '[]') as IpLink[];

@@ -132,7 +132,7 @@ export interface TcQdisc {
   dev: string;
   root?: boolean;
   parent?: string;
-  options?: { default?: string; delay?: { delay?: number; jitter?: number } };
+  options?: { default?: string; delay?: { delay?: number; jitter?: number }; limit?: number };
 }
 
 /**
@@ -165,7 +165,7 @@ export function toShaping(qdiscs: TcQdisc[], classText: string, ports: Set<strin
     const c = sh.classes[min];
     if (maj !== sh.major || !c) continue;
     const ms = (s: number | undefined) => Math.round((s ?? 0) * 1e6) / 1e3;
-    c.netem = { delayMs: ms(q.options?.delay?.delay), jitterMs: ms(q.options?.delay?.jitter) };
+    c.netem = { delayMs: ms(q.options?.delay?.delay), jitterMs: ms(q.options?.delay?.jitter), ...(typeof q.options?.limit === 'number' ? { limit: q.options.limit } : {}) };
   }
   return out;
 }

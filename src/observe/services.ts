@@ -8,18 +8,21 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import type { Conflict, DnsmasqState } from '../model/state.js';
 import { dnsmasqPaths, resolvPath } from '../plan/realize.js';
+import { hostsPath } from '../plan/hosts.js';
 import { netnsPrefix } from '../model/names.js';
 import { livePid } from '../host/proc.js';
 
 export interface Services {
   dnsmasq: Record<string, DnsmasqState>;
   resolv: Record<string, string>;
+  /** Owned hosts files of node namespaces (/etc/netns/<ns>/hosts, first line "# provium:<lab>:..."). */
+  hosts?: Record<string, string>;
   conflicts: Conflict[];
 }
 
 /** `wantedResolv`: namespaces whose resolv.conf the file wants (an unmarked file there is a conflict). */
-export function observeServices(stateDir: string | undefined, lab: string, wantedResolv: string[]): Services {
-  const out: Services = { dnsmasq: {}, resolv: {}, conflicts: [] };
+export function observeServices(stateDir: string | undefined, lab: string, wantedResolv: string[], wantedHosts: string[] = []): Services {
+  const out: Services = { dnsmasq: {}, resolv: {}, hosts: {}, conflicts: [] };
   if (stateDir) {
     let confs: string[] = [];
     try {
@@ -47,6 +50,13 @@ export function observeServices(stateDir: string | undefined, lab: string, wante
     const text = readFileSync(path, 'utf8');
     if (text.startsWith(`# provium:${lab}:`)) out.resolv[ns] = text;
     else if (wantedResolv.includes(ns)) out.conflicts.push({ kind: 'file', name: path, found: 'a resolv.conf without provium\'s first-line mark' });
+  }
+  for (const ns of new Set([...dirs, ...wantedHosts])) {
+    const path = hostsPath(ns);
+    if (!existsSync(path)) continue;
+    const text = readFileSync(path, 'utf8');
+    if (text.startsWith(`# provium:${lab}:`)) out.hosts![ns] = text;
+    else if (wantedHosts.includes(ns)) out.conflicts.push({ kind: 'file', name: path, found: 'a hosts file without provium\'s first-line mark' });
   }
   return out;
 }

@@ -12,6 +12,7 @@ import type { Invocation, ItemChange, QmpStep } from './types.js';
 import type { VmNic, VmState } from '../model/state.js';
 import { bridgeSkeleton, inetSkeleton, skeletonText } from './nft-skeleton.js';
 import { dnsmasqPaths, resolvPath } from './realize.js';
+import { hostsPath } from './hosts.js';
 import { nftTable, vmDeviceId, vmNetdevId } from '../model/names.js';
 import { hex, parseTcRate, ROOT_MINOR, UNSHAPED_BPS } from './ids.js';
 
@@ -106,8 +107,8 @@ function htbClassArgs(bps: number): string[] {
   return ['htb', 'rate', `${bps}bit`, 'ceil', `${bps}bit`, 'quantum', String(htbQuantum(bps))];
 }
 
-function netemArgs(delayMs: number, jitterMs: number): string[] {
-  return ['netem', 'delay', `${delayMs}ms`, ...(jitterMs > 0 ? [`${jitterMs}ms`] : [])];
+function netemArgs(delayMs: number, jitterMs: number, limit: number | undefined): string[] {
+  return ['netem', 'delay', `${delayMs}ms`, ...(jitterMs > 0 ? [`${jitterMs}ms`] : []), ...(limit !== undefined ? ['limit', String(limit)] : [])];
 }
 
 /** nft element literal for a set element key: "a>b" -> "a" . "b"; CIDR (IPv4 or IPv6) stays bare. */
@@ -243,14 +244,14 @@ export function buildInvocations(lab: string, changes: ItemChange[], ctx: HostCo
         const bps = (c.after!.meta!.bps as number) ?? parseTcRate(after.rate);
         if (!before) {
           tcAdd.push(`class add dev ${ref.dev} parent ${m}:${hex(ROOT_MINOR)} classid ${cid} ${htbClassArgs(bps).join(' ')}`);
-          if (after.delayMs > 0 || after.jitterMs > 0) tcAdd.push(`qdisc add dev ${ref.dev} parent ${cid} handle ${leaf} ${netemArgs(after.delayMs, after.jitterMs).join(' ')}`);
+          if (after.delayMs > 0 || after.jitterMs > 0) tcAdd.push(`qdisc add dev ${ref.dev} parent ${cid} handle ${leaf} ${netemArgs(after.delayMs, after.jitterMs, after.limit).join(' ')}`);
           break;
         }
         if (after.rate !== before.rate) tcAdd.push(`class change dev ${ref.dev} parent ${m}:${hex(ROOT_MINOR)} classid ${cid} ${htbClassArgs(bps).join(' ')}`);
         const hadNetem = before.delayMs > 0 || before.jitterMs > 0;
         const wantNetem = after.delayMs > 0 || after.jitterMs > 0;
-        if (wantNetem && !hadNetem) tcAdd.push(`qdisc add dev ${ref.dev} parent ${cid} handle ${leaf} ${netemArgs(after.delayMs, after.jitterMs).join(' ')}`);
-        else if (wantNetem && (after.delayMs !== before.delayMs || after.jitterMs !== before.jitterMs)) tcAdd.push(`qdisc change dev ${ref.dev} parent ${cid} handle ${leaf} ${netemArgs(after.delayMs, after.jitterMs).join(' ')}`);
+        if (wantNetem && !hadNetem) tcAdd.push(`qdisc add dev ${ref.dev} parent ${cid} handle ${leaf} ${netemArgs(after.delayMs, after.jitterMs, after.limit).join(' ')}`);
+        else if (wantNetem && (after.delayMs !== before.delayMs || after.jitterMs !== before.jitterMs || (after.limit !== undefined && after.limit !== before.limit))) tcAdd.push(`qdisc change dev ${ref.dev} parent ${cid} handle ${leaf} ${netemArgs(after.delayMs, after.jitterMs, after.limit).join(' ')}`);
         else if (!wantNetem && hadNetem) tcAdd.push(`qdisc del dev ${ref.dev} parent ${cid} handle ${leaf}`);
         break;
       }
@@ -291,6 +292,16 @@ export function buildInvocations(lab: string, changes: ItemChange[], ctx: HostCo
           break;
         }
         serviceStarts.push({ argv: ['write', path], label: `resolv.conf of ${ref.ns}`, writeFiles: [{ path, content: after.content }] });
+        break;
+      }
+      case 'hosts': {
+        const path = hostsPath(ref.ns);
+        if (!after) {
+          serviceStarts.push({ argv: ['remove', path], label: `remove hosts of ${ref.ns}`, removeFiles: { files: [path], dirsIfEmpty: [`/etc/netns/${ref.ns}`, '/etc/netns'] } });
+          break;
+        }
+        // Readable by every user of the node (0644 in 0755 folders), replaced atomically.
+        serviceStarts.push({ argv: ['write', path], label: `hosts of ${ref.ns}`, writeFiles: [{ path, content: after.content, mode: 0o644, dirMode: 0o755 }] });
         break;
       }
       case 'vm': {

@@ -12,7 +12,7 @@ import { nodeNetns, parseAlias } from '../model/names.js';
 import { addr } from './owners.js';
 import { classid, DEFAULT_MINOR, tcRateString, UNSHAPED_BPS } from './ids.js';
 
-export type ItemKind = 'netns' | 'nic' | 'routes' | 'link' | 'qdisc' | 'class' | 'nft-table' | 'elem' | 'sysctl' | 'vm' | 'vm-nic' | 'vm-link' | 'dnsmasq' | 'resolv';
+export type ItemKind = 'netns' | 'nic' | 'routes' | 'link' | 'qdisc' | 'class' | 'nft-table' | 'elem' | 'sysctl' | 'vm' | 'vm-nic' | 'vm-link' | 'dnsmasq' | 'resolv' | 'hosts';
 
 /** Identity of an item for command building. */
 export type ItemRef =
@@ -29,7 +29,8 @@ export type ItemRef =
   | { kind: 'vm-nic'; node: string; tap: string }
   | { kind: 'vm-link'; node: string; tap: string }
   | { kind: 'dnsmasq'; bridge: string }
-  | { kind: 'resolv'; ns: string };
+  | { kind: 'resolv'; ns: string }
+  | { kind: 'hosts'; ns: string };
 
 export interface Item {
   key: string;
@@ -110,7 +111,7 @@ export function itemize(s: HostState, portOfNic: (ns: string, ifname: string) =>
       }
       out.push({
         key: `class:${sh.dev}:${c.minor}`, ref: { kind: 'class', dev: sh.dev, minor: c.minor }, owner,
-        value: { rate: tcRateString(c.rateBps), delayMs: c.netem?.delayMs ?? 0, jitterMs: c.netem?.jitterMs ?? 0 },
+        value: { rate: tcRateString(c.rateBps), delayMs: c.netem?.delayMs ?? 0, jitterMs: c.netem?.jitterMs ?? 0, limit: c.netem?.limit },
         meta: { major: sh.major, bps: c.rateBps },
         parent: qKey, deps: [qKey],
       });
@@ -184,6 +185,10 @@ export function itemize(s: HostState, portOfNic: (ns: string, ifname: string) =>
   for (const [ns, content] of Object.entries(s.resolv)) {
     const node = s.namespaces[ns]?.node ?? ns;
     out.push({ key: `resolv:${ns}`, ref: { kind: 'resolv', ns }, owner: addr.nodeResolv(node), value: { content }, deps: [`netns:${ns}`] });
+  }
+  for (const [ns, content] of Object.entries(s.hosts ?? {})) {
+    const node = s.namespaces[ns]?.node ?? ns;
+    out.push({ key: `hosts:${ns}`, ref: { kind: 'hosts', ns }, owner: addr.nodeHosts(node), value: { content }, deps: [`netns:${ns}`] });
   }
   if (s.ipForward !== undefined) {
     out.push({ key: 'sysctl:ip_forward', ref: { kind: 'sysctl', name: 'net.ipv4.ip_forward' }, owner: addr.ipForward, value: { value: s.ipForward ? 1 : 0 }, deps: [] });

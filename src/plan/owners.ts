@@ -19,6 +19,7 @@ export const addr = {
   uplink: (b: string) => `bridge.${b}.uplink`,
   dns: (b: string) => `bridge.${b}.dhcp_dns`,
   nodeResolv: (n: string) => `node.${n}.resolv`,
+  nodeHosts: (n: string) => `node.${n}.hosts`,
   forward: (b: string, proto: string, port: number) => `bridge.${b}.forward[${proto}/${port}]`,
   route: (x: string, y: string) => (x < y ? `route[${x}<>${y}]` : `route[${y}<>${x}]`),
   nftBridge: 'nft.bridge',

@@ -20,6 +20,7 @@ import * as names from '../model/names.js';
 import { addr } from './owners.js';
 import { allocateMajors, allocateMinors, classid, DEFAULT_MINOR, UNSHAPED_BPS } from './ids.js';
 import { bridgeSkeleton, inetSkeleton, desiredFingerprint } from './nft-skeleton.js';
+import { hostsFile } from './hosts.js';
 
 /** What realize needs to know about the host (observed before planning). */
 export interface RealizeContext {
@@ -176,6 +177,9 @@ export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
     s.resolv[ns.name] = `# provium:${lab}:node:${ns.node}\nnameserver ${dnsBridges[0].hostAddr!.split('/')[0]}\nsearch ${dnsBridges.map((b) => b.name).join(' ')}\noptions timeout:1 attempts:2\n`;
   }
 
+  // Names without DNS: a hosts file for every netns node.
+  for (const ns of Object.values(s.namespaces)) s.hosts[ns.name] = hostsFile(t, ns.node);
+
   // Partitions, isolation, impairments.
   const bt: NftBridgeTable = { skeleton: desiredFingerprint(bridgeSkeleton(lab)), blocked: {}, isolated: {}, loss: {}, prio: {} };
   type Shaped = { bridge: BridgeSpec; dstNode: string; pairs: Map<string, NonNullable<Effective['shape']> & { src: string }>; def?: Effective['shape'] };
@@ -231,13 +235,13 @@ export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
     const sh: PortShaping = { dev: port, major, defaultMinor: DEFAULT_MINOR, classes: {} };
     sh.classes[DEFAULT_MINOR] = {
       minor: DEFAULT_MINOR, rateBps: e.def?.rateBps ?? UNSHAPED_BPS,
-      ...(e.def?.latencyMs !== undefined ? { netem: { delayMs: e.def.latencyMs, jitterMs: e.def.jitterMs ?? 0 } } : {}),
+      ...(e.def?.latencyMs !== undefined ? { netem: netemOf(e.def.rateBps, e.def.latencyMs, e.def.jitterMs ?? 0) } : {}),
     };
     for (const [src, p] of e.pairs) {
       const minor = minors.get(src)!;
       sh.classes[minor] = {
         minor, rateBps: p.rateBps,
-        ...(p.latencyMs !== undefined ? { netem: { delayMs: p.latencyMs, jitterMs: p.jitterMs ?? 0 } } : {}),
+        ...(p.latencyMs !== undefined ? { netem: netemOf(p.rateBps, p.latencyMs, p.jitterMs ?? 0) } : {}),
       };
       bt.prio[`${src}>${port}`] = { owner: p.owner, value: classid(major, minor) };
     }
@@ -278,6 +282,33 @@ export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
     if (needsForwarding6(t)) s.ip6Forward = true;
   }
   return s;
+}
+
+/** Bytes per packet netem's queue is sized for: a mix of full-size packets and ACKs. */
+export const NETEM_SIZING_PACKET_BYTES = 500;
+/** Rate a class without bandwidth (unshaped) is sized for: 1 Gbit/s. */
+export const NETEM_SIZING_UNSHAPED_BPS = 1_000_000_000;
+export const NETEM_LIMIT_MIN = 1000;
+export const NETEM_LIMIT_MAX = 50_000;
+
+/**
+ * netem's queue limit (packets) for a class of `rateBps` with `delayMs` +- `jitterMs`.
+ * netem holds every packet for its delay, so a link carrying its full bandwidth has
+ * rate x (delay + jitter) of data queued in netem; with netem's default limit of 1000
+ * packets, a 300 ms link at 25 Mbit/s drops whatever exceeds it (with 500-byte packets,
+ * 30 % of its traffic). The limit is that amount in 500-byte packets plus 10 %: at least
+ * 1000 (netem's default), at most 50,000; a class without bandwidth counts 1 Gbit/s.
+ * Traffic up to the bandwidth, in packets of 500 bytes or more on average, then loses
+ * only what the file declares. Beyond the bandwidth the queue holds up to `limit`
+ * packets before dropping, as a bottleneck buffer would.
+ */
+export function netemLimit(rateBps: number, delayMs: number, jitterMs: number): number {
+  const bytes = (Math.min(rateBps, NETEM_SIZING_UNSHAPED_BPS) / 8) * ((delayMs + jitterMs) / 1000);
+  return Math.min(NETEM_LIMIT_MAX, Math.max(NETEM_LIMIT_MIN, Math.ceil((1.1 * bytes) / NETEM_SIZING_PACKET_BYTES - 1e-9)));
+}
+
+function netemOf(rateBps: number, delayMs: number, jitterMs: number): { delayMs: number; jitterMs: number; limit: number } {
+  return { delayMs, jitterMs, limit: netemLimit(rateBps, delayMs, jitterMs) };
 }
 
 /** The desired VM of a qemu node (created on first use). Paths resolve against the topology file's folder. */

@@ -58,8 +58,12 @@ export interface Invocation {
   label: string;
   /** A node namespace batch whose output (after the writes) reads that namespace back. */
   readsBack?: string;
-  /** Files written (mode 0600, folders 0700 created) before argv runs; argv ["write", path] when that is all. */
-  writeFiles?: { path: string; content: string }[];
+  /**
+   * Files written before argv runs; argv ["write", path] when that is all. Mode 0600 in
+   * folders created 0700 unless `mode`/`dirMode` say otherwise; a file with `mode` is
+   * written to a temporary file in its folder and renamed into place (atomic).
+   */
+  writeFiles?: { path: string; content: string; mode?: number; dirMode?: number }[];
   /** Files removed (and then these folders, when empty); argv ["remove", ...]. */
   removeFiles?: { files: string[]; dirsIfEmpty: string[] };
   /** Ends the process named by a pidfile if its command line contains `match` (SIGTERM, then SIGKILL). */

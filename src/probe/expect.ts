@@ -189,7 +189,7 @@ export function onlyFilter(t: Topology, spec: string): (p: { bridge: string; fro
       if (!t.bridges[bridge]) throw new Error(`--only: unknown bridge ${JSON.stringify(bridge)} (bridges: ${bridgesList.join(', ')})`);
     }
     const onB = (p: { bridge: string }) => bridge === undefined || p.bridge === bridge;
-    const both = /^(.+?)<->?(.+)$/.exec(rest);
+    const both = /^(.+?)<-?>(.+)$/.exec(rest);
     if (both) {
       const [x, y] = [both[1], both[2]];
       check(x);

@@ -65,6 +65,7 @@ export function describeItem(c: ItemChange): string {
     case 'vm-link': return `VM link state on ${ref.tap} (recorded: QEMU cannot report it)`;
     case 'dnsmasq': return `dnsmasq (DHCP/DNS) on bridge ${ref.bridge}`;
     case 'resolv': return `/etc/netns/${ref.ns}/resolv.conf`;
+    case 'hosts': return `/etc/netns/${ref.ns}/hosts`;
   }
 }
 

@@ -158,7 +158,7 @@ labTest(
     const plan = await lab.planJson();
     assert.deepEqual(plan.changes.map((c) => c.address), ['bridge.lan.impairment[a>b]']);
     assert.equal(plan.commands.length, 1, 'one tc batch');
-    assert.match(plan.commands[0].stdin ?? '', /^qdisc change dev \S+ parent \S+ handle \S+ netem delay 50ms 5ms\n$/);
+    assert.match(plan.commands[0].stdin ?? '', /^qdisc change dev \S+ parent \S+ handle \S+ netem delay 50ms 5ms limit 1000\n$/);
     await lab.apply();
     const ab2 = await ping(lab.ns('a'), ip.b, 20, 0.1);
     report(t, `after the change: RTT a<->b ${ab2.avgMs} ms (want ~60)`);

@@ -61,6 +61,7 @@ describe('plan on recorded host output', () => {
     assert.deepEqual(plan.invocations.map((i) => i.label), [
       'node namespaces', 'host links', 'namespace pv-fx-a', 'namespace pv-fx-b', 'namespace pv-fx-c', 'namespace pv-fx-d',
       'sysctl', 'traffic control', 'nftables transaction',
+      'hosts of pv-fx-a', 'hosts of pv-fx-b', 'hosts of pv-fx-c', 'hosts of pv-fx-d',
     ]);
     const tc = plan.invocations.find((i) => i.label === 'traffic control')!.stdin!.split('\n');
     // Each port's root qdisc precedes its classes.
@@ -111,6 +112,6 @@ describe('plan on recorded host output', () => {
     assert.equal(plan.changes.length, 1);
     assert.equal(plan.changes[0].address, 'bridge.lan.impairment[a>d]');
     assert.equal(plan.invocations.length, 1);
-    assert.match(plan.invocations[0].stdin!, /^qdisc add dev fx-d-0 parent [0-9a-f]+:[0-9a-f]+ handle [0-9a-f]+: netem delay 20ms 4ms\n$/);
+    assert.match(plan.invocations[0].stdin!, /^qdisc add dev fx-d-0 parent [0-9a-f]+:[0-9a-f]+ handle [0-9a-f]+: netem delay 20ms 4ms limit 1000\n$/);
   });
 });

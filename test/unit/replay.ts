@@ -9,6 +9,8 @@ import type { Runner, RunOptions, RunResult } from '../../src/host/runner.js';
 import type { HostFiles } from '../../src/observe/index.js';
 import { loadTopology } from '../../src/load/index.js';
 import { planFor } from '../../src/apply/index.js';
+import { hostsFile } from '../../src/plan/hosts.js';
+import { nodeNetns } from '../../src/model/names.js';
 
 export const FIXTURES = new URL('../../../test/fixtures/', import.meta.url);
 
@@ -37,16 +39,22 @@ export class Replayer implements Runner {
   }
 }
 
-/** Host files as on the recording machine: its namespaces; netem absent, the rest present. */
+/**
+ * Host files as on the recording machine: its namespaces; netem absent, the rest present.
+ * Fixtures were recorded before provium wrote hosts files: a recorded lab's node namespaces
+ * have the hosts files its topology.yaml gives (as apply writes them).
+ */
 export function fixtureFiles(dir: URL, features: Partial<Record<string, boolean>> = {}): HostFiles {
   const ns = JSON.parse(readFileSync(new URL('netns.json', dir), 'utf8')) as string[];
+  const recorded = loadTopology(new URL('topology.yaml', dir).pathname);
+  const hosts = Object.fromEntries(Object.keys(recorded.nodes).map((n) => [nodeNetns(recorded.lab, n), n] as const).filter(([x]) => ns.includes(x)).map(([x, n]) => [x, hostsFile(recorded, n)]));
   return {
     listNetns: () => ns,
     detectFeature: (f) => ({ present: features[f] ?? f !== 'netem', source: 'fixture' }),
     kvmUsable: () => false,
     observeVms: async () => ({}),
     exists: () => true,
-    observeServices: () => ({ dnsmasq: {}, resolv: {}, conflicts: [] }),
+    observeServices: () => ({ dnsmasq: {}, resolv: {}, hosts, conflicts: [] }),
   };
 }
 

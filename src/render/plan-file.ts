@@ -1,0 +1,453 @@
+/**
+ * Plan -> text at the level of the file (what `provium plan` prints by default): each
+ * change at its plan address, described with the file's own fields and units
+ * (`drop 5 % -> 7 %`, `bandwidth 2 Mbit/s`, `partition a -> c`, `a.eth0 link up -> down`),
+ * why a replace happens, and which processes a deletion ends. Host internals (HTB
+ * classes, class ids, qdisc handles, nft elements, unset fields) stay out; `--verbose`
+ * (render/text.ts) and `--json` keep them.
+ *
+ * Lines come from the kinds of the items in a change, never from how an address is
+ * spelled, so addresses of objects this renderer does not know (groups, routers) render
+ * too. Device names are turned back into nodes and bridges through PlanNames; a name it
+ * cannot resolve is shown as it is.
+ */
+import { Chalk } from 'chalk';
+import type { Action, Change, ItemChange, Plan } from '../plan/types.js';
+import type { Item } from '../plan/items.js';
+import type { HostState } from '../model/state.js';
+import type { Topology } from '../model/topology.js';
+import { formatDiagnostic } from '../model/diagnostics.js';
+import { bridgeDev, parseAlias, portDev } from '../model/names.js';
+import { parseTcRate, UNSHAPED_BPS } from '../plan/ids.js';
+import { summary, type RenderOptions } from './text.js';
+
+/** A process a deletion ends (a node namespace's, a VM's, a dnsmasq's). */
+export interface ProcessInfo {
+  pid: number;
+  /** Its command line, shortened. */
+  cmd: string;
+}
+
+/** What the renderer knows about names: host devices back to the file's nodes and bridges. */
+export interface PlanNames {
+  /** Port device -> node, bridge and NIC ("eth0"). */
+  ports: Map<string, { node: string; bridge: string; nic: string }>;
+  /** Bridge device -> bridge name. */
+  bridges: Map<string, string>;
+  /** Node namespace -> node name. */
+  namespaces: Map<string, string>;
+  /** IPv4 address (bare) -> node name. */
+  addresses: Map<string, string>;
+  /** Processes running in a node namespace (what deleting it ends). */
+  processes?: Map<string, ProcessInfo[]>;
+}
+
+/**
+ * Names from the file (what the plan creates) and from the host states (what exists: the
+ * ownership marks on links and namespaces tell node and bridge back).
+ */
+export function planNames(t: Topology, states: HostState[], processes?: Map<string, ProcessInfo[]>): PlanNames {
+  const n: PlanNames = { ports: new Map(), bridges: new Map(), namespaces: new Map(), addresses: new Map(), ...(processes ? { processes } : {}) };
+  for (const b of Object.values(t.bridges)) {
+    n.bridges.set(bridgeDev(t.lab, b.name), b.name);
+    for (const a of b.attach) {
+      n.ports.set(portDev(t.lab, a.node, a.nicIndex), { node: a.node, bridge: b.name, nic: a.nic });
+      if (a.ip) n.addresses.set(a.ip.split('/')[0], a.node);
+    }
+  }
+  for (const s of states) {
+    for (const l of Object.values(s.links)) {
+      const a = parseAlias(l.alias);
+      if (a?.kind === 'bridge' && !n.bridges.has(l.name)) n.bridges.set(l.name, a.bridge);
+      if (a?.kind === 'port' && !n.ports.has(l.name)) n.ports.set(l.name, { node: a.node, bridge: a.bridge, nic: `eth${l.name.slice(l.name.lastIndexOf('-') + 1)}` });
+    }
+    for (const ns of Object.values(s.namespaces)) {
+      n.namespaces.set(ns.name, ns.node);
+      for (const nic of Object.values(ns.nics)) for (const a of nic.addrs) if (!n.addresses.has(a.split('/')[0])) n.addresses.set(a.split('/')[0], ns.node);
+    }
+  }
+  for (const node of Object.values(t.nodes)) n.namespaces.set(`pv-${t.lab}-${node.name}`, node.name);
+  return n;
+}
+
+const VERB: Record<Action, string> = { create: 'will be created', update: 'will be updated in place', replace: 'must be replaced', delete: 'will be destroyed' };
+const SYMBOL: Record<Action, string> = { create: '+', update: '~', replace: '-/+', delete: '-' };
+
+type V = Record<string, any>;
+const val = (i: Item | undefined): V => (i?.value ?? {}) as V;
+
+/** "5Mbit" -> "5 Mbit/s"; the unshaped rate -> "none". */
+function bw(rate: unknown): string {
+  if (typeof rate !== 'string') return String(rate);
+  const bps = parseTcRate(rate);
+  if (bps >= UNSHAPED_BPS) return 'none';
+  if (bps >= 1e9 && bps % 1e7 === 0) return `${bps / 1e9} Gbit/s`;
+  if (bps >= 1e6 && bps % 1e4 === 0) return `${bps / 1e6} Mbit/s`;
+  if (bps >= 1e3 && bps % 10 === 0) return `${bps / 1e3} kbit/s`;
+  return `${bps} bit/s`;
+}
+const ms = (x: unknown) => (x === undefined || x === 0 ? 'none' : `${x} ms`);
+const pct = (hundredths: unknown) => `${Number(hundredths) / 100} %`;
+const list = (x: unknown) => (Array.isArray(x) && x.length ? x.join(', ') : 'none');
+
+/** A described line; lines with the same text and different subjects are merged. */
+interface Fact {
+  text: string;
+  subject?: string;
+}
+
+class Describer {
+  constructor(private readonly names: PlanNames) {}
+
+  port(dev: string): string {
+    const p = this.names.ports.get(dev);
+    return p ? p.node : dev;
+  }
+  nicOf(dev: string): string {
+    const p = this.names.ports.get(dev);
+    return p ? `${p.node}.${p.nic}` : dev;
+  }
+  bridge(dev: string): string {
+    return this.names.bridges.get(dev) ?? dev;
+  }
+  node(ns: string): string {
+    return this.names.namespaces.get(ns) ?? ns;
+  }
+  pair(key: string, sep = ' -> '): string {
+    return key.split('>').map((d) => this.port(d)).join(sep);
+  }
+
+  /** An item key in file terms (for replace reasons). */
+  key(k: string): string {
+    const [kind, rest] = [k.slice(0, k.indexOf(':')), k.slice(k.indexOf(':') + 1)];
+    switch (kind) {
+      case 'link':
+        return this.names.bridges.has(rest) ? `bridge ${this.bridge(rest)}` : this.names.ports.has(rest) ? `${this.nicOf(rest)}` : rest;
+      case 'netns':
+        return `node ${this.node(rest)}`;
+      case 'qdisc':
+        return `the queue into ${this.port(rest)}`;
+      case 'nft-table':
+        return `the lab's ${rest} filter table`;
+      case 'vm':
+        return `VM ${rest}`;
+      case 'vm-nic':
+        return `the NIC of VM ${rest.split(':')[0]}`;
+      default:
+        return k;
+    }
+  }
+
+  reason(r: string): string {
+    const m = /^re-created with (.+)$/.exec(r);
+    if (m) return `re-created with ${this.key(m[1])}`;
+    return r.replace(/^skeleton cannot change in place$/, 'its structure (sets, chains, rules) differs from what provium writes')
+      .replace(/^kind cannot change in place$/, 'its device kind changed')
+      .replace(/^config, alive cannot change in place$|^alive cannot change in place$/, 'its process is not running')
+      .replace(/^config cannot change in place$/, 'its configuration changed');
+  }
+
+  /** Facts for one item change; [] hides it. */
+  facts(c: ItemChange, group: ItemChange[]): Fact[] {
+    const it = (c.after ?? c.before)!;
+    const ref = it.ref;
+    const before = val(c.before);
+    const after = val(c.after);
+    const fields = c.fields.filter((f) => f.field !== 'owner');
+    const changed = (f: string) => fields.some((x) => x.field === f);
+    const del = c.action === 'delete';
+    const add = c.action === 'create' || (c.action === 'replace' && !c.before);
+    switch (ref.kind) {
+      case 'netns': {
+        if (del) {
+          const procs = this.names.processes?.get(ref.ns) ?? [];
+          return procs.length ? [{ text: `ends ${procs.length} process${procs.length === 1 ? '' : 'es'} still running in node ${this.node(ref.ns)}: ${procs.map((p) => `${p.pid} (${p.cmd})`).join(', ')}` }] : [];
+        }
+        if (add) return [{ text: `node ${this.node(ref.ns)} (network namespace)` }];
+        return changed('loUp') ? [{ text: 'loopback up (was down)' }] : [];
+      }
+      case 'nic': {
+        const nic = `${this.node(ref.ns)}.${ref.ifname}`;
+        if (del) return [];
+        if (add) {
+          const addrs = [...(after.addrs ?? []), ...(after.addrs6 ?? [])];
+          return [{ text: `${nic} ${addrs.length ? addrs.join(' ') : '(no address)'}${after.mtu !== undefined && group.some((g) => (g.after?.value as V | undefined)?.mtu !== undefined && g.after?.ref.kind === 'link') ? `, mtu ${after.mtu}` : ''}` }];
+        }
+        const out: Fact[] = [];
+        if (changed('addrs')) out.push({ text: `${nic} address ${list(before.addrs)} -> ${list(after.addrs)}` });
+        if (changed('addrs6') && (before.addrs6?.length || after.addrs6?.length)) out.push({ text: `${nic} IPv6 address ${list(before.addrs6)} -> ${list(after.addrs6)}` });
+        if (changed('up')) out.push({ text: `${nic} up inside the node (was ${before.up ? 'up' : 'down'})` });
+        if (changed('mtu')) out.push({ text: `${nic} mtu ${before.mtu ?? 'default'} -> ${after.mtu}` });
+        if (changed('mac')) out.push({ text: `${nic} mac ${before.mac} -> ${after.mac}` });
+        return out;
+      }
+      case 'routes': {
+        const have: string[] = before.routes ?? [];
+        const want: string[] = after.routes ?? [];
+        const node = this.node(ref.ns);
+        const gone = have.filter((r) => !want.includes(r));
+        const fresh = want.filter((r) => !have.includes(r));
+        void node;
+        return [...fresh.map((r) => ({ text: `route ${r}` })), ...(del ? gone.map((r) => ({ text: `no route ${r}` })) : gone.map((r) => ({ text: `no route ${r}` })))];
+      }
+      case 'link': {
+        const isBridge = (after.kind ?? before.kind) === 'bridge';
+        if (isBridge) {
+          const b = this.bridge(ref.name);
+          if (del) return [];
+          if (add) {
+            const addrs = [...(after.addrs ?? []), ...(after.addrs6 ?? [])];
+            return [{ text: `bridge ${b}${addrs.length ? `, host ${addrs.join(' ')}` : ''}${after.mtu !== undefined ? `, mtu ${after.mtu}` : ''}` }];
+          }
+          const out: Fact[] = [];
+          if (changed('addrs')) out.push({ text: `host address ${list(before.addrs)} -> ${list(after.addrs)}` });
+          if (changed('addrs6') && (before.addrs6?.length || after.addrs6?.length)) out.push({ text: `host IPv6 address ${list(before.addrs6)} -> ${list(after.addrs6)}` });
+          if (changed('mtu')) out.push({ text: `mtu ${before.mtu ?? 'default'} -> ${after.mtu}` });
+          if (changed('up')) out.push({ text: `bridge ${b} up (was down)` });
+          if (changed('alias')) out.push({ text: 'ownership mark restored' });
+          return out;
+        }
+        const nic = this.nicOf(ref.name);
+        if (del) return [];
+        if (add) {
+          const out: Fact[] = [];
+          if (after.kind === 'tun' && !group.some((g) => g.after?.ref.kind === 'nic')) out.push({ text: `${nic} (TAP on bridge ${this.bridge(after.master)})` });
+          if (after.up === false) out.push({ text: `${nic} link down` });
+          return out;
+        }
+        const out: Fact[] = [];
+        if (changed('up')) out.push({ text: `${nic} link ${before.up ? 'up' : 'down'} -> ${after.up ? 'up' : 'down'}` });
+        if (changed('master')) out.push({ text: `${nic} moves from bridge ${before.master ? this.bridge(before.master) : '(none)'} to ${this.bridge(after.master)}` });
+        if (changed('mtu')) out.push({ text: `${nic} mtu ${before.mtu ?? 'default'} -> ${after.mtu}` });
+        if (changed('alias')) out.push({ text: `${nic} ownership mark restored` });
+        return out;
+      }
+      case 'qdisc': {
+        if (c.action === 'create') return [{ text: `queueing of what ${this.port(ref.dev)} receives (for its bandwidth and latency)` }];
+        if (del) return [];
+        return [];
+      }
+      case 'class': {
+        const into = it.ref.kind === 'class' && ref.minor === 2 ? `into ${this.port(ref.dev)}` : undefined;
+        if (del) {
+          const what = [before.rate && bw(before.rate) !== 'none' ? 'bandwidth' : '', before.delayMs ? 'latency' : ''].filter(Boolean).join(' and ');
+          return what ? [{ text: `no ${what} any more`, ...(into ? { subject: into } : {}) }] : [];
+        }
+        if (add) {
+          const parts = [
+            bw(after.rate) !== 'none' ? `bandwidth ${bw(after.rate)}` : '',
+            after.delayMs ? `latency ${after.delayMs} ms` : '',
+            after.jitterMs ? `jitter ${after.jitterMs} ms` : '',
+          ].filter(Boolean);
+          return parts.length ? [{ text: parts.join(', '), ...(into ? { subject: into } : {}) }] : [];
+        }
+        const out: Fact[] = [];
+        const subj = into ? { subject: into } : {};
+        if (changed('rate')) out.push({ text: `bandwidth ${bw(before.rate)} -> ${bw(after.rate)}`, ...subj });
+        if (changed('delayMs')) out.push({ text: `latency ${ms(before.delayMs)} -> ${ms(after.delayMs)}`, ...subj });
+        if (changed('jitterMs')) out.push({ text: `jitter ${ms(before.jitterMs)} -> ${ms(after.jitterMs)}`, ...subj });
+        if (changed('limit') && !changed('delayMs') && !changed('rate') && !changed('jitterMs')) out.push({ text: `netem queue ${before.limit ?? 1000} -> ${after.limit} packets (sized from bandwidth and latency)`, ...subj });
+        return out;
+      }
+      case 'nft-table': {
+        const what = ref.family === 'bridge' ? 'partitions, isolation, drop and shaping' : 'routes, uplink and port forwards';
+        if (add) return [{ text: `the lab's ${ref.family} filter table (${what})` }];
+        return [];
+      }
+      case 'elem':
+        return this.elem(c, group);
+      case 'sysctl': {
+        if (del) return [];
+        return [{ text: `${ref.name} ${before.value ?? '(unknown)'} -> ${after.value}` }];
+      }
+      case 'vm': {
+        if (del) {
+          const pid = ((c.before?.meta as V | undefined)?.vm as { pid?: number } | undefined)?.pid;
+          return [{ text: `VM ${ref.node} stops${pid ? ` (qemu pid ${pid})` : ''}` }];
+        }
+        if (add) return [{ text: `VM ${ref.node}: ${[after.kernel && `kernel ${after.kernel}`, after.disk && `disk ${after.disk}`, `${after.memoryMb} MiB`, `${after.cpus} CPU`, after.accel].filter(Boolean).join(', ')}` }];
+        const out: Fact[] = [];
+        for (const f of fields) {
+          if (f.field === 'alive' || f.field === 'status') continue;
+          out.push({ text: `${f.field === 'memoryMb' ? 'memory' : f.field} ${f.field === 'memoryMb' ? `${f.before} MiB -> ${f.after} MiB` : `${f.before ?? '(none)'} -> ${f.after ?? '(none)'}`}` });
+        }
+        if (changed('status') && !changed('alive')) out.push({ text: `VM ${ref.node} resumes (was ${before.status})` });
+        return out;
+      }
+      case 'vm-nic': {
+        const nic = this.nicOf(ref.tap);
+        if (del) return c.implied ? [] : [{ text: `${nic} unplugged from VM ${ref.node}` }];
+        if (add) return [{ text: `${nic} (virtio NIC, mac ${after.mac})` }];
+        return fields.map((f) => ({ text: `${nic} ${f.field} ${f.before} -> ${f.after}` }));
+      }
+      case 'vm-link': {
+        if (del) return [];
+        const nic = this.nicOf(ref.tap);
+        if (add && after.link === 'up') return [];
+        return [{ text: `${nic} link ${before.link ?? 'up'} -> ${after.link} (recorded: QEMU cannot report it)` }];
+      }
+      case 'dnsmasq': {
+        if (del) {
+          const pid = (c.before?.meta as V | undefined)?.pid;
+          return [{ text: `DHCP/DNS server of bridge ${ref.bridge} stops${pid ? ` (dnsmasq pid ${pid})` : ''}` }];
+        }
+        if (add) return [{ text: `DHCP/DNS server of bridge ${ref.bridge} (dnsmasq)` }];
+        return [];
+      }
+      case 'resolv': {
+        if (del) return [];
+        const ns = /^nameserver (\S+)$/m.exec(String(after.content ?? ''))?.[1];
+        const search = /^search (.+)$/m.exec(String(after.content ?? ''))?.[1];
+        return [{ text: `${this.node(ref.ns)} resolves names through ${ns ?? '?'}${search ? ` (search ${search})` : ''}` }];
+      }
+      default: {
+        // An item kind this renderer does not know (yet): its fields, as they are.
+        if (del) return [{ text: `${(ref as { kind: string }).kind} removed` }];
+        return fields.map((f) => ({ text: `${f.field} ${JSON.stringify(f.before ?? null)} -> ${JSON.stringify(f.after ?? null)}` }));
+      }
+    }
+  }
+
+  private elem(c: ItemChange, group: ItemChange[]): Fact[] {
+    const ref = (c.after ?? c.before)!.ref as Extract<Item['ref'], { kind: 'elem' }>;
+    const before = val(c.before);
+    const after = val(c.after);
+    const del = c.action === 'delete';
+    const add = c.action === 'create' || c.action === 'replace';
+    const not = del ? 'no ' : '';
+    switch (ref.set) {
+      case 'blocked':
+        return [{ text: `${not}partition ${this.pair(ref.key)}` }];
+      case 'isolated':
+        return [{ text: `${not}isolate ${this.port(ref.key)}` }];
+      case 'loss': {
+        if (del) return [{ text: 'no drop', subject: this.pair(ref.key) }];
+        if (add) return [{ text: `drop ${pct(after.value)}`, subject: this.pair(ref.key) }];
+        if (before.value !== after.value) return [{ text: `drop ${pct(before.value)} -> ${pct(after.value)}`, subject: this.pair(ref.key) }];
+        return [{ text: 'ownership mark restored', subject: this.pair(ref.key) }];
+      }
+      case 'prio': {
+        // Which queue a pair's frames take: shown only when its class does not change with it.
+        if (group.some((g) => g.after?.ref.kind === 'class' || g.before?.ref.kind === 'class')) return [];
+        if (c.action === 'update' && before.value !== after.value) return [];
+        return [{ text: del ? 'no own queue any more' : 'sent through its own queue (restored)', subject: this.pair(ref.key) }];
+      }
+      case 'bridges':
+        return [];
+      case 'routed': {
+        const [x, y] = ref.key.split('>');
+        if (x === y) return [];
+        return [{ text: `${not}route ${this.bridge(x)} -> ${this.bridge(y)}` }];
+      }
+      case 'uplinked':
+        return [{ text: del ? 'no uplink' : `uplink from bridge ${this.bridge(ref.key)} (NAT masquerade)` }];
+      case 'masq':
+        return [{ text: `${del ? 'no ' : ''}masquerade of ${ref.key}` }];
+      case 'masq6':
+        return [{ text: `${del ? 'no ' : ''}IPv6 masquerade of ${ref.key}` }];
+      case 'wan':
+        return [{ text: `${del ? 'no ' : ''}uplink through ${ref.key}` }];
+      case 'wan6':
+        return [{ text: `${del ? 'no ' : ''}IPv6 uplink through ${ref.key}` }];
+      case 'forwards': {
+        const to = String((del ? before : after).value ?? '');
+        const node = this.names.addresses.get(to.split(':')[0]);
+        const text = `forward ${ref.key} -> ${to}${node ? ` (${node})` : ''}`;
+        if (c.action === 'update') return [{ text: `forward ${ref.key} -> ${before.value} -> ${after.value}` }];
+        return [{ text: del ? `no ${text}` : text }];
+      }
+      default:
+        return [{ text: `${not}${ref.set} ${ref.key}` }];
+    }
+  }
+}
+
+/** Merges facts: the same text with several subjects becomes one line; partitions both ways become `a <-> b`. */
+function merge(facts: Fact[], limit = 8): string[] {
+  const out: string[] = [];
+  const bySubject = new Map<string, string[]>();
+  const plain: string[] = [];
+  for (const f of facts) {
+    if (f.subject === undefined) {
+      if (!plain.includes(f.text)) plain.push(f.text);
+    } else {
+      const l = bySubject.get(f.text) ?? [];
+      if (!l.includes(f.subject)) l.push(f.subject);
+      bySubject.set(f.text, l);
+    }
+  }
+  // "partition a -> b" and "partition b -> a" -> "partition a <-> b" (also routes).
+  const done = new Set<string>();
+  for (const p of plain) {
+    if (done.has(p)) continue;
+    const m = /^(no )?(partition|route) (\S+) -> (\S+)$/.exec(p);
+    const rev = m ? `${m[1] ?? ''}${m[2]} ${m[4]} -> ${m[3]}` : undefined;
+    if (m && rev && plain.includes(rev)) {
+      const [x, y] = [m[3], m[4]].sort();
+      out.push(`${m[1] ?? ''}${m[2]} ${x} <-> ${y}`);
+      done.add(rev);
+    } else out.push(p);
+    done.add(p);
+  }
+  // One subject for the whole change (a pair's own impairment): the address names it already.
+  const all = new Set([...bySubject.values()].flat());
+  const single = all.size === 1 && plain.length === 0 && ![...all][0].startsWith('into ');
+  for (const [text, subjects] of bySubject) {
+    if (single) {
+      out.push(text);
+      continue;
+    }
+    // "into a", "into b" -> "into a, b".
+    const into = subjects.every((x) => x.startsWith('into '));
+    const names = into ? subjects.map((x) => x.slice(5)) : subjects;
+    const shown = names.slice(0, limit).join(', ');
+    const more = names.length > limit ? `, and ${names.length - limit} more (--verbose lists them)` : '';
+    if (into) out.push(`${text} into ${shown}${more}`);
+    else out.push(subjects.length === 1 ? `${subjects[0]}: ${text}` : `${text}: ${shown}${more}`);
+  }
+  return out;
+}
+
+/** The lines describing one change, in file terms. */
+export function describeChange(ch: Change, names: PlanNames): { lines: string[]; reasons: string[] } {
+  const d = new Describer(names);
+  const rank = (it: ItemChange) => {
+    const i = (it.after ?? it.before)!;
+    if (i.ref.kind === 'link') return val(i).kind === 'bridge' ? 1 : 3;
+    const order: Record<string, number> = { netns: 0, nic: 2, routes: 4, vm: 5, 'vm-nic': 6, 'vm-link': 7 };
+    return order[i.ref.kind] ?? 10;
+  };
+  const items = [...ch.items].sort((a, b) => rank(a) - rank(b));
+  const facts = items.flatMap((it) => d.facts(it, ch.items));
+  const reasons = [...new Set(ch.items.filter((it) => it.action === 'replace' && it.reason).map((it) => d.reason(it.reason!)))];
+  return { lines: merge(facts), reasons };
+}
+
+/** The default plan text (see the module comment). */
+export function renderPlanFile(plan: Plan, names: PlanNames, opts: RenderOptions): string {
+  const c = new Chalk({ level: opts.color ? 1 : 0 });
+  const out: string[] = [];
+  if (plan.errors.length) {
+    for (const e of plan.errors) out.push(c.red(formatDiagnostic(e)));
+    return out.join('\n') + '\n';
+  }
+  if (plan.changes.length === 0) return c.green('No changes.') + ` The host matches the file for lab ${plan.lab}.\n`;
+  out.push(`provium will perform the following actions on lab ${c.bold(plan.lab)}:`, '');
+  const color = { create: c.green, update: c.yellow, replace: c.magenta, delete: c.red };
+  for (const ch of plan.changes) {
+    const { lines, reasons } = describeChange(ch, names);
+    const why = ch.action === 'replace' && reasons.length ? `: ${reasons.join('; ')}` : '';
+    out.push(`${color[ch.action](`  ${SYMBOL[ch.action]} ${ch.address}`)} ${c.dim(VERB[ch.action] + why)}`);
+    for (const l of lines) out.push(`      ${l}`);
+  }
+  const s = summary(plan);
+  out.push('', c.bold(`Plan: ${s.add} to add, ${s.change} to change, ${s.destroy} to destroy.`));
+  if (opts.commands) {
+    out.push('', c.bold(`Host commands (${plan.invocations.length} invocations):`));
+    for (const inv of plan.invocations) {
+      out.push(c.cyan(`  $ ${inv.argv.join(' ')}`) + c.dim(`   # ${inv.label}`));
+      for (const l of (inv.stdin ?? '').split('\n').filter(Boolean)) out.push(`      ${l}`);
+    }
+  }
+  return out.join('\n') + '\n';
+}
