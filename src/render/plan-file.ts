@@ -125,6 +125,10 @@ class Describer {
         return this.names.bridges.has(rest) ? `bridge ${this.bridge(rest)}` : this.names.ports.has(rest) ? `${this.nicOf(rest)}` : rest;
       case 'netns':
         return `node ${this.node(rest)}`;
+      case 'nic': {
+        const [ns, ifname] = rest.split('/');
+        return `${this.node(ns)}.${ifname}`;
+      }
       case 'qdisc':
         return `the queue into ${this.port(rest)}`;
       case 'nft-table':
@@ -156,7 +160,10 @@ class Describer {
     const fields = c.fields.filter((f) => f.field !== 'owner');
     const changed = (f: string) => fields.some((x) => x.field === f);
     const del = c.action === 'delete';
-    const add = c.action === 'create' || (c.action === 'replace' && !c.before);
+    // A replace re-creates the object: described as what it will be.
+    const add = c.action === 'create' || c.action === 'replace';
+    // Goes with its parent (a node's routes with the node): nothing of its own to say.
+    if (c.implied) return [];
     switch (ref.kind) {
       case 'netns': {
         if (del) {
@@ -182,7 +189,7 @@ class Describer {
         return out;
       }
       case 'routes': {
-        const have: string[] = before.routes ?? [];
+        const have: string[] = c.action === 'replace' ? [] : before.routes ?? [];
         const want: string[] = after.routes ?? [];
         const node = this.node(ref.ns);
         const gone = have.filter((r) => !want.includes(r));
@@ -223,7 +230,7 @@ class Describer {
         return out;
       }
       case 'qdisc': {
-        if (c.action === 'create') return [{ text: `queueing of what ${this.port(ref.dev)} receives (for its bandwidth and latency)` }];
+        if (add) return [{ text: `queueing of what ${this.port(ref.dev)} receives (for its bandwidth and latency)` }];
         if (del) return [];
         return [];
       }
@@ -293,6 +300,11 @@ class Describer {
         }
         if (add) return [{ text: `DHCP/DNS server of bridge ${ref.bridge} (dnsmasq)` }];
         return [];
+      }
+      case 'hosts': {
+        if (del) return [];
+        const names = String(after.content ?? '').split('\n').filter((l) => l && !l.startsWith('#') && !/\slocalhost\b/.test(l)).length;
+        return [{ text: `${add ? '' : 'rewritten: '}${this.node(ref.ns)} resolves the lab's node names without DNS (${names} entries in its /etc/hosts)` }];
       }
       case 'resolv': {
         if (del) return [];
@@ -389,14 +401,7 @@ function merge(facts: Fact[], limit = 8): string[] {
     } else out.push(p);
     done.add(p);
   }
-  // One subject for the whole change (a pair's own impairment): the address names it already.
-  const all = new Set([...bySubject.values()].flat());
-  const single = all.size === 1 && plain.length === 0 && ![...all][0].startsWith('into ');
   for (const [text, subjects] of bySubject) {
-    if (single) {
-      out.push(text);
-      continue;
-    }
     // "into a", "into b" -> "into a, b".
     const into = subjects.every((x) => x.startsWith('into '));
     const names = into ? subjects.map((x) => x.slice(5)) : subjects;
