@@ -7,10 +7,11 @@
  *
  * Options (env): PVB_RUNS (apply/destroy/baseline repetitions, default 3),
  * PVB_PLAN_RUNS (no-op plan repetitions, default 5), PVB_SIZES (default "50,200"),
- * PVB_NO_MININET=1, PVB_NO_WRITE=1 (do not touch BENCHMARKS.md).
+ * PVB_NO_MININET=1, PVB_NO_EXEC=1 (skip the exec start-up rows, bench/exec.ts), PVB_NO_WRITE=1 (do not touch BENCHMARKS.md).
  */
 import { execFileSync } from 'node:child_process';
 import { vmBench, type VmResult } from './vm.js';
+import { execBench, execRows, type ExecResult } from './exec.js';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -455,6 +456,7 @@ async function main(): Promise<number> {
   let helpMs = NaN;
   let mnVersion: string | undefined;
   let vm: VmResult | undefined;
+  let ex: ExecResult | undefined;
   try {
     await bench.setup();
     log(`host namespace ${bench.host}, baseline host namespace ${bench.baseHost}, state dir ${bench.stateDir}`);
@@ -466,6 +468,7 @@ async function main(): Promise<number> {
     for (let i = 0; i < 5; i++) helpRuns.push((await run([process.execPath, bench.provBin, '--help'], { env: bench.env() })).ms);
     helpMs = median(helpRuns);
     log(`provium --help (Node + loading provium's modules): median ${secs(helpMs)} s`);
+    if (process.env.PVB_NO_EXEC !== '1') ex = await execBench(bench.provBin, log);
     for (const n of SIZES) results.push(await bench.labResult(n));
 
     if (process.env.PVB_NO_MININET !== '1') {
@@ -492,6 +495,7 @@ async function main(): Promise<number> {
   }
 
   const rows = buildRows(results, nodeStartMs);
+  if (ex) rows.push(...execRows(ex));
   if (vm) rows.push(...vmRows(vm));
   const tbl = table(rows);
   process.stdout.write(`\n${tbl}\n\n`);

@@ -7,13 +7,14 @@ import { Command } from 'commander';
 import { Chalk } from 'chalk';
 import { createInterface } from 'node:readline/promises';
 import { existsSync, readFileSync } from 'node:fs';
-import { checkTopology, loadTopology } from './load/index.js';
+import { checkTopology, loadTopology, schemaPath } from './load/index.js';
+import { dirname, join } from 'node:path';
 import { InputError, ProviumError, formatDiagnostic } from './model/diagnostics.js';
 import type { Topology } from './model/topology.js';
 import { HostRunner, CommandError } from './host/runner.js';
 import { planFor, applyPlan, ApplyError, forgetRestoredIpForward } from './apply/index.js';
 import { fingerprint, PLAN_KIND, readPlanFile, sha256, writePlanFile } from './apply/planfile.js';
-import { acquireLock, removeLabDir } from './apply/statedir.js';
+import { acquireLock, readRecord, removeLabDir, writeRecord } from './apply/statedir.js';
 import { emptyTopology } from './plan/index.js';
 import type { HostContext } from './plan/commands.js';
 import { renderPlan, summary } from './render/text.js';
@@ -29,6 +30,9 @@ import { captureCommand, type CaptureOptions } from './capture.js';
 import { renderDot, renderMermaid } from './render/graph.js';
 import { doctorJson, doctorReady, renderDoctor, runDoctor } from './doctor.js';
 import { probeCommand, type ProbeCliOptions } from './probe/cli.js';
+import { runInNode } from './exec-run.js';
+import { nodeAddress } from './addr.js';
+import { listLabs, lsJson, renderLs } from './labs.js';
 
 /** Raised to leave with a given exit code after output was written. */
 export class ExitError extends Error {
@@ -97,6 +101,15 @@ function planText(plan: Plan, t: Topology, observed: HostState, o: { verbose?: b
   return renderPlanFile(plan, planNames(t, [observed], processesInNetns(gone)), { color, commands: o.commands });
 }
 
+/** provium's version, from its package.json (found next to its schemas). */
+export function packageVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(join(dirname(schemaPath()), '..', 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
 function load(file: string): Topology {
   return loadTopology(file);
 }
@@ -105,6 +118,7 @@ export function buildProgram(): Command {
   const program = new Command();
   program
     .name('provium')
+    .version(packageVersion(), '-V, --version', 'print the version')
     .description('Declarative network labs on Linux: plan, apply and destroy bridges, nodes, partitions and impairments.')
     .option('--netns <name>', "put the lab's host side (bridges, ports, qdiscs, nft tables) in this existing network namespace")
     .option('--no-color', 'no colors (also off for NO_COLOR and when stdout is not a terminal)')
@@ -236,7 +250,10 @@ export function buildProgram(): Command {
             printJson({ ...planJson(plan), applied: true, host_commands: 0 });
           }
           if (name === 'destroy') removeLabDir(t.lab);
-          else forgetRestoredIpForward(t);
+          else {
+            forgetRestoredIpForward(t);
+            recordApply(t, ctx.hostNetns);
+          }
         } finally {
           prog.stop();
           release();
@@ -258,8 +275,31 @@ export function buildProgram(): Command {
       if (n.kind !== 'netns') throw new ProviumError(`node ${node} is a ${n.kind} node; exec runs commands in netns nodes`);
       const ns = nodeNetns(t.lab, node);
       if (!existsSync(`/run/netns/${ns}`)) throw new ProviumError(`node ${node} is not running (no namespace ${ns}); run provium apply first`);
-      const code = await new HostRunner().interactive(['ip', 'netns', 'exec', ns, ...cmd]);
+      const code = await runInNode(ns, cmd);
       if (code !== 0) throw new ExitError(code);
+    });
+
+  program
+    .command('addr')
+    .description("a node's address for scripts, from the file alone: IPv4 on BRIDGE (default: its first bridge, eth0)")
+    .argument('<file>')
+    .argument('<node>')
+    .argument('[bridge]')
+    .option('-6, --ipv6', 'the IPv6 address (bridges with subnet6)')
+    .option('--cidr', 'with the prefix length (10.40.0.36/24)')
+    .action((file: string, node: string, bridge: string | undefined, o: { ipv6?: boolean; cidr?: boolean }) => {
+      const t = load(file);
+      process.stdout.write(nodeAddress(t, node, bridge, { six: o.ipv6, cidr: o.cidr }) + '\n');
+    });
+
+  program
+    .command('ls')
+    .description('the labs on this host: name, file, host namespace, when applied, object counts')
+    .option('--json', 'machine-readable output (format_version 1)')
+    .action((o: { json?: boolean }) => {
+      const labs = listLabs();
+      if (o.json) printJson(lsJson(labs));
+      else process.stdout.write(renderLs(labs, { color: useColor(globals()) }));
     });
 
   program
@@ -331,6 +371,19 @@ export function buildProgram(): Command {
     });
 
   return program;
+}
+
+/** What `provium ls` shows of an applied lab, in its record (state.json): file, host namespace, when, object counts. */
+function recordApply(t: Topology, hostNetns: string | undefined): void {
+  const bridges = Object.values(t.bridges);
+  writeRecord(t.lab, {
+    ...readRecord(t.lab), file: t.file, hostNetns: hostNetns ?? null, appliedAt: new Date().toISOString(),
+    objects: {
+      nodes: Object.keys(t.nodes).length, vms: Object.values(t.nodes).filter((n) => n.kind === 'qemu').length, bridges: bridges.length,
+      partitions: bridges.reduce((s, b) => s + b.partitions.length + (b.partitionAll ? 1 : 0), 0),
+      impairments: bridges.reduce((s, b) => s + b.impairments.length, 0),
+    },
+  });
 }
 
 /** Accumulates a repeatable option's values. */

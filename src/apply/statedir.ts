@@ -15,6 +15,14 @@ export function stateRoot(): string {
 }
 
 export interface LabRecord {
+  /** Absolute path of the file last applied (provium ls). */
+  file?: string;
+  /** The lab's host namespace (--netns), null for the root namespace. */
+  hostNetns?: string | null;
+  /** When the last apply finished (ISO 8601). */
+  appliedAt?: string;
+  /** What the file declares: nodes, vms, bridges, partitions, impairments (provium ls). */
+  objects?: Record<string, number>;
   /** net.ipv4.ip_forward of the host namespace before this lab set it to 1. */
   ipForwardBefore?: boolean;
   /** net.ipv6.conf.all.forwarding of the host namespace before this lab set it to 1. */
