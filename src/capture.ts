@@ -85,6 +85,17 @@ export function resolveTarget(t: Topology, target: string): CaptureTarget {
   );
 }
 
+/**
+ * What a bridge capture sees: frames as they enter the bridge from its ports, before the
+ * lab's bridge filter (partitions, isolation, drop) decides; a frame the filter drops
+ * still shows here. A node's NIC shows what is delivered.
+ */
+export function bridgeCaptureNote(t: Topology, dev: string): string {
+  const b = Object.values(t.bridges).find((x) => bridgeDev(t.lab, x.name) === dev);
+  const nic = b?.attach[0] ? `${b.attach[0].node}.${b.attach[0].nic}` : 'NODE.NIC';
+  return `note: a bridge capture sees every frame entering the bridge, also those its partitions, isolation and drop then discard; capture a node's NIC (e.g. ${nic}) to see what is delivered\n`;
+}
+
 /** "5s" -> 5000, "250ms" -> 250, "2m" -> 120000, "3" -> 3000 (seconds). Throws on anything else or on 0. */
 export function parseDuration(s: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*$/.exec(s);
@@ -364,6 +375,7 @@ export async function capture(t: Topology, targetName: string, o: CaptureOptions
           `capturing on ${target.dev} (${target.what})${hostNetns !== undefined ? ` in namespace ${hostNetns}` : ''}${filter.length ? `, filter: ${filter.join(' ')}` : ''}; ` +
             `${bounds ? `stops after ${bounds}` : 'Ctrl-C stops it'}\n`,
         );
+        if (target.kind === 'bridge') process.stderr.write(bridgeCaptureNote(t, target.dev));
         if (durationMs !== undefined) timers.push(setTimeout(() => stop('duration'), durationMs));
       }
     }

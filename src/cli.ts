@@ -24,7 +24,7 @@ import type { Plan } from './plan/types.js';
 import type { HostState } from './model/state.js';
 import { planJson, diagnosticJson, FORMAT_VERSION } from './render/json.js';
 import { renderShow, showJson } from './render/show.js';
-import { readCounters } from './observe/counters.js';
+import { readCounters, readDropCounters } from './observe/counters.js';
 import { nodeNetns } from './model/names.js';
 import { captureCommand, type CaptureOptions } from './capture.js';
 import { renderDot, renderMermaid } from './render/graph.js';
@@ -313,9 +313,9 @@ export function buildProgram(): Command {
       const ctx = hostCtx(globals());
       const runner = new HostRunner();
       const planned = await planFor(t, ctx, runner);
-      const counters = await readCounters(planned.observation.state, ctx, runner);
-      if (o.json) printJson(showJson(t, planned, counters));
-      else process.stdout.write(renderShow(t, planned, { color: useColor(globals()) }, counters));
+      const [counters, drops] = await Promise.all([readCounters(planned.observation.state, ctx, runner), readDropCounters(t.lab, ctx, runner)]);
+      if (o.json) printJson(showJson(t, planned, counters, drops));
+      else process.stdout.write(renderShow(t, planned, { color: useColor(globals()) }, counters, drops));
     });
 
   program

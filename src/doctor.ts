@@ -137,6 +137,7 @@ const TOOLS: ToolSpec[] = [
   { program: 'nft', versionArgs: ['--version'], required: true, pkg: 'nftables', enables: ['partitions', 'partition_all', 'isolate', 'drop_pct', 'per-pair shaping', 'uplink', 'routes', 'plan/show (reads the ruleset)'] },
   { program: 'bridge', versionArgs: ['-V'], required: false, pkg: 'iproute2', enables: ['inspecting bridge ports and FDB while debugging a lab (bridge link, bridge fdb)'] },
   { program: 'sysctl', versionArgs: ['--version'], required: false, pkg: 'procps', enables: ['uplink', 'routes (net.ipv4.ip_forward, net.ipv6.conf.all.forwarding)'] },
+  { program: 'dnsmasq', versionArgs: ['--version'], required: false, pkg: 'dnsmasq-base', enables: ['dhcp: true and dns: true on bridges (names <node>.<bridge>, static leases for VMs)'] },
   { program: 'qemu-system-x86_64', versionArgs: ['--version'], required: false, pkg: 'qemu-system-x86', enables: ['qemu nodes (booting VMs)'] },
   { program: 'tcpdump', versionArgs: ['--version'], required: false, pkg: 'tcpdump', enables: ['provium capture (packet capture on a bridge or NIC)'] },
   { program: 'iperf3', versionArgs: ['--version'], required: false, pkg: 'iperf3', enables: ['throughput checks (npm run demo, end-to-end tests)'] },

@@ -42,12 +42,13 @@ function attachedTo(bridge: InBridge): Set<string> {
  * exists and is attached to it. Returns false when it reported an error.
  */
 function checkMember(ref: InRef, what: string, bridge: InBridge, input: Input, r: Reporter): boolean {
+  const members = () => `bridge ${q(bridge.name)}'s members: ${[...attachedTo(bridge)].join(', ') || '(none)'}`;
   if (input.nodes && !input.nodes.has(ref.name)) {
-    r.error(ref.path, 'unknown node', `${what} names node ${q(ref.name)}, which is not defined under nodes`);
+    r.error(ref.path, 'unknown node', `${what} names node ${q(ref.name)}, which is not defined under nodes (${members()})`);
     return false;
   }
   if (!attachedTo(bridge).has(ref.name)) {
-    r.error(ref.path, 'unknown node', `${what} names node ${q(ref.name)}, which is not attached to bridge ${q(bridge.name)}`);
+    r.error(ref.path, 'unknown node', `${what} names node ${q(ref.name)}, which is not attached to bridge ${q(bridge.name)} (${members()})`);
     return false;
   }
   return true;

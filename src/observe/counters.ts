@@ -6,7 +6,9 @@
  */
 import type { HostState } from '../model/state.js';
 import { mapLimit, type Runner } from '../host/runner.js';
-import { ipArgv, type HostContext } from '../plan/commands.js';
+import { ipArgv, nftArgv, type HostContext } from '../plan/commands.js';
+import { nftElem } from './parse.js';
+import { nftTable } from '../model/names.js';
 
 /** Counters of one direction: bytes, packets, errors, dropped (iproute2 stats64 fields). */
 export interface Dir {
@@ -47,6 +49,53 @@ export async function readCounters(state: HostState, ctx: HostContext, runner: R
     for (const { vm, tap } of taps) {
       const l = byName.get(tap);
       if (l) out[`${vm}.eth${tap.slice(tap.lastIndexOf('-') + 1)}`] = { rx: dir(l.stats64?.tx), tx: dir(l.stats64?.rx) };
+    }
+  }
+  return out;
+}
+
+/** Packets one element of the lab's bridge table dropped (an nft set element's own counter). */
+export interface DropCounter {
+  /** The set: "blocked" (partitions), "isolated", "loss" (drop). */
+  set: string;
+  /** The element's key as the planner spells it ("<iif>><oif>" port names, or a port name). */
+  key: string;
+  /** Its owner: the plan address in the element's comment. */
+  owner?: string;
+  packets: number;
+  bytes: number;
+}
+
+/**
+ * Per-element drop counters of the lab's bridge table (`nft -j list table bridge
+ * provium_<lab>`; libnftables JSON: set "elem" entries {"elem": {"val", "comment",
+ * "counter": {"packets", "bytes"}}}). Read element by element, whatever its key looks
+ * like. `rules` are the rules' own counters (partition, isolate-in/out, loss: totals),
+ * for tables made before elements had counters. Read-only; one command.
+ */
+export async function readDropCounters(lab: string, ctx: HostContext, runner: Runner): Promise<{ elements: DropCounter[]; perElement: boolean; rules: Record<string, number> }> {
+  const r = await runner.run([...nftArgv(ctx), '-j', 'list', 'table', 'bridge', nftTable(lab)], { allowFail: true });
+  const out = { elements: [] as DropCounter[], perElement: false, rules: {} as Record<string, number> };
+  if (r.exitCode !== 0) return out;
+  let doc: { nftables?: Record<string, any>[] };
+  try {
+    doc = JSON.parse(r.stdout);
+  } catch {
+    return out;
+  }
+  for (const o of doc.nftables ?? []) {
+    if (o.set && ['blocked', 'isolated', 'loss'].includes(o.set.name)) {
+      if ((o.set.stmt ?? []).some((s: Record<string, unknown>) => 'counter' in s)) out.perElement = true;
+      for (const e of o.set.elem ?? []) {
+        const c = e?.elem?.counter;
+        if (!c) continue;
+        const x = nftElem(e, false);
+        out.elements.push({ set: o.set.name, key: x.key, ...(x.comment ? { owner: x.comment } : {}), packets: c.packets ?? 0, bytes: c.bytes ?? 0 });
+      }
+    }
+    if (o.rule?.comment && Array.isArray(o.rule.expr)) {
+      const c = o.rule.expr.find((x: Record<string, any>) => x.counter)?.counter;
+      if (c) out.rules[String(o.rule.comment).split(':').pop()!] = c.packets ?? 0;
     }
   }
   return out;

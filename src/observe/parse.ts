@@ -173,7 +173,7 @@ export function toShaping(qdiscs: TcQdisc[], classText: string, ports: Set<strin
 type NftObj = Record<string, any>;
 
 /** A set element as [key string, value, comment]. Keys: "a>b" for concatenations, "10.40.0.0/24" for prefixes. */
-function nftElem(e: unknown, isMap: boolean): { key: string; value: unknown; comment?: string } {
+export function nftElem(e: unknown, isMap: boolean): { key: string; value: unknown; comment?: string } {
   let k: any = e;
   let value: unknown = true;
   if (isMap && Array.isArray(e)) {

@@ -35,11 +35,14 @@ export function bridgeSkeleton(lab: string): Skeleton {
     family: 'bridge',
     table: nftTable(lab),
     sets: [
-      { name: 'blocked', decl: `type ifname . ifname; comment "${c('partitions')}";`, jsonType: 'ifname.ifname' },
-      { name: 'isolated', decl: `type ifname; comment "${c('isolation')}";`, jsonType: 'ifname' },
+      // Every element counts what it matched (`counter`): `provium show` reports the packets
+      // each partition, isolation and drop element dropped. Not part of the fingerprint: a
+      // table made before keeps working, without counters per element.
+      { name: 'blocked', decl: `type ifname . ifname; counter; comment "${c('partitions')}";`, jsonType: 'ifname.ifname' },
+      { name: 'isolated', decl: `type ifname; counter; comment "${c('isolation')}";`, jsonType: 'ifname' },
       {
         name: 'loss',
-        decl: `typeof iifname . oifname . numgen random mod 10000; flags interval; comment "${c('loss')}";`,
+        decl: `typeof iifname . oifname . numgen random mod 10000; flags interval; counter; comment "${c('loss')}";`,
         jsonType: 'ifname.ifname.integer',
       },
       { name: 'prio', decl: `type ifname . ifname : classid; comment "${c('classes')}";`, jsonType: 'ifname.ifname:classid' },

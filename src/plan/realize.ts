@@ -21,6 +21,7 @@ import { addr } from './owners.js';
 import { allocateMajors, allocateMinors, classid, DEFAULT_MINOR, UNSHAPED_BPS } from './ids.js';
 import { bridgeSkeleton, inetSkeleton, desiredFingerprint } from './nft-skeleton.js';
 import { hostsFile } from './hosts.js';
+import { PROFILES } from '../load/profiles.js';
 
 /** What realize needs to know about the host (observed before planning). */
 export interface RealizeContext {
@@ -377,7 +378,13 @@ export function requiredFeatures(t: Topology): { feature: 'netem' | 'htb' | 'tun
   for (const b of Object.values(t.bridges)) {
     for (const i of b.impairments) {
       const where = i.from ? addr.impairPair(b.name, i.from, i.to!) : addr.impairWhole(b.name);
-      if (i.latency_ms !== undefined || i.jitter_ms !== undefined) out.push({ feature: 'netem', because: `${where} sets latency_ms/jitter_ms`, pos: i.pos });
+      if (i.latency_ms !== undefined || i.jitter_ms !== undefined) {
+        // Name what the file says: a profile's latency comes from the profile.
+        const because = i.profile !== undefined && PROFILES[i.profile]?.latency_ms !== undefined && i.latency_ms === PROFILES[i.profile].latency_ms
+          ? `${where} uses profile: ${i.profile} (latency ${i.latency_ms} ms${i.jitter_ms ? `, jitter ${i.jitter_ms} ms` : ''})`
+          : `${where} sets latency_ms${i.jitter_ms !== undefined ? '/jitter_ms' : ''}`;
+        out.push({ feature: 'netem', because, pos: i.pos });
+      }
       if (i.bandwidth_bps !== undefined || i.latency_ms !== undefined) out.push({ feature: 'htb', because: `${where} needs an HTB class`, pos: i.pos });
     }
   }

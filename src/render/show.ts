@@ -8,7 +8,14 @@ import type { Topology } from '../model/topology.js';
 import type { Planned } from '../apply/index.js';
 import { parseAlias } from '../model/names.js';
 import { planJson } from './json.js';
-import type { NicCounters } from '../observe/counters.js';
+import type { DropCounter, NicCounters } from '../observe/counters.js';
+
+/** Drop counters of the lab's bridge table (observe/counters.ts readDropCounters). */
+export interface Drops {
+  elements: DropCounter[];
+  perElement: boolean;
+  rules: Record<string, number>;
+}
 
 /** Leases dnsmasq handed out ("expiry mac ip hostname clientid" lines of its lease file, named in its config). */
 function readLeases(config: string): { mac: string; ip: string; name: string; expires: string }[] {
@@ -40,7 +47,7 @@ interface PortView {
 }
 
 /** Observed objects of the lab, keyed by user-level names. */
-export function showJson(t: Topology, planned: Planned, counters: Record<string, NicCounters> = {}) {
+export function showJson(t: Topology, planned: Planned, counters: Record<string, NicCounters> = {}, drops?: Drops) {
   const s = planned.observation.state;
   const who = new Map<string, { node: string; bridge: string }>();
   for (const l of Object.values(s.links)) {
@@ -75,16 +82,27 @@ export function showJson(t: Topology, planned: Planned, counters: Record<string,
     const leases = dm ? readLeases(dm.config) : [];
     const inBridge = (k: string) => devs.has(k.split('>')[0]);
     const bt = s.nft.bridge;
+    const sortBy = <T,>(xs: T[], k: (x: T) => string) => [...xs].sort((a, b) => (k(a) < k(b) ? -1 : k(a) > k(b) ? 1 : 0));
+    const counted = (set: string, key: string) => drops?.elements.find((e) => e.set === set && e.key === key);
+    const dropped = drops
+      ? {
+        per_element: drops.perElement,
+        partitions: sortBy(Object.entries(bt?.blocked ?? {}).filter(([k]) => inBridge(k)).map(([k, v]) => ({ pair: pair(k), address: v.owner, packets: counted('blocked', k)?.packets ?? null })), (x) => x.pair),
+        isolated: sortBy(Object.entries(bt?.isolated ?? {}).filter(([d]) => devs.has(d)).map(([d, v]) => ({ node: name(d), address: v.owner, packets: counted('isolated', d)?.packets ?? null })), (x) => x.node),
+        drop: sortBy(Object.entries(bt?.loss ?? {}).filter(([k]) => inBridge(k)).map(([k, v]) => ({ pair: pair(k), drop_pct: v.value / 100, address: v.owner, packets: counted('loss', k)?.packets ?? null })), (x) => x.pair),
+      }
+      : undefined;
     bridges[a.bridge] = {
       device: l.name, up: l.up, host_addresses: [...l.addrs, ...(l.addrs6 ?? [])], mtu: l.mtu, ports,
       dns: dm ? { running: dm.alive, names } : null,
       dhcp_leases: leases,
-      partitions: Object.keys(bt?.blocked ?? {}).filter(inBridge).map(pair),
-      isolated: Object.keys(bt?.isolated ?? {}).filter((d) => devs.has(d)).map(name),
-      drop_pct: Object.fromEntries(Object.entries(bt?.loss ?? {}).filter(([k]) => inBridge(k)).map(([k, v]) => [pair(k), v.value / 100])),
+      partitions: Object.keys(bt?.blocked ?? {}).filter(inBridge).map(pair).sort(),
+      isolated: Object.keys(bt?.isolated ?? {}).filter((d) => devs.has(d)).map(name).sort(),
+      drop_pct: Object.fromEntries(Object.entries(bt?.loss ?? {}).filter(([k]) => inBridge(k)).map(([k, v]) => [pair(k), v.value / 100]).sort(([a], [b]) => (a < b ? -1 : 1))),
+      ...(dropped ? { dropped } : {}),
       shaping: Object.fromEntries(ports.filter((p) => s.shaping[p.port]).map((p) => {
         const sh = s.shaping[p.port];
-        const bySrc: Record<string, unknown> = {};
+        const bySrc: Record<string, { bandwidth_bps: number; latency_ms: number; jitter_ms: number }> = {};
         for (const [k, v] of Object.entries(bt?.prio ?? {})) {
           const [src, dst] = k.split('>');
           if (dst !== p.port) continue;
@@ -93,7 +111,8 @@ export function showJson(t: Topology, planned: Planned, counters: Record<string,
           if (c) bySrc[name(src)] = { bandwidth_bps: c.rateBps, latency_ms: c.netem?.delayMs ?? 0, jitter_ms: c.netem?.jitterMs ?? 0 };
         }
         const d = sh.classes[sh.defaultMinor];
-        return [p.node, { default: d ? { bandwidth_bps: d.rateBps, latency_ms: d.netem?.delayMs ?? 0, jitter_ms: d.netem?.jitterMs ?? 0 } : null, from: bySrc }];
+        const from = Object.fromEntries(Object.entries(bySrc).sort(([a], [b]) => (a < b ? -1 : 1)));
+        return [p.node, { default: d ? { bandwidth_bps: d.rateBps, latency_ms: d.netem?.delayMs ?? 0, jitter_ms: d.netem?.jitterMs ?? 0 } : null, from }];
       })),
     };
   }
@@ -102,9 +121,9 @@ export function showJson(t: Topology, planned: Planned, counters: Record<string,
   return { lab: t.lab, nodes, vms, bridges, ip_forward: s.ipForward ?? null, ipv6_forwarding: s.ip6Forward ?? null, drift: planJson(planned.plan) };
 }
 
-export function renderShow(t: Topology, planned: Planned, opts: { color: boolean }, counters: Record<string, NicCounters> = {}): string {
+export function renderShow(t: Topology, planned: Planned, opts: { color: boolean }, counters: Record<string, NicCounters> = {}, drops?: Drops): string {
   const c = new Chalk({ level: opts.color ? 1 : 0 });
-  const j = showJson(t, planned, counters);
+  const j = showJson(t, planned, counters, drops);
   const out: string[] = [c.bold(`lab ${t.lab}`)];
   for (const [b, v] of Object.entries(j.bridges) as [string, any][]) {
     out.push(`  bridge ${c.bold(b)} (${v.device}, ${v.up ? 'up' : 'down'}${v.host_addresses.length ? `, host ${v.host_addresses.join(' ')}` : ''})`);
@@ -118,9 +137,18 @@ export function renderShow(t: Topology, planned: Planned, opts: { color: boolean
     }
     if (v.dns) out.push(`    dns ${v.dns.running ? c.green('running') : c.red('not running')}: ${v.dns.names.map((n: { name: string; addresses: string[] }) => `${n.name} ${n.addresses.join(' ')}`).join(', ')}`);
     for (const l of v.dhcp_leases) out.push(`    dhcp lease ${l.ip} to ${l.mac}${l.name ? ` (${l.name})` : ''} until ${l.expires}`);
-    if (v.partitions.length) out.push(`    partitions (dropped): ${v.partitions.join(', ')}`);
-    if (v.isolated.length) out.push(`    isolated: ${v.isolated.join(', ')}`);
-    for (const [k, pct] of Object.entries(v.drop_pct)) out.push(`    drop ${k}: ${pct} %`);
+    const d = v.dropped as { per_element: boolean; partitions: { pair: string; packets: number | null }[]; isolated: { node: string; packets: number | null }[]; drop: { pair: string; drop_pct: number; packets: number | null }[] } | undefined;
+    const n = (x: number | null | undefined) => (x === null || x === undefined ? '' : ` (${x} dropped)`);
+    if (d) {
+      if (d.partitions.length) out.push(`    partitions: ${d.partitions.map((x) => `${x.pair}${n(x.packets)}`).join(', ')}`);
+      if (d.isolated.length) out.push(`    isolated: ${d.isolated.map((x) => `${x.node}${n(x.packets)}`).join(', ')}`);
+      for (const x of d.drop) out.push(`    drop ${x.pair}: ${x.drop_pct} %${n(x.packets)}`);
+      if (!d.per_element && (d.partitions.length || d.isolated.length || d.drop.length)) out.push(c.dim('    (no counters per element: the lab\'s bridge table predates them; provium apply --replace nft.bridge re-creates it)'));
+    } else {
+      if (v.partitions.length) out.push(`    partitions (dropped): ${v.partitions.join(', ')}`);
+      if (v.isolated.length) out.push(`    isolated: ${v.isolated.join(', ')}`);
+      for (const [k, pct] of Object.entries(v.drop_pct)) out.push(`    drop ${k}: ${pct} %`);
+    }
     for (const [node, sh] of Object.entries(v.shaping) as [string, any][]) {
       if (sh.default && sh.default.bandwidth_bps < 10e9) out.push(`    into ${node}: ${sh.default.bandwidth_bps / 1e6} Mbit/s${sh.default.latency_ms ? `, ${sh.default.latency_ms} ms` : ''}`);
       for (const [src, x] of Object.entries(sh.from) as [string, any][]) out.push(`    ${src}->${node}: ${x.bandwidth_bps / 1e6} Mbit/s${x.latency_ms ? `, latency ${x.latency_ms} ms, jitter ${x.jitter_ms} ms` : ''}`);

@@ -5,6 +5,8 @@
  * guest) and runs the latency end-to-end tests there, with this very checkout's
  * provium: real netem qdiscs, real pings. It asserts those tests ran and passed
  * there (not skipped). Where the host itself has netem they run directly instead.
+ * The same boot runs probe-netem.test.ts: `provium probe` against netem, and netem's
+ * queue sized from bandwidth and latency (about 2.5 minutes more in the guest).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -27,7 +29,7 @@ function skipReason(): string | undefined {
 test('latency tests pass inside a netem-capable guest running this checkout', { skip: skipReason() ?? false, timeout: 900_000 }, async (t) => {
   const dir = mkdtempSync('/tmp/pv-guest-');
   const consoleLog = `${dir}/console.log`;
-  const cmd = `cd ${REPO} && node --test --test-reporter=tap --test-name-pattern='^latency' dist/test/e2e/impairments.test.js 2>&1`;
+  const cmd = `cd ${REPO} && node --test --test-reporter=tap --test-concurrency=1 --test-name-pattern='^(latency|netem (probe|queue))' dist/test/e2e/impairments.test.js dist/test/e2e/probe-netem.test.js 2>&1`;
   const t0 = Date.now();
   try {
     const r = await run([
@@ -40,13 +42,16 @@ test('latency tests pass inside a netem-capable guest running this checkout', { 
     const out = existsSync(consoleLog) ? readFileSync(consoleLog, 'utf8') : '';
     const body = out.split('PV-CMD-BEGIN')[1]?.split('PV-CMD-END')[0] ?? '';
     const rc = /PV-CMD-END rc=(\d+)/.exec(out)?.[1];
-    for (const l of body.split('\n').filter((x) => /^# (RTT|after)|^(not )?ok \d+ - latency/.test(x.trim()))) t.diagnostic(`guest: ${l.trim()}`);
+    for (const l of body.split('\n').filter((x) => /^# (RTT|after|netem|machine|limit|probe took|ok |FAIL |skip )|^(not )?ok \d+ - (latency|netem)/.test(x.trim()))) t.diagnostic(`guest: ${l.trim()}`);
     t.diagnostic(`guest run took ${Math.round((Date.now() - t0) / 1000)} s (qemu exit ${r.code})`);
     assert.match(out, /PV-BOOT \S+ netem=yes/, `the guest kernel has netem:\n${out.slice(-3000)}`);
     assert.equal(rc, '0', `the latency tests failed in the guest:\n${body.slice(-6000)}`);
     const ran = body.split('\n').filter((l) => /^ok \d+ - latency/.test(l.trim()));
     assert.ok(ran.length >= 2, `both latency tests reported:\n${body.slice(-4000)}`);
     for (const l of ran) assert.doesNotMatch(l, /# SKIP/, `a latency test was skipped in the guest: ${l}`);
+    const probes = body.split('\n').filter((l) => /^ok \d+ - netem (probe|queue)/.test(l.trim()));
+    assert.equal(probes.length, 3, `the three netem probe/queue tests passed in the guest:\n${body.slice(-6000)}`);
+    for (const l of probes) assert.doesNotMatch(l, /# SKIP/, `skipped in the guest: ${l}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
