@@ -7,11 +7,12 @@
  *
  * Options (env): PVB_RUNS (apply/destroy/baseline repetitions, default 3),
  * PVB_PLAN_RUNS (no-op plan repetitions, default 5), PVB_SIZES (default "50,200"),
- * PVB_NO_MININET=1, PVB_NO_EXEC=1 (skip the exec start-up rows, bench/exec.ts), PVB_NO_WRITE=1 (do not touch BENCHMARKS.md).
+ * PVB_NO_MININET=1, PVB_NO_EXEC=1 (skip the exec start-up rows, bench/exec.ts), PVB_NO_PROBE=1 (skip the probe rows, bench/probe.ts), PVB_NO_WRITE=1 (do not touch BENCHMARKS.md).
  */
 import { execFileSync } from 'node:child_process';
 import { vmBench, type VmResult } from './vm.js';
 import { execBench, execRows, type ExecResult } from './exec.js';
+import { probeBench, probeRows, type ProbeBenchResult } from './probe.js';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -457,6 +458,7 @@ async function main(): Promise<number> {
   let mnVersion: string | undefined;
   let vm: VmResult | undefined;
   let ex: ExecResult | undefined;
+  let pr: ProbeBenchResult | undefined;
   try {
     await bench.setup();
     log(`host namespace ${bench.host}, baseline host namespace ${bench.baseHost}, state dir ${bench.stateDir}`);
@@ -469,6 +471,7 @@ async function main(): Promise<number> {
     helpMs = median(helpRuns);
     log(`provium --help (Node + loading provium's modules): median ${secs(helpMs)} s`);
     if (process.env.PVB_NO_EXEC !== '1') ex = await execBench(bench.provBin, log);
+    if (process.env.PVB_NO_PROBE !== '1') pr = await probeBench(bench.provBin, log);
     for (const n of SIZES) results.push(await bench.labResult(n));
 
     if (process.env.PVB_NO_MININET !== '1') {
@@ -496,6 +499,7 @@ async function main(): Promise<number> {
 
   const rows = buildRows(results, nodeStartMs);
   if (ex) rows.push(...execRows(ex));
+  if (pr) rows.push(...probeRows(pr));
   if (vm) rows.push(...vmRows(vm));
   const tbl = table(rows);
   process.stdout.write(`\n${tbl}\n\n`);
