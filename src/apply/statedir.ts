@@ -43,10 +43,12 @@ export function writeRecord(lab: string, rec: LabRecord): void {
   writeFileSync(join(dir, 'state.json'), JSON.stringify(rec, null, 2) + '\n', { mode: 0o600 });
 }
 
-/** Removes the lab's directory, and the root when nothing else is left in it. */
+/** Removes the lab's directory, and the root when nothing else is left in it (but exec's cache, src/exec-run.ts). */
 export function removeLabDir(lab: string): void {
   rmSync(join(stateRoot(), lab), { recursive: true, force: true });
   try {
+    const left = readdirSync(stateRoot());
+    if (left.length === 1 && left[0] === 'exec-cache.json') rmSync(join(stateRoot(), 'exec-cache.json'), { force: true });
     if (readdirSync(stateRoot()).length === 0) rmdirSync(stateRoot());
   } catch {
     /* absent or not empty */

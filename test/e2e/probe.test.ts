@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { labTest, makeUpstream, report, run, type Lab } from './helpers.js';
+import { GUEST, CTL, vmSkip, waitVm } from './guest.js';
 
 interface Res {
   property: string;
@@ -140,3 +141,32 @@ labTest('probe: 10 nodes with whole-bridge drop and bandwidth: 90 pairs and 10 q
   assert.equal(p.results.filter((x) => x.property === 'drop').length, 90, 'drop measured on all 90 directed pairs');
   assert.equal(p.results.filter((x) => x.property === 'rate').length, 10, 'bandwidth measured into each member');
 }, { timeoutMs: 240_000 });
+
+labTest('probe: pairs with a VM are measured by ping round trip (the guest answers); a partition on either direction cuts the round trip; VM-to-VM pairs are reported as not measured', async (lab, t) => {
+  const vm = (ip: string) => `{ kind: qemu, kernel: ${GUEST}vmlinux, initrd: ${GUEST}initrd.gz, append: "console=ttyS0 quiet pv.ip=${ip}/24 pv.ctl=${CTL}", memory_mb: 160 }`;
+  lab.write(`
+    nodes:
+      a: { kind: netns }
+      b: { kind: netns }
+      v: ${vm('10.93.0.11')}
+      w: ${vm('10.93.0.12')}
+    bridges:
+      lan:
+        subnet: 10.93.0.0/24
+        attach: [a, b, { node: v, ip: 10.93.0.11/24 }, { node: w, ip: 10.93.0.12/24 }]
+        partitions: [{ from: v, to: b }]
+  `);
+  await lab.apply();
+  await waitVm(lab.hostNs, '10.93.0.11', 90_000);
+  await waitVm(lab.hostNs, '10.93.0.12', 90_000);
+  const p = await probe(lab);
+  for (const x of p.results) report(t, line(x));
+  report(t, `probe with 2 VMs: ${p.seconds} s`);
+  const st = (k: string) => p.results.find((x) => key(x) === k);
+  assert.equal(st('reach lan a <-> v (round trip)')?.status, 'ok');
+  assert.equal(st('reach lan a <-> v (round trip)')?.declared, 'reachable');
+  assert.equal(st('reach lan b <-> v (round trip)')?.status, 'ok');
+  assert.match(st('reach lan b <-> v (round trip)')!.declared, /partition v -> b/);
+  assert.equal(st('reach lan v -> w')?.status, 'skip');
+  assert.equal(p.code, 0);
+}, { skip: vmSkip(), timeoutMs: 240_000 });

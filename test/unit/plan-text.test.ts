@@ -71,3 +71,21 @@ describe('plan text at the level of the file (golden files)', () => {
     golden('destroy', await render('applied', { destroy: true, processes }));
   });
 });
+
+describe('plan text: addresses it does not know', () => {
+  test('a group-owned partition and a future item kind render from their items', () => {
+    const names = { ports: new Map([['fx-a-1', { node: 'a', bridge: 'lan', nic: 'eth1' }], ['fx-c-0', { node: 'c', bridge: 'lan', nic: 'eth0' }]]), bridges: new Map([['fx-lan', 'lan']]), namespaces: new Map(), addresses: new Map() };
+    const elem = (k: string) => ({ key: `elem:bridge:blocked:${k}`, ref: { kind: 'elem' as const, family: 'bridge' as const, set: 'blocked', key: k }, owner: 'bridge.lan.partition[@leaders>@followers]', value: { value: true, owner: 'x' }, deps: [] });
+    const future = { key: 'router:r1', ref: { kind: 'router', name: 'r1' } as never, owner: 'router.r1', value: { nat: 'eim' }, deps: [] };
+    const plan = {
+      lab: 'fx', errors: [], invocations: [],
+      changes: [
+        { address: 'bridge.lan.partition[@leaders>@followers]', action: 'create' as const, items: [{ action: 'create' as const, key: 'k1', after: elem('fx-a-1>fx-c-0'), fields: [] }, { action: 'create' as const, key: 'k2', after: elem('fx-c-0>fx-a-1'), fields: [] }] },
+        { address: 'router.r1', action: 'update' as const, items: [{ action: 'update' as const, key: 'router:r1', before: { ...future, value: { nat: 'edm' } }, after: future, fields: [{ field: 'nat', before: 'edm', after: 'eim' }] }] },
+      ],
+    };
+    const text = renderPlanFile(plan, names, { color: false });
+    assert.match(text, /\+ bridge\.lan\.partition\[@leaders>@followers\] will be created\n\s+partition a <-> c\n/);
+    assert.match(text, /~ router\.r1 will be updated in place\n\s+nat "edm" -> "eim"\n/);
+  });
+});
