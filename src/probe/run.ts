@@ -127,8 +127,9 @@ async function runFlows(agents: Map<string, Agent>, flows: FlowPlan[], graceMs: 
 
 /** Pings `ip` from namespace `ns`: replies out of sent, and the average RTT (ms). */
 async function ping(runner: Runner, ns: string, ip: string, count: number, intervalS: number, waitS = 1): Promise<{ sent: number; received: number; avgMs?: number; rtts: number[] }> {
+  // -c without -w: exactly `count` echoes, then -W for the last replies.
   const deadline = Math.ceil(count * intervalS + waitS + 2);
-  const r = await runner.run(['ip', 'netns', 'exec', ns, 'ping', '-n', '-c', String(count), '-i', String(intervalS), '-W', String(Math.ceil(waitS)), '-w', String(deadline), ip], { allowFail: true, timeoutMs: (deadline + 5) * 1000 });
+  const r = await runner.run(['ip', 'netns', 'exec', ns, 'ping', '-n', '-c', String(count), '-i', String(intervalS), '-W', String(Math.ceil(waitS)), ip], { allowFail: true, timeoutMs: (deadline + 10) * 1000 });
   const m = /(\d+) packets transmitted, (\d+) received/.exec(r.stdout);
   const rtt = /= [\d.]+\/([\d.]+)\//.exec(r.stdout);
   const rtts = [...r.stdout.matchAll(/ time=([\d.]+) ms/g)].map((x) => Number(x[1]));
