@@ -9,6 +9,7 @@
  */
 import type { Input } from './input.js';
 import { q, type Reporter } from './report.js';
+import { describePath } from './schema.js';
 
 /** TAP devices' largest MTU (measured: `ip link set TAP mtu 65522` fails with "mtu greater than device maximum"). */
 export const TAP_MAX_MTU = 65521;
@@ -26,7 +27,7 @@ export function checkLimits(input: Input, r: Reporter): void {
       for (const key of ['latency_ms', 'jitter_ms'] as const) {
         const v = imp[key];
         if (v !== undefined && v >= 0 && !microseconds(v)) {
-          r.error([...imp.path, key], 'out of range', `${key} is ${v}: netem delays have a resolution of 0.001 ms (1 µs); round it (e.g. ${Math.round(v * 1000) / 1000})`);
+          r.error([...imp.path, key], 'out of range', `${describePath([...imp.path, key])} is ${v}: netem delays have a resolution of 0.001 ms (1 µs); round it (e.g. ${Math.round(v * 1000) / 1000})`);
         }
       }
     }
