@@ -11,9 +11,9 @@ import { checkTopology, loadTopology } from './load/index.js';
 import { InputError, ProviumError, formatDiagnostic } from './model/diagnostics.js';
 import type { Topology } from './model/topology.js';
 import { HostRunner, CommandError } from './host/runner.js';
-import { planFor, applyPlan, ApplyError, recordApplied } from './apply/index.js';
+import { planFor, applyPlan, ApplyError, recordApplied, recordDestroyed } from './apply/index.js';
 import { fingerprint, firstDifference, isPlanFile, loadPlanTopology, PLAN_FORMAT, PLAN_KIND, planSource, readPlanFile, writePlanFile, type PlanFile, type PlanSource } from './apply/planfile.js';
-import { acquireLock, readRecord, removeLabDir, stateFs } from './apply/statedir.js';
+import { acquireLock, readRecord, stateFs } from './apply/statedir.js';
 import { emptyTopology } from './plan/index.js';
 import type { HostContext } from './plan/commands.js';
 import { renderPlan, summary } from './render/text.js';
@@ -46,8 +46,11 @@ function useColor(g: Globals): boolean {
   return g.color && !process.env.NO_COLOR && process.stdout.isTTY === true;
 }
 
-/** Prints a warning on stderr (state directory problems, stale locks). */
+const warned = new Set<string>();
+/** Prints a warning on stderr (state directory problems, stale locks), each message once. */
 const warn = (m: string): void => {
+  if (warned.has(m)) return;
+  warned.add(m);
   process.stderr.write(`warning: ${m}\n`);
 };
 
@@ -306,7 +309,7 @@ export function buildProgram(): Command {
           } else if (o.json) {
             printJson({ ...planJson(plan), applied: true, host_commands: 0 });
           }
-          if (name === 'destroy') removeLabDir(t.lab);
+          if (name === 'destroy') recordDestroyed(t.lab, planned, ctx);
           else recordApplied(t, planned, ctx);
         } finally {
           prog.stop();

@@ -13,7 +13,7 @@ import { computePlan, planToState, wantedFor, type Plan } from '../plan/index.js
 import { needsForwarding, needsForwarding6 } from '../plan/realize.js';
 import { ipArgv, type HostContext } from '../plan/commands.js';
 import type { Invocation } from '../plan/types.js';
-import { ETC_NETNS, etcNetnsFs, readRecord, readHostNsRecord, writeHostNsRecord, updateRecord, stateRoot, treeOf, writeJournal, removeJournal, type LabRecord, type HostNsRecord } from './statedir.js';
+import { ETC_NETNS, etcNetnsFs, removeLabDir, readRecord, readHostNsRecord, writeHostNsRecord, updateRecord, stateRoot, treeOf, readJournal, writeJournal, removeJournal, type LabRecord, type HostNsRecord } from './statedir.js';
 import { startVm, stopVm, runQmp } from './vm.js';
 import { processAlive, livePid, terminate } from '../host/proc.js';
 import { join } from 'node:path';
@@ -195,6 +195,20 @@ export function recordApplied(t: Topology, planned: Planned, ctx: HostContext): 
     delete rec.ipForwardBefore; // moved to the host namespace's record (applyPlan)
     delete rec.ip6ForwardBefore;
   }, ctx.warn);
+  forgetRestored(planned, ctx);
+}
+
+/**
+ * After a successful destroy (also one with nothing to do): forgets a forwarding value
+ * the plan put back, then removes the lab's folder from the state directory.
+ */
+export function recordDestroyed(lab: string, planned: Planned, ctx: HostContext): void {
+  forgetRestored(planned, ctx);
+  removeLabDir(lab);
+}
+
+/** Removes from the host namespace's record the forwarding values this plan put back. */
+function forgetRestored(planned: Planned, ctx: HostContext): void {
   const ns = readHostNsRecord(ctx.hostNetns, ctx.warn);
   const next: HostNsRecord = { ...ns };
   if (planned.restore?.ipForward !== undefined) delete next.ipForwardBefore;
@@ -272,7 +286,7 @@ export async function applyPlan(t: Topology, planned: Planned, ctx: HostContext,
   if (JSON.stringify(found) !== JSON.stringify(ns)) writeHostNsRecord(ctx.hostNetns, found);
   const invocations = plan.invocations;
   await endProcessesIn(deletedNetns(invocations), runner, opts.onProcesses);
-  const journal = journalNetns(labDir, invocations);
+  const journal = journalNetns(labDir, invocations, ctx.warn);
   try {
     const readBack = await runInvocations(invocations, runner, opts.onStep);
     await waitPortsGone(plan, ctx, runner);
@@ -300,19 +314,10 @@ export async function applyPlan(t: Topology, planned: Planned, ctx: HostContext,
  * only once its own batch ran, so an apply killed in between would otherwise leave
  * namespaces that look foreign. Returns whether a journal was written.
  */
-function journalNetns(labDir: string, invs: Invocation[]): boolean {
+function journalNetns(labDir: string, invs: Invocation[], warn?: (m: string) => void): boolean {
   const names = invs.filter((i) => i.label === 'node namespaces').flatMap((i) => (i.stdin ?? '').split('\n').filter((l) => l.startsWith('netns add ')).map((l) => l.slice(10)));
   if (names.length === 0) return false;
-  const { fs, rel } = treeOf(`${labDir}/pending-netns.json`);
-  const prev = (() => {
-    try {
-      const v = JSON.parse(fs.read(rel) ?? '[]');
-      return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
-    } catch {
-      return []; // corrupt: replaced by this apply's list
-    }
-  })();
-  writeJournal(labDir, [...new Set([...prev, ...names])]);
+  writeJournal(labDir, [...new Set([...readJournal(labDir, warn), ...names])]);
   return true;
 }
 
