@@ -65,7 +65,10 @@ function hostCtx(g: Globals, lab: string, opts: { fallback?: string | null; comm
   const recorded = rec.hostNetns === undefined ? undefined : { ns: rec.hostNetns ?? undefined };
   const where = (ns: string | undefined) => (ns ? `namespace ${ns}` : 'the root namespace');
   let netns = g.netns;
-  if (netns === undefined && opts.fallback !== undefined && opts.fallback !== null) netns = opts.fallback;
+  if (netns === undefined && opts.fallback !== undefined && opts.fallback !== null) {
+    netns = opts.fallback;
+    if (!opts.quiet) process.stderr.write(`provium: the saved plan was made for namespace ${netns}: using --netns ${netns}\n`);
+  }
   if (recorded && netns === undefined && recorded.ns !== undefined && opts.fallback === undefined) {
     netns = recorded.ns;
     if (!existsSync(`/run/netns/${netns}`) && opts.command === 'destroy') {

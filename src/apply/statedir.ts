@@ -231,11 +231,9 @@ export function acquireLock(lab: string, command: string, warn: Warn = () => {})
     }
     const moved = fs.lstat(aside);
     if (moved && moved.ino !== st.ino) {
-      try {
-        fs.rename(aside, rel);
-      } catch {
-        /* lost: the next round sees it */
-      }
+      // A fresh lock of another provium: put it back unless yet another one took its place.
+      if (!fs.createExclusive(rel, fs.read(aside) ?? '')) warn(`lock ${fs.path(rel)} changed hands while provium took over a stale one`);
+      fs.remove(aside);
       continue;
     }
     fs.remove(aside);

@@ -352,6 +352,10 @@ export class LocalSafeFs implements SafeFs {
         // Still refuse a root whose parent is unsafe only when we are about to use it.
         return false;
       }
+      // The folders that exist above it must be safe before anything is created in them.
+      let existing = dirname(root);
+      while (!this.lstatAbs(existing) && existing !== '/') existing = dirname(existing);
+      this.checkAncestors(existing);
       this.ensureAncestors(dirname(root));
       try {
         mkdirSync(root, { mode: this.o.dirMode });

@@ -192,4 +192,10 @@ labTest('names inside nodes: /etc/netns/<ns> is 0755 and resolv.conf 0644, so an
   const r = await run(['ip', 'netns', 'exec', lab.ns('a'), 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', 'getent', 'ahostsv4', 'b.lan']);
   assert.equal(r.code, 0, `nobody resolves b.lan inside a:\n${r.stdout}${r.stderr}`);
   assert.match(r.stdout, new RegExp(`^${lab.ip('b', 'lan').replace(/\./g, '\\.')}\\s`));
+  // A folder made 0700 (as provium made them before) is drift that apply repairs.
+  chmodSync(dir, 0o700);
+  assert.equal((await lab.planCode()).code, 2, 'a resolv.conf not every user can read is drift');
+  await lab.apply();
+  assert.equal(statSync(dir).mode & 0o777, 0o755, 'apply makes the folder readable again');
+  assert.equal((await run(['ip', 'netns', 'exec', lab.ns('a'), 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', 'getent', 'ahostsv4', 'b.lan'])).code, 0);
 });
