@@ -330,7 +330,8 @@ export function buildProgram(): Command {
     .argument('<cmd...>')
     .action(async (file: string, node: string, cmd: string[]) => {
       const t = load(file);
-      hostCtx(globals(), t.lab, { quiet: true }); // a --netns other than the lab's is refused
+      // Node namespaces are named globally; a --netns given must still be the lab's.
+      if (globals().netns !== undefined) hostCtx(globals(), t.lab, { quiet: true });
       const n = t.nodes[node];
       if (!n) throw new ProviumError(`unknown node ${JSON.stringify(node)} in lab ${t.lab}`, `nodes: ${Object.keys(t.nodes).join(', ')}`);
       if (n.kind !== 'netns') throw new ProviumError(`node ${node} is a ${n.kind} node; exec runs commands in netns nodes`);

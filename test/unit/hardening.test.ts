@@ -229,3 +229,8 @@ test('plan, apply and destroy --json on an invalid file print a JSON document wi
   assert.ok(!existsSync(w.state), 'no state directory was made');
   rmSync(w.base, { recursive: true, force: true });
 });
+
+test('diagnostics stay linear: the schema validator appends each error once (no copy of all earlier errors per node, as ajv does for a $ref compiled apart)', () => {
+  const code = readFileSync(fileURLToPath(new URL('../../schema-validator.cjs', import.meta.url)), 'utf8');
+  assert.equal(/vErrors\.concat\(/.test(code), false, 'dist/schema-validator.cjs copies the error list (quadratic in a file with an error per node); the timing is in npm run bench (bench/diagnostics.ts)');
+});
