@@ -9,7 +9,6 @@
  */
 import { chmodSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import type { VmState } from '../model/state.js';
 import type { Invocation } from '../plan/types.js';
 import type { Runner } from '../host/runner.js';
 import { QmpClient, QmpError } from '../host/qmp.js';
