@@ -25,8 +25,12 @@ import { main } from '../../src/cli.js';
 const isRoot = process.getuid?.() === 0;
 
 /** A fresh world: <base>/state as PROVIUM_STATE_DIR, <base>/outside for things provium must leave alone. */
-function world(): { base: string; state: string; outside: string } {
+function world(t: { after: (fn: () => void) => void }): { base: string; state: string; outside: string } {
   const base = mkdtempSync('/tmp/pv-hard-');
+  t.after(() => {
+    chmodSync(base, 0o700);
+    rmSync(base, { recursive: true, force: true });
+  });
   const state = join(base, 'state');
   const outside = join(base, 'outside');
   mkdirSync(outside);
@@ -47,8 +51,8 @@ class NullRunner implements Runner {
 
 const facts: HostFacts = { features: { netem: true, htb: true, nftBridge: true, tun: true }, featureSource: {}, conflicts: [], qemuBinary: '/q', dnsmasqBinary: '/usr/sbin/dnsmasq', missingFiles: [] };
 
-test('state directory: a symbolic link planted as state.json is not written through (the file outside keeps its content)', () => {
-  const w = world();
+test('state directory: a symbolic link planted as state.json is not written through (the file outside keeps its content)', (t) => {
+  const w = world(t);
   const victim = join(w.outside, 'victim');
   writeFileSync(victim, 'precious\n');
   mkdirSync(join(w.state, 'lab1'), { recursive: true, mode: 0o700 });
@@ -60,21 +64,19 @@ test('state directory: a symbolic link planted as state.json is not written thro
     /* refusing is fine too */
   }
   assert.equal(readFileSync(victim, 'utf8'), 'precious\n', 'the file the link points to is unchanged');
-  rmSync(w.base, { recursive: true, force: true });
 });
 
-test('state directory: a state root owned by another user with mode 0777 is refused, naming it', { skip: isRoot ? false : 'needs root to chown the folder to another user' }, () => {
-  const w = world();
+test('state directory: a state root owned by another user with mode 0777 is refused, naming it', { skip: isRoot ? false : 'needs root to chown the folder to another user' }, (t) => {
+  const w = world(t);
   mkdirSync(w.state);
   chownSync(w.state, 65534, 65534);
   chmodSync(w.state, 0o777);
   assert.throws(() => writeRecord('lab1', {} as never), (e: Error) => e.message.includes(w.state), 'refused with the path');
   assert.deepEqual(readdirSync(w.state), [], 'nothing was written into it');
-  rmSync(w.base, { recursive: true, force: true });
 });
 
-test('state directory: a planted symbolic link `vm` -> an outside folder: starting a VM neither creates nor chmods anything outside', async () => {
-  const w = world();
+test('state directory: a planted symbolic link `vm` -> an outside folder: starting a VM neither creates nor chmods anything outside', async (t) => {
+  const w = world(t);
   mkdirSync(join(w.state, 'lab1'), { recursive: true, mode: 0o700 });
   chmodSync(w.state, 0o700);
   chmodSync(w.outside, 0o755);
@@ -84,11 +86,10 @@ test('state directory: a planted symbolic link `vm` -> an outside folder: starti
   await startVm(inv, new NullRunner()).catch(() => undefined);
   assert.deepEqual(readdirSync(w.outside), [], 'nothing created in the outside folder');
   assert.equal(statSync(w.outside).mode & 0o777, 0o755, 'its mode is unchanged');
-  rmSync(w.base, { recursive: true, force: true });
 });
 
-test('state directory: a folder vm/<node> that provium\'s record does not claim is neither observed as a VM nor removed by a VM stop', async () => {
-  const w = world();
+test('state directory: a folder vm/<node> that provium\'s record does not claim is neither observed as a VM nor removed by a VM stop', async (t) => {
+  const w = world(t);
   const dir = join(w.state, 'lab1', 'vm', 'v1');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   for (const d of [w.state, join(w.state, 'lab1'), join(w.state, 'lab1', 'vm')]) chmodSync(d, 0o700);
@@ -97,14 +98,13 @@ test('state directory: a folder vm/<node> that provium\'s record does not claim 
   assert.deepEqual(Object.keys(await observeVms(ctx)), [], 'not observed as a (dead) VM of the lab');
   await stopVm({ argv: ['provium-vm-stop', 'v1'], label: 'stop VM v1', vmStop: { node: 'v1', dir, socket: join(dir, 'qmp.sock') } }).catch(() => undefined);
   assert.equal(readFileSync(join(dir, 'thesis.tex'), 'utf8'), 'years of work\n', 'not removed');
-  rmSync(w.base, { recursive: true, force: true });
 });
 
-test('dnsmasq: its log and lease file are regular files made by provium before it starts (a planted symbolic link is replaced, not written through); its config is written without following a link', async () => {
-  const w = world();
-  const t = checkTopology('/tmp/hd.yaml', 'lab: hd\nnodes: { a: { kind: netns } }\nbridges:\n  lan: { subnet: 10.97.0.0/24, dns: true, attach: [a] }\n').topology!;
+test('dnsmasq: its log and lease file are regular files made by provium before it starts (a planted symbolic link is replaced, not written through); its config is written without following a link', async (t) => {
+  const w = world(t);
+  const topo = checkTopology('/tmp/hd.yaml', 'lab: hd\nnodes: { a: { kind: netns } }\nbridges:\n  lan: { subnet: 10.97.0.0/24, dns: true, attach: [a] }\n').topology!;
   const stateDir = join(w.state, 'hd');
-  const plan = computePlan(t, emptyState(), facts, { hostNetns: 'h', stateDir });
+  const plan = computePlan(topo, emptyState(), facts, { hostNetns: 'h', stateDir });
   const start = plan.invocations.find((i) => i.label === 'start dnsmasq lan')!;
   const dns = join(stateDir, 'dnsmasq');
   mkdirSync(dns, { recursive: true, mode: 0o700 });
@@ -123,11 +123,10 @@ test('dnsmasq: its log and lease file are regular files made by provium before i
     assert.equal(st.mode & 0o077, 0, `${f} is private`);
   }
   assert.match(readFileSync(join(dns, 'lan.conf'), 'utf8'), /^# provium:hd:dnsmasq:lan/);
-  rmSync(w.base, { recursive: true, force: true });
 });
 
-test('lock: labs taking and releasing their locks concurrently in loops never fail (the empty state root removed by one release under another\'s feet)', async () => {
-  const w = world();
+test('lock: labs taking and releasing their locks concurrently in loops never fail (the empty state root removed by one release under another\'s feet)', async (t) => {
+  const w = world(t);
   const statedir = fileURLToPath(new URL('../../src/apply/statedir.js', import.meta.url));
   // Each process takes and releases its own lab's lock 400 times; the root is empty (and
   // removed) between a release and the next take of any lab.
@@ -160,7 +159,6 @@ test('lock: labs taking and releasing their locks concurrently in loops never fa
   const release = acquireLock('la', 'test');
   assert.throws(() => acquireLock('la', 'again'), /locked by pid/);
   release();
-  rmSync(w.base, { recursive: true, force: true });
 });
 
 test('QEMU: commas in a disk path are doubled in -drive (no option injection), and in the QMP socket path; -kernel stays literal', () => {
@@ -210,8 +208,8 @@ async function cli(args: string[]): Promise<{ code: number; out: string; err: st
   }
 }
 
-test('plan, apply and destroy --json on an invalid file print a JSON document with located diagnostics on stdout, exit 1', async () => {
-  const w = world();
+test('plan, apply and destroy --json on an invalid file print a JSON document with located diagnostics on stdout, exit 1', async (t) => {
+  const w = world(t);
   const file = join(w.base, 'bad.yaml');
   writeFileSync(file, 'lab: bad\nnodes: { a: { kind: netns, colour: blue } }\nbridges: {}\n');
   for (const cmd of [['plan', '--json'], ['apply', '--json', '--auto-approve'], ['destroy', '--json', '--auto-approve']]) {
@@ -227,7 +225,6 @@ test('plan, apply and destroy --json on an invalid file print a JSON document wi
     assert.ok(doc.diagnostics!.some((d) => d.summary === 'unknown key' && d.file === file && d.line === 2 && d.column === 28), JSON.stringify(doc.diagnostics));
   }
   assert.ok(!existsSync(w.state), 'no state directory was made');
-  rmSync(w.base, { recursive: true, force: true });
 });
 
 test('diagnostics stay linear: the schema validator appends each error once (no copy of all earlier errors per node, as ajv does for a $ref compiled apart)', () => {

@@ -17,16 +17,20 @@ import type { Invocation } from '../../src/plan/types.js';
 const isRoot = process.getuid?.() === 0;
 const needsRoot = isRoot ? false : 'needs root to give files to another user';
 
-function tree(): { base: string; root: string; fs: LocalSafeFs; outside: string } {
+function tree(t: { after: (fn: () => void) => void }): { base: string; root: string; fs: LocalSafeFs; outside: string } {
   const base = mkdtempSync('/tmp/pv-safe-');
+  t.after(() => {
+    chmodSync(base, 0o700);
+    rmSync(base, { recursive: true, force: true });
+  });
   const root = join(base, 'root');
   const outside = join(base, 'outside');
   mkdirSync(outside);
   return { base, root, outside, fs: new LocalSafeFs(root, { dirMode: 0o700, fileMode: 0o600, what: 'test tree' }) };
 }
 
-test('safe tree: folders are created 0700 and files written atomically with the tree\'s mode; reads give back the text', () => {
-  const w = tree();
+test('safe tree: folders are created 0700 and files written atomically with the tree\'s mode; reads give back the text', (t) => {
+  const w = tree(t);
   w.fs.write('lab/state.json', '{"a":1}\n');
   assert.equal(statSync(w.root).mode & 0o777, 0o700);
   assert.equal(statSync(join(w.root, 'lab')).mode & 0o777, 0o700);
@@ -35,11 +39,10 @@ test('safe tree: folders are created 0700 and files written atomically with the 
   assert.equal(w.fs.read('lab/absent.json'), undefined);
   assert.equal(w.fs.read('nolab/x'), undefined);
   assert.deepEqual(readdirSync(join(w.root, 'lab')), ['state.json'], 'no temporary file left');
-  rmSync(w.base, { recursive: true });
 });
 
-test('safe tree: a symbolic link is never followed: reading it is refused with the path and the fix; writing replaces the link', () => {
-  const w = tree();
+test('safe tree: a symbolic link is never followed: reading it is refused with the path and the fix; writing replaces the link', (t) => {
+  const w = tree(t);
   w.fs.ensureDir('lab');
   const victim = join(w.outside, 'victim');
   writeFileSync(victim, 'precious\n');
@@ -58,11 +61,10 @@ test('safe tree: a symbolic link is never followed: reading it is refused with t
   symlinkSync(w.outside, join(w.root, 'lab', 'd', 'link'));
   w.fs.removeTree('lab');
   assert.deepEqual(readdirSync(w.outside), ['victim']);
-  rmSync(w.base, { recursive: true });
 });
 
-test('safe tree: a FIFO is refused at once (never blocks); a hard link to another file is replaced before a program opens it by name', () => {
-  const w = tree();
+test('safe tree: a FIFO is refused at once (never blocks); a hard link to another file is replaced before a program opens it by name', (t) => {
+  const w = tree(t);
   w.fs.ensureDir('lab');
   execFileSync('mkfifo', [join(w.root, 'lab', 'fifo')]);
   assert.throws(() => w.fs.read('lab/fifo'), /not a regular file \(a FIFO\)/);
@@ -76,11 +78,10 @@ test('safe tree: a FIFO is refused at once (never blocks); a hard link to anothe
   writeFileSync(join(w.root, 'lab', 'log'), 'kept\n');
   w.fs.ensureFile('lab/log');
   assert.equal(readFileSync(join(w.root, 'lab', 'log'), 'utf8'), 'kept\n', 'a file of its own is kept');
-  rmSync(w.base, { recursive: true });
 });
 
-test('safe tree: a root or folder writable by group/others, or a parent anyone can write (not sticky), is refused with the fix', () => {
-  const w = tree();
+test('safe tree: a root or folder writable by group/others, or a parent anyone can write (not sticky), is refused with the fix', (t) => {
+  const w = tree(t);
   w.fs.ensureDir('lab');
   chmodSync(join(w.root, 'lab'), 0o770);
   assert.throws(() => w.fs.write('lab/x', 'y'), (e: unknown) => e instanceof UnsafePathError && /writable by group\/others \(mode 0770\)/.test(e.message) && /chmod go-w/.test(e.hint ?? ''));
@@ -93,11 +94,10 @@ test('safe tree: a root or folder writable by group/others, or a parent anyone c
   chmodSync(w.base, 0o1777); // sticky, like /tmp: fine
   assert.equal(w.fs.read('lab/x'), undefined);
   chmodSync(w.base, 0o700);
-  rmSync(w.base, { recursive: true });
 });
 
-test('safe tree: a folder owned by another user is refused', { skip: needsRoot }, () => {
-  const w = tree();
+test('safe tree: a folder owned by another user is refused', { skip: needsRoot }, (t) => {
+  const w = tree(t);
   w.fs.ensureDir('lab');
   chownSync(join(w.root, 'lab'), 65534, 65534);
   assert.throws(() => w.fs.write('lab/x', 'y'), (e: unknown) => e instanceof UnsafePathError && /owned by uid 65534/.test(e.message));
@@ -105,11 +105,10 @@ test('safe tree: a folder owned by another user is refused', { skip: needsRoot }
   w.fs.write('lab/x', 'y');
   chownSync(join(w.root, 'lab', 'x'), 65534, 65534);
   assert.throws(() => w.fs.read('lab/x'), /owned by uid 65534/);
-  rmSync(w.base, { recursive: true });
 });
 
-test('safe tree: a readable tree (/etc/netns) makes folders 0755 and widens one of its own made 0700; files 0644', () => {
-  const w = tree();
+test('safe tree: a readable tree (/etc/netns) makes folders 0755 and widens one of its own made 0700; files 0644', (t) => {
+  const w = tree(t);
   const fs = new LocalSafeFs(w.root, { dirMode: 0o755, fileMode: 0o644, readable: true, what: 'test tree' });
   mkdirSync(w.root, { mode: 0o700 });
   mkdirSync(join(w.root, 'ns1'), { mode: 0o700 });
@@ -121,11 +120,10 @@ test('safe tree: a readable tree (/etc/netns) makes folders 0755 and widens one 
   assert.equal(statSync(w.root).mode & 0o777, 0o755);
   assert.equal(statSync(join(w.root, 'ns1')).mode & 0o777, 0o755);
   assert.equal(statSync(join(w.root, 'ns1', 'resolv.conf')).mode & 0o777, 0o644);
-  rmSync(w.base, { recursive: true });
 });
 
-test('safe tree: createExclusive creates a complete file only when no entry exists (a symbolic link counts)', () => {
-  const w = tree();
+test('safe tree: createExclusive creates a complete file only when no entry exists (a symbolic link counts)', (t) => {
+  const w = tree(t);
   assert.equal(w.fs.createExclusive('l.lock', 'a\n'), true);
   assert.equal(w.fs.createExclusive('l.lock', 'b\n'), false);
   assert.equal(w.fs.read('l.lock'), 'a\n');
@@ -133,11 +131,10 @@ test('safe tree: createExclusive creates a complete file only when no entry exis
   assert.equal(w.fs.createExclusive('m.lock', 'c\n'), false);
   assert.deepEqual(readdirSync(w.outside), []);
   assert.throws(() => w.fs.write('../escape', 'x'), /bad path/);
-  rmSync(w.base, { recursive: true });
 });
 
-test('writeFileAtomic (plan --out): replaces a symbolic link at the path instead of writing through it', () => {
-  const w = tree();
+test('writeFileAtomic (plan --out): replaces a symbolic link at the path instead of writing through it', (t) => {
+  const w = tree(t);
   const victim = join(w.outside, 'victim');
   writeFileSync(victim, 'precious\n');
   symlinkSync(victim, join(w.base, 'plan.json'));
@@ -145,11 +142,10 @@ test('writeFileAtomic (plan --out): replaces a symbolic link at the path instead
   assert.equal(readFileSync(victim, 'utf8'), 'precious\n');
   assert.equal(readFileSync(join(w.base, 'plan.json'), 'utf8'), '{}\n');
   assert.equal(statSync(join(w.base, 'plan.json')).mode & 0o777, 0o600);
-  rmSync(w.base, { recursive: true });
 });
 
-test('records: an empty or corrupt state.json / journal is reported with the file and what happens, and read as empty; fields provium does not know are kept', () => {
-  const w = tree();
+test('records: an empty or corrupt state.json / journal is reported with the file and what happens, and read as empty; fields provium does not know are kept', (t) => {
+  const w = tree(t);
   process.env.PROVIUM_STATE_DIR = w.root;
   const warnings: string[] = [];
   writeRecord('lab1', { hostNetns: 'x', listedBy: 'provium ls' });
@@ -164,7 +160,6 @@ test('records: an empty or corrupt state.json / journal is reported with the fil
   assert.match(warnings[1], new RegExp(`^${join(w.root, 'lab1', 'pending-netns.json')} is not valid JSON .*: ignored; .*ip netns del`));
   assert.throws(() => treeOf('/etc/passwd'), /refusing to touch \/etc\/passwd/);
   delete process.env.PROVIUM_STATE_DIR;
-  rmSync(w.base, { recursive: true });
 });
 
 /** A saved plan as `plan --out` writes it. */
@@ -176,8 +171,8 @@ function savedPlan(over: Partial<PlanFile> = {}): PlanFile {
   };
 }
 
-test('saved plan: refused unless a regular file owned by root, not writable by group/others, not a symbolic link, with every source matching its sha256', { skip: needsRoot }, () => {
-  const w = tree();
+test('saved plan: refused unless a regular file owned by root, not writable by group/others, not a symbolic link, with every source matching its sha256', { skip: needsRoot }, (t) => {
+  const w = tree(t);
   const p = join(w.base, 'p.json');
   writeFileSync(p, JSON.stringify(savedPlan()), { mode: 0o600 });
   assert.equal(readPlanFile(p).lab, 'sp');
@@ -195,7 +190,6 @@ test('saved plan: refused unless a regular file owned by root, not writable by g
   assert.throws(() => readPlanFile(p), /does not match its sha256/);
   writeFileSync(p, JSON.stringify({ ...savedPlan(), format_version: '1' }));
   assert.throws(() => readPlanFile(p), /format_version "1"/);
-  rmSync(w.base, { recursive: true });
 });
 
 test('saved plan: the first difference between stored and computed invocations is named (a changed argv, an appended invocation with files)', () => {
