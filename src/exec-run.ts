@@ -16,13 +16,14 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { accessSync, closeSync, constants, existsSync, fsyncSync, lstatSync, openSync, readFileSync, renameSync, statSync, writeSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
+import { stateFs } from './apply/statedir.js';
 import { constants as osConstants } from 'node:os';
-import { join } from 'node:path';
 
 const LAB = /^[a-z][a-z0-9]{0,7}$/;
 const NAME = /^[a-z][a-z0-9-]{0,30}$/;
 const CACHE_MAX = 64;
+const CACHE = 'exec-cache.json';
 
 /** What the lean path knows of a file: its lab and every node's kind. */
 export interface FilePeek {
@@ -30,20 +31,12 @@ export interface FilePeek {
   nodes: Record<string, string>;
 }
 
-function stateRoot(): string {
-  return process.env.PROVIUM_STATE_DIR ?? '/var/lib/provium';
-}
-
-function cachePath(): string {
-  return join(stateRoot(), 'exec-cache.json');
-}
-
-/** The cache, when it is a regular file owned by this user (never through a symlink); {} otherwise. */
+/** The cache's entries; {} when absent, unreadable, or not what provium wrote (the state directory's safe tree: no symbolic link followed, owned by root). */
 function readCache(): Record<string, FilePeek> {
   try {
-    const st = lstatSync(cachePath());
-    if (!st.isFile() || st.uid !== process.getuid?.()) return {};
-    const doc = JSON.parse(readFileSync(cachePath(), 'utf8')) as { v?: number; entries?: Record<string, FilePeek> };
+    const text = stateFs().read(CACHE);
+    if (text === undefined) return {};
+    const doc = JSON.parse(text) as { v?: number; entries?: Record<string, FilePeek> };
     return doc.v === 1 && doc.entries && typeof doc.entries === 'object' ? doc.entries : {};
   } catch {
     return {};
@@ -62,26 +55,20 @@ export function cachedPeek(hash: string): FilePeek | undefined {
 }
 
 /**
- * Remembers a peek (at most 64 files; written atomically, mode 0600). Only where the
- * state root exists (apply made it); a failure to write is ignored (the cache is an optimization).
+ * Remembers a peek (at most 64 files; written atomically through the state directory's
+ * safe tree, mode 0600). Only where the state root exists (apply made it); a failure to
+ * write is ignored (the cache is an optimization).
  */
 export function rememberPeek(hash: string, peek: FilePeek): void {
   try {
-    if (!lstatSync(stateRoot()).isDirectory()) return;
+    const fs = stateFs();
+    if (!fs.exists('')) return;
     const entries = readCache();
     delete entries[hash];
     entries[hash] = peek;
     const keys = Object.keys(entries);
     for (const k of keys.slice(0, Math.max(0, keys.length - CACHE_MAX))) delete entries[k];
-    const tmp = `${cachePath()}.${process.pid}.tmp`;
-    const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-    try {
-      writeSync(fd, JSON.stringify({ v: 1, entries }));
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, cachePath());
+    fs.write(CACHE, JSON.stringify({ v: 1, entries }));
   } catch {
     /* not cached */
   }
@@ -146,8 +133,8 @@ export function runInNode(ns: string, cmd: string[]): Promise<number> {
  */
 export async function execFast(args: string[]): Promise<number | undefined> {
   let i = 0;
-  // Global options that do not change what exec does (node namespaces do not depend on --netns).
-  while (args[i] === '--no-color' || args[i] === '--netns') i += args[i] === '--netns' ? 2 : 1;
+  // A --netns given is checked against the lab's by the full CLI.
+  while (args[i] === '--no-color') i++;
   if (args[i] !== 'exec') return undefined;
   const [file, node, sep, ...rest] = args.slice(i + 1);
   if (!file || !node || file.startsWith('-') || !NAME.test(node)) return undefined;

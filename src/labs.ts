@@ -4,10 +4,9 @@
  * counts), plus labs whose node namespaces exist without a record (applied by an older
  * provium, or with another PROVIUM_STATE_DIR). Reads files only.
  */
-import { existsSync, lstatSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { readdirSync } from 'node:fs';
 import { Chalk } from 'chalk';
-import { readRecord, stateRoot } from './apply/statedir.js';
+import { readRecord, stateFs, stateRoot, type Warn } from './apply/statedir.js';
 import { LAB_RE } from './model/names.js';
 
 export interface LabListing {
@@ -22,7 +21,7 @@ export interface LabListing {
   recorded: boolean;
 }
 
-export function listLabs(): LabListing[] {
+export function listLabs(warn?: Warn): LabListing[] {
   const out = new Map<string, LabListing>();
   let netns: string[] = [];
   try {
@@ -31,16 +30,12 @@ export function listLabs(): LabListing[] {
     /* none */
   }
   const nsCount = (lab: string) => netns.filter((n) => n.startsWith(`pv-${lab}-`)).length;
-  let dirs: string[] = [];
-  try {
-    dirs = readdirSync(stateRoot()).filter((d) => LAB_RE.test(d) && lstatSync(join(stateRoot(), d)).isDirectory());
-  } catch {
-    /* no state root */
-  }
+  const fs = stateFs();
+  const dirs = fs.list('').filter((d) => LAB_RE.test(d) && fs.lstat(d)?.isDirectory());
   for (const lab of dirs) {
-    if (!existsSync(join(stateRoot(), lab, 'state.json'))) continue;
-    const r = readRecord(lab);
-    out.set(lab, { lab, file: r.file, hostNetns: r.hostNetns, appliedAt: r.appliedAt, objects: r.objects, namespaces: nsCount(lab), recorded: true });
+    if (!fs.exists(`${lab}/state.json`)) continue;
+    const r = readRecord(lab, warn);
+    out.set(lab, { lab, file: typeof r.file === 'string' ? r.file : undefined, hostNetns: r.hostNetns, appliedAt: typeof r.appliedAt === 'string' ? r.appliedAt : undefined, objects: r.objects, namespaces: nsCount(lab), recorded: true });
   }
   for (const n of netns) {
     const m = /^pv-([a-z][a-z0-9]{0,7})-/.exec(n);
@@ -62,7 +57,7 @@ export function renderLs(labs: LabListing[], opts: { color: boolean }): string {
   const c = new Chalk({ level: opts.color ? 1 : 0 });
   if (labs.length === 0) return `no labs on this host (state directory ${stateRoot()})\n`;
   const rows = labs.map((l) => [
-    l.lab, l.file ?? '(no record)', l.recorded ? l.hostNetns ?? '(root)' : '?', l.appliedAt ? l.appliedAt.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '?',
+    l.lab, l.file ?? (l.recorded ? '?' : '(no record)'), l.recorded ? l.hostNetns ?? '(root)' : '?', l.appliedAt ? l.appliedAt.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '?',
     l.objects ? `${l.objects.nodes} nodes, ${l.objects.bridges} bridges${l.objects.partitions ? `, ${l.objects.partitions} partition${l.objects.partitions === 1 ? "" : "s"}` : ''}${l.objects.impairments ? `, ${l.objects.impairments} impairment${l.objects.impairments === 1 ? "" : "s"}` : ''}` : '',
     `${l.namespaces} namespace${l.namespaces === 1 ? '' : 's'}`,
   ]);
