@@ -164,6 +164,11 @@ export function writeHostNsRecord(hostNetns: string | undefined, rec: HostNsReco
 export function removeLabDir(lab: string): void {
   const fs = stateFs();
   fs.removeTree(lab);
+  removeRootIfUnused(fs);
+}
+
+/** Removes the state root when no lab uses it any more: nothing in it but exec's cache. */
+function removeRootIfUnused(fs: SafeFs): void {
   const left = fs.list('');
   if (left.length === 1 && left[0] === 'exec-cache.json') fs.remove('exec-cache.json');
   fs.removeDirIfEmpty('');
@@ -215,7 +220,7 @@ export function acquireLock(lab: string, command: string, warn: Warn = () => {})
     if (fs.createExclusive(rel, JSON.stringify(info) + '\n')) {
       return () => {
         fs.remove(rel);
-        fs.removeDirIfEmpty('');
+        removeRootIfUnused(fs);
       };
     }
     const st = fs.lstat(rel);
