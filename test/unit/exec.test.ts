@@ -5,7 +5,8 @@
  */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, readFileSync, statSync, writeFileSync, mkdirSync, symlinkSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, statSync, writeFileSync, mkdirSync, symlinkSync } from 'node:fs';
+import { removeLabDir } from '../../src/apply/statedir.js';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -63,6 +64,11 @@ describe('exec: reading the file', () => {
     symlinkSync(join(dir, 'evil.json'), join(other, 'exec-cache.json'));
     process.env.PROVIUM_STATE_DIR = other;
     assert.equal(cachedPeek(h), undefined);
+    // The cache goes with the last lab: destroy removes the root when only the cache is left.
+    process.env.PROVIUM_STATE_DIR = root;
+    mkdirSync(join(root, 'lab1'), { mode: 0o700 });
+    removeLabDir('lab1');
+    assert.equal(existsSync(root), false, 'the state root is removed with the cache');
     delete process.env.PROVIUM_STATE_DIR;
   });
 
