@@ -69,3 +69,16 @@ test('the schema rejects what it should (the checks above can fail)', async () =
   assert.equal(v({ ...doc, changes: [{ address: 'x', action: 'move', items: [] }] }), false);
   assert.equal(v({ ...doc, commands: [{ argv: 'ip link', label: 'x' }] }), false);
 });
+
+test('probe --json and ls --json documents match the output schema', async () => {
+  const { probeJson } = await import('../../src/probe/render.js');
+  const { lsJson } = await import('../../src/labs.js');
+  check('probe', probeJson({
+    lab: 'x', ok: false, seconds: 1.5, drift: ['bridge.lan.impairment[a>b]'],
+    results: [
+      { property: 'drop', subject: 'lan a -> b', bridge: 'lan', from: 'a', to: 'b', declared: '5 %', measured: '0 %', status: 'FAIL', values: { declaredPct: 5, measuredPct: 0 } },
+      { property: 'uplink', subject: 'lan', declared: 'reachable', measured: 'not measured', status: 'skip' },
+    ],
+  }));
+  check('ls', lsJson([{ lab: 'demo', file: '/x/lab.yaml', hostNetns: null, appliedAt: '2026-12-02T00:00:00.000Z', objects: { nodes: 3 }, namespaces: 3, recorded: true }, { lab: 'old', namespaces: 2, recorded: false }]));
+});
