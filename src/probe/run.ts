@@ -29,7 +29,7 @@ import { expectations, type PairSpec, type RouteSpec, type UplinkSpec } from './
 import { startAgents, type Agent, type SendResult } from './agents.js';
 import type { FlowStats } from './agent.js';
 import { netemLimit } from '../plan/realize.js';
-import { dropOk, dropSamples, jitterEstimate, latencyBounds, median, rateOk, reachSamples, RATE_TOLERANCE } from './stats.js';
+import { dropOk, dropSamples, jitterEstimate, jitterTolerance, latencyBounds, median, medianSlack, rateOk, reachSamples, RATE_TOLERANCE } from './stats.js';
 
 export type PropertyKind = 'reach' | 'drop' | 'latency' | 'jitter' | 'rate' | 'queue' | 'route' | 'uplink';
 
@@ -328,8 +328,14 @@ export async function probe(t: Topology, opts: ProbeOptions): Promise<ProbeRepor
       const own = selfRtt.get(p.from) ?? { median: 0, p95: 0, sd: 0 };
       const rtt = median(r.rtts);
       const est = rtt - revL - own.median;
-      const [lo, hi0] = latencyBounds(fwdL);
-      const hi = hi0 + (own.p95 - own.median);
+      const n = r.rtts.length;
+      const mean = r.rtts.reduce((x, y) => x + y, 0) / n;
+      const v = r.rtts.reduce((x, y) => x + (y - mean) ** 2, 0) / (n - 1);
+      // The median of n RTTs is itself uncertain by the spread of both directions' jitter.
+      const slack = medianSlack(Math.sqrt(v), n);
+      const [lo0, hi0] = latencyBounds(fwdL);
+      const lo = lo0 - slack;
+      const hi = hi0 + slack + (own.p95 - own.median);
       const hostNote = own.p95 >= 0.5 ? `; the host's own RTT ${fmtMs(own.median)} median, ${fmtMs(own.p95)} p95, subtracted` : '';
       results.push({
         ...dir, property: 'latency', declared: fmtMs(fwdL),
@@ -337,15 +343,12 @@ export async function probe(t: Topology, opts: ProbeOptions): Promise<ProbeRepor
         status: est >= lo && est <= hi ? 'ok' : 'FAIL', values: { declaredMs: fwdL, oneWayMs: est, rttMedianMs: rtt, reverseMs: revL, hostRttMedianMs: own.median, hostRttP95Ms: own.p95 },
       });
       // Jitter: the RTT's variance is the sum of both directions' (netem's uniform delay: J^2 / 3).
-      const n = r.rtts.length;
-      const mean = r.rtts.reduce((a, b) => a + b, 0) / n;
-      const v = r.rtts.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1);
       const vFwd = v - (revJit * revJit) / 3 - own.sd * own.sd;
       const j = jitterEstimate(Math.sqrt(Math.max(0, vFwd)));
       const se = v * Math.sqrt(2 / n);
       // ok: within max(1 ms, 30 %); or within 4 standard errors of the variance estimate
       // (a large reverse jitter hides a small forward one); plus the host's own spread.
-      const ok = Math.abs(j - fwdJ) <= Math.max(1, 0.3 * fwdJ) + jitterEstimate(own.sd) || Math.abs(vFwd - (fwdJ * fwdJ) / 3) <= 4 * se;
+      const ok = Math.abs(j - fwdJ) <= jitterTolerance(fwdJ) + jitterEstimate(own.sd) || Math.abs(vFwd - (fwdJ * fwdJ) / 3) <= 4 * se;
       results.push({
         ...dir, property: 'jitter', declared: fmtMs(fwdJ),
         measured: `${fmtMs(j)} (sqrt(3) x the RTT's standard deviation ${fmtMs(Math.sqrt(v))}${revJit ? `, less the declared reverse jitter ${fmtMs(revJit)}` : ''}${own.sd >= 0.3 ? `, less the host's own ${fmtMs(own.sd)}` : ''})`,
@@ -359,8 +362,10 @@ export async function probe(t: Topology, opts: ProbeOptions): Promise<ProbeRepor
       const own = lag.get(p.to);
       const ownP95 = own?.p95 ?? 0;
       const ownSd = own?.stdev ?? 0;
-      const [lo, hi0] = latencyBounds(p.latencyMs!);
-      const hi = hi0 + ownP95;
+      const slack = dl ? medianSlack(dl.stdev, o.stats.received) : 0;
+      const [lo0, hi0] = latencyBounds(p.latencyMs!);
+      const lo = lo0 - slack;
+      const hi = hi0 + slack + ownP95;
       const base = { subject: pairSubject(p), bridge: p.bridge, from: p.from, to: p.to };
       if (!dl) {
         results.push({ ...base, property: 'latency', declared: fmtMs(p.latencyMs!), measured: 'nothing arrived', status: 'FAIL' });
@@ -374,7 +379,7 @@ export async function probe(t: Topology, opts: ProbeOptions): Promise<ProbeRepor
       });
       // The host's own variation adds to the lab's: subtract its variance, allow its spread.
       const j = jitterEstimate(Math.sqrt(Math.max(0, dl.stdev ** 2 - ownSd ** 2)));
-      const ok = Math.abs(j - (p.jitterMs ?? 0)) <= Math.max(1, 0.3 * (p.jitterMs ?? 0)) + jitterEstimate(ownSd);
+      const ok = Math.abs(j - (p.jitterMs ?? 0)) <= jitterTolerance(p.jitterMs ?? 0) + jitterEstimate(ownSd);
       results.push({
         ...base, property: 'jitter', declared: fmtMs(p.jitterMs ?? 0),
         measured: `${fmtMs(j)} (sqrt(3) x standard deviation ${fmtMs(dl.stdev)}${ownSd > 0.05 ? ` less the host's own ${fmtMs(ownSd)}` : ''}; p5-p95 ${fmtMs(dl.p5)}-${fmtMs(dl.p95)})`,

@@ -74,15 +74,31 @@ export function latencyBounds(declaredMs: number): [number, number] {
 /**
  * Jitter as netem realizes `delay D J` (no distribution table): delays uniform in
  * [D - J, D + J], whose standard deviation is J / sqrt(3). The estimate is sqrt(3) x the
- * measured standard deviation. ok within max(1 ms, 30 %) of the declared jitter (a
- * declared 0 allows up to 1 ms of the host's own variation).
+ * measured standard deviation. ok within max(2 ms, 30 %) of the declared jitter (a
+ * declared 0 allows up to 2 ms of the host's own variation: timers of a slow or virtual
+ * machine fire late by a millisecond or so; a jitter left where none was declared is
+ * larger than that).
  */
 export function jitterEstimate(stdevMs: number): number {
   return Math.sqrt(3) * stdevMs;
 }
 
 export function jitterOk(estimateMs: number, declaredMs: number): boolean {
-  return Math.abs(estimateMs - declaredMs) <= Math.max(1, 0.3 * declaredMs);
+  return Math.abs(estimateMs - declaredMs) <= jitterTolerance(declaredMs);
+}
+
+/** max(2 ms, 30 % of the declared jitter). */
+export function jitterTolerance(declaredMs: number): number {
+  return Math.max(2, 0.3 * declaredMs);
+}
+
+/**
+ * Half-width added to the latency bounds for the sampling error of a median: 4 standard
+ * errors, the median's being 1.2533 x sigma / sqrt(n) (sigma: the samples' standard
+ * deviation, mostly the declared jitter of both directions for an RTT).
+ */
+export function medianSlack(stdevMs: number, n: number): number {
+  return n > 0 ? (4 * 1.2533 * stdevMs) / Math.sqrt(n) : 0;
 }
 
 /** Median of numbers (NaN for none). */

@@ -550,6 +550,14 @@ export function report(t: { diagnostic: (m: string) => void }, msg: string): voi
   t.diagnostic(msg);
 }
 
+/**
+ * A JSON value without nft's `counter` members: what sets, elements and rules counted
+ * (packets the lab's filter dropped) is traffic, not state; a snapshot compares the rest.
+ */
+export function withoutCounters<T>(x: T): T {
+  return JSON.parse(JSON.stringify(x, (k, v) => (k === 'counter' ? undefined : v))) as T;
+}
+
 /** A recursive listing of a directory: relative path -> 'dir' | file contents; undefined when absent. */
 export function snapshotDir(dir: string): Record<string, string> | undefined {
   if (!existsSync(dir)) return undefined;

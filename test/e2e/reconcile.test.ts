@@ -9,7 +9,7 @@ import { hostname } from 'node:os';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  labTest, must, udpCount, udpProbe, iperf, ping, report, mbit, isReadOnly, listNetns, snapshotDir, ensureDir, makeUpstream, type Lab,
+  withoutCounters, labTest, must, udpCount, udpProbe, iperf, ping, report, mbit, isReadOnly, listNetns, snapshotDir, ensureDir, makeUpstream, type Lab,
 } from './helpers.js';
 
 /** JSON printed by ip, tc and nft, read loosely. */
@@ -48,7 +48,7 @@ function nftElems(rs: Json[]): Record<string, string[]> {
   const out: Record<string, string[]> = {};
   for (const o of rs) {
     const v = o.set ?? o.map;
-    if (v) out[`${v.family} ${v.name}`] = ((v.elem ?? []) as Json[]).map((e) => JSON.stringify(e)).sort();
+    if (v) out[`${v.family} ${v.name}`] = ((v.elem ?? []) as Json[]).map((e) => JSON.stringify(withoutCounters(e))).sort();
   }
   return out;
 }

@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { labTest, run, report, isReadOnly, listNetns, udpCount, ipOf, type Lab } from './helpers.js';
+import { labTest, run, report, isReadOnly, listNetns, udpCount, ipOf, withoutCounters, type Lab } from './helpers.js';
 
 const BODY = (drop: number) => `
   nodes: { a: { kind: netns }, b: { kind: netns }, c: { kind: netns } }
@@ -43,7 +43,7 @@ async function snapshot(lab: Lab): Promise<unknown> {
   const classes = (await run(['tc', '-n', lab.hostNs, 'class', 'show', 'dev', lab.port('b', 0)])).stdout.split('\n').map((l) => l.replace(/burst \S+ cburst \S+/, '').trim()).filter(Boolean).sort();
   const nft = JSON.parse((await run(['ip', 'netns', 'exec', lab.hostNs, 'nft', '-j', 'list', 'ruleset'])).stdout || '{"nftables":[]}').nftables
     .filter((o: any) => o.set || o.map)
-    .map((o: any) => { const s = o.set ?? o.map; return `${s.family} ${s.name} ${JSON.stringify(s.elem ?? [])}`; }).sort();
+    .map((o: any) => { const s = o.set ?? o.map; return `${s.family} ${s.name} ${JSON.stringify(withoutCounters(s.elem ?? []))}`; }).sort();
   const fwd = (await run(['ip', 'netns', 'exec', lab.hostNs, 'sysctl', '-n', 'net.ipv4.ip_forward'])).stdout.trim();
   return {
     links: links.filter((l) => l.ifname !== 'lo').map((l) => [l.ifname, l.linkinfo?.info_kind, l.ifalias, l.master, (l.flags ?? []).includes('UP'), (l.addr_info ?? []).filter((x: any) => x.family === 'inet').map((x: any) => x.local)]).sort(),
