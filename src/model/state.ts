@@ -107,7 +107,11 @@ export interface PortShaping {
   classes: Record<number, ClassState>;
 }
 
-/** Directed pair of ports, "iif>oif" (port device names). */
+/**
+ * Directed pair "<sender MAC>><receiver port>", e.g. "02:1a:2b:3c:4d:5e>demo-b-0": the
+ * sender by its NIC's MAC (nft `ether saddr`), the receiver by its port device
+ * (`oifname`), so a sender on another host (frames arriving over VXLAN) is matched too.
+ */
 export type PortPair = string;
 
 /** Element value plus its owner: the plan address stored in the element's nft comment. */
@@ -118,7 +122,8 @@ export interface Owned<T = true> {
 
 /**
  * The lab's `table bridge provium_<lab>`: partitions, isolation, drop and class selection.
- * Element keys are port device names; every element carries its owner as comment.
+ * Pair keys are sender MAC and receiver port (PortPair); isolation keys are port device
+ * names; every element carries its owner as comment.
  */
 export interface NftBridgeTable {
   /** Fingerprint of sets/chains/rules (not elements): equal when the table's structure is intact. */
@@ -127,7 +132,7 @@ export interface NftBridgeTable {
   blocked: Record<PortPair, Owned>;
   /** Ports cut off from every other port (ARP exempt). */
   isolated: Record<string, Owned>;
-  /** Drop rate per directed pair in hundredths of a percent (1 % = 100); nft element iif . oif . 0-(n-1) over numgen mod 10000. */
+  /** Drop rate per directed pair in hundredths of a percent (1 % = 100); nft element saddr . oif . 0-(n-1) over numgen mod 10000. */
   loss: Record<PortPair, Owned<number>>;
   /** HTB class per directed pair: classid "<major hex>:<minor hex>", set as skb->priority by the `prio` map. */
   prio: Record<PortPair, Owned<string>>;

@@ -110,11 +110,14 @@ function netemArgs(delayMs: number, jitterMs: number): string[] {
   return ['netem', 'delay', `${delayMs}ms`, ...(jitterMs > 0 ? [`${jitterMs}ms`] : [])];
 }
 
-/** nft element literal for a set element key: "a>b" -> "a" . "b"; CIDR (IPv4 or IPv6) stays bare. */
+/**
+ * nft element literal for a set element key: "a>b" -> "a" . "b"; a MAC (the sender of
+ * blocked/loss/prio: "02:..>port") and a CIDR (IPv4 or IPv6) stay bare.
+ */
 function nftKey(set: string, key: string, value: unknown): string {
   if (set === 'masq' || set === 'masq6') return key;
   if (set === 'forwards') return key.replace('/', ' . ');
-  const parts = key.split('>').map((p) => `"${p}"`);
+  const parts = key.split('>').map((p) => (/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(p) ? p : `"${p}"`));
   if (set === 'loss') {
     const n = Number(value);
     parts.push(n <= 1 ? '0' : `0-${n - 1}`);

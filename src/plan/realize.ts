@@ -2,10 +2,13 @@
  * realize: Topology -> desired HostState (pure; no host access).
  * Maps every user-level object onto the host objects that implement it, using the
  * recipes measured in shared/notes/kernel-experiments.md:
- * - partitions/isolation: nft bridge-family sets of port names (ARP exempt);
- * - drop: nft `numgen random mod 10000` interval elements per directed pair;
+ * - partitions: nft bridge-family set of directed pairs, sender MAC . receiver port
+ *   (ARP exempt); isolation: a set of port names;
+ * - drop: nft `numgen random mod 10000` interval elements per directed pair (sender
+ *   MAC . receiver port);
  * - bandwidth/latency: HTB on the destination port's egress, one class per shaped
- *   source (selected by the nft `prio` map through skb->priority), netem as leaf;
+ *   source (selected by the nft `prio` map, sender MAC . receiver port, through
+ *   skb->priority), netem as leaf;
  *   a whole-bridge bandwidth/latency is each member port's default class;
  * - uplink/routes: inet-family table plus ip_forward, routes inside the nodes; for
  *   bridges with subnet6 also IPv6 routes, net.ipv6.conf.all.forwarding and an IPv6
@@ -120,6 +123,8 @@ export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
     const a = t.bridges[bridge].attach.find((x) => x.node === node)!;
     return names.portDev(lab, node, a.nicIndex);
   };
+  /** A directed pair's key: the sender's NIC MAC and the receiver's port (see PortPair). */
+  const pairOf = (from: string, to: string, bridge: string): string => `${nicMacOf(t, from, bridge)}>${portOf(to, bridge)}`;
 
   // Node namespaces (netns nodes).
   for (const n of Object.values(t.nodes)) {
@@ -178,12 +183,13 @@ export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
 
   // Partitions, isolation, impairments.
   const bt: NftBridgeTable = { skeleton: desiredFingerprint(bridgeSkeleton(lab)), blocked: {}, isolated: {}, loss: {}, prio: {} };
+  // pairs: by the sender's MAC (which the nft prio map matches).
   type Shaped = { bridge: BridgeSpec; dstNode: string; pairs: Map<string, NonNullable<Effective['shape']> & { src: string }>; def?: Effective['shape'] };
   const shapedPorts = new Map<string, Shaped>();
   for (const b of Object.values(t.bridges)) {
     const members = b.attach.map((a) => a.node);
     const setBlocked = (x: string, y: string, owner: string) => {
-      const k = `${portOf(x, b.name)}>${portOf(y, b.name)}`;
+      const k = pairOf(x, y, b.name);
       if (!bt.blocked[k]) bt.blocked[k] = { owner, value: true };
     };
     for (const p of b.partitions) {
@@ -202,14 +208,14 @@ export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
       for (const y of members) {
         if (x === y) continue;
         const eff = effective(b.name, whole, pairs.get(`${x}>${y}`), x, y);
-        const px = portOf(x, b.name);
+        const mx = nicMacOf(t, x, b.name);
         const py = portOf(y, b.name);
         if (eff.drop && Math.round(eff.drop.pct * 100) > 0) {
-          bt.loss[`${px}>${py}`] = { owner: eff.drop.owner, value: Math.min(10000, Math.round(eff.drop.pct * 100)) };
+          bt.loss[`${mx}>${py}`] = { owner: eff.drop.owner, value: Math.min(10000, Math.round(eff.drop.pct * 100)) };
         }
         if (eff.shape) {
           const e: Shaped = shapedPorts.get(py) ?? { bridge: b, dstNode: y, pairs: new Map() };
-          e.pairs.set(px, { ...eff.shape, src: x });
+          e.pairs.set(mx, { ...eff.shape, src: x });
           shapedPorts.set(py, e);
         }
       }
@@ -278,6 +284,12 @@ export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
     if (needsForwarding6(t)) s.ip6Forward = true;
   }
   return s;
+}
+
+/** MAC of node's NIC on bridge: the file's `mac:`, else the deterministic one (names.nicMac). */
+export function nicMacOf(t: Topology, node: string, bridge: string): string {
+  const a = t.bridges[bridge].attach.find((x) => x.node === node)!;
+  return a.mac ?? names.nicMac(t.lab, node, bridge, t.macPrefix);
 }
 
 /** The desired VM of a qemu node (created on first use). Paths resolve against the topology file's folder. */
