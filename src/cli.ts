@@ -24,6 +24,7 @@ import { nodeNetns } from './model/names.js';
 import { captureCommand, type CaptureOptions } from './capture.js';
 import { renderDot, renderMermaid } from './render/graph.js';
 import { doctorJson, doctorReady, renderDoctor, runDoctor } from './doctor.js';
+import { hostsApply, hostsPlan, HostsExit, type Io as HostsIo } from './hosts/cli.js';
 
 /** Raised to leave with a given exit code after output was written. */
 export class ExitError extends Error {
@@ -86,6 +87,15 @@ function load(file: string): Topology {
   return loadTopology(file);
 }
 
+/** Output and prompts for the multi-host commands (src/hosts/cli.ts). */
+async function hostsIo(g: Globals, quiet: boolean): Promise<HostsIo> {
+  const prog = await progress(!quiet);
+  return {
+    out: (x) => process.stdout.write(x), err: (x) => process.stderr.write(x), json: printJson, color: useColor(g), confirm,
+    step: (x) => prog.step(x), stopProgress: () => prog.stop(),
+  };
+}
+
 export function buildProgram(): Command {
   const program = new Command();
   program
@@ -128,6 +138,10 @@ export function buildProgram(): Command {
       const t = load(file);
       requireRoot();
       const ctx: HostContext = { ...hostCtx(globals()), targets: o.target, replace: o.replace };
+      if (t.hosts) {
+        if (o.target.length) throw new ProviumError('--target is not supported for a file with hosts: yet');
+        return hostsPlan(t, ctx.hostNetns, o, await hostsIo(globals(), true));
+      }
       const runner = new HostRunner();
       const planned = await planFor(t, ctx, runner);
       const { plan } = planned;
@@ -167,6 +181,10 @@ export function buildProgram(): Command {
         const ctx: HostContext = { ...hostCtx(g), refreshLinks: o.refreshLinks === true, targets: o.target, replace: o.replace };
         if (saved && (saved.host_netns ?? undefined) !== ctx.hostNetns) {
           throw new ProviumError(`${file} was planned for ${saved.host_netns ? `--netns ${saved.host_netns}` : 'the root namespace'}, not ${ctx.hostNetns ? `--netns ${ctx.hostNetns}` : 'the root namespace'}`);
+        }
+        if (t.hosts) {
+          if (o.target.length) throw new ProviumError('--target is not supported for a file with hosts: yet');
+          return hostsApply(name, t, ctx.hostNetns, { ...o, saved: saved as Parameters<typeof hostsApply>[3]['saved'], savedPath: file }, await hostsIo(g, !!o.json));
         }
         const target = name === 'apply' ? t : emptyTopology(t.lab, t.file);
         const release = acquireLock(t.lab, `provium ${name}`, (m) => process.stderr.write(`warning: ${m}\n`));
@@ -321,6 +339,7 @@ export async function main(argv0: string[]): Promise<number> {
     return 0;
   } catch (e) {
     if (e instanceof ExitError) return e.code;
+    if (e instanceof HostsExit) return e.code;
     if ((e as { code?: string }).code?.startsWith?.('commander.')) {
       const ce = e as { exitCode: number; code: string };
       return ce.code === 'commander.helpDisplayed' || ce.code === 'commander.version' ? 0 : 1;

@@ -59,32 +59,64 @@ function testHooks(): { killAfter?: number; failLabel?: string } {
   return { killAfter: k ? Number(k) : undefined, failLabel: process.env.PROVIUM_TEST_FAIL_AT || undefined };
 }
 
-/** Runs one invocation: a host command, or a VM action (start, stop, QMP steps). Returns a command's stdout. */
-async function runOne(inv: Invocation, runner: Runner): Promise<string> {
-  for (const f of inv.writeFiles ?? []) {
-    mkdirSync(dirname(f.path), { recursive: true, mode: 0o700 });
-    writeFileSync(f.path, f.content, { mode: 0o600 });
-  }
-  if (inv.removeFiles) {
-    for (const f of inv.removeFiles.files) rmSync(f, { force: true });
-    for (const d of inv.removeFiles.dirsIfEmpty) {
+/**
+ * The invocations that are not host commands (files, processes, VMs), done on one host:
+ * this machine by default (localActions); a remote host's over SSH (src/hosts/remote.ts).
+ */
+export interface InvocationActions {
+  /** Writes files atomically (mode 0600, folders 0700 created). */
+  writeFiles(files: { path: string; content: string }[]): Promise<void>;
+  /** Removes files, then these folders when empty. */
+  removeFiles(files: string[], dirsIfEmpty: string[]): Promise<void>;
+  /** Ends the process a pidfile names if its command line contains `match`. */
+  stopPidfile(pidfile: string, match: string): Promise<void>;
+  startVm(inv: Invocation, runner: Runner): Promise<void>;
+  stopVm(inv: Invocation): Promise<void>;
+  runQmp(inv: Invocation): Promise<void>;
+}
+
+/** This machine's actions. */
+export const localActions: InvocationActions = {
+  writeFiles: async (files) => {
+    for (const f of files) {
+      mkdirSync(dirname(f.path), { recursive: true, mode: 0o700 });
+      writeFileSync(f.path, f.content, { mode: 0o600 });
+    }
+  },
+  removeFiles: async (files, dirs) => {
+    for (const f of files) rmSync(f, { force: true });
+    for (const d of dirs) {
       try {
         rmdirSync(d);
       } catch {
         /* absent or not empty */
       }
     }
+  },
+  stopPidfile: async (pidfile, match) => {
+    const pid = livePid(pidfile, match);
+    if (pid !== undefined) await terminate([pid]);
+  },
+  startVm: (inv, runner) => startVm(inv, runner),
+  stopVm: (inv) => stopVm(inv),
+  runQmp: (inv) => runQmp(inv),
+};
+
+/** Runs one invocation: a host command, or a VM action (start, stop, QMP steps). Returns a command's stdout. */
+async function runOne(inv: Invocation, runner: Runner, actions: InvocationActions = localActions): Promise<string> {
+  if (inv.writeFiles?.length) await actions.writeFiles(inv.writeFiles);
+  if (inv.removeFiles) {
+    await actions.removeFiles(inv.removeFiles.files, inv.removeFiles.dirsIfEmpty);
     return '';
   }
   if (inv.stopPidfile) {
-    const pid = livePid(inv.stopPidfile.pidfile, inv.stopPidfile.match);
-    if (pid !== undefined) await terminate([pid]);
+    await actions.stopPidfile(inv.stopPidfile.pidfile, inv.stopPidfile.match);
     return '';
   }
   if (inv.writeFiles && inv.argv[0] === 'write') return '';
-  if (inv.vmStart) await startVm(inv, runner);
-  else if (inv.vmStop) await stopVm(inv);
-  else if (inv.qmp) await runQmp(inv);
+  if (inv.vmStart) await actions.startVm(inv, runner);
+  else if (inv.vmStop) await actions.stopVm(inv);
+  else if (inv.qmp) await actions.runQmp(inv);
   else return (await runner.run(inv.argv, { stdin: inv.stdin })).stdout;
   return '';
 }
@@ -92,9 +124,10 @@ async function runOne(inv: Invocation, runner: Runner): Promise<string> {
 /**
  * Runs invocations in order; consecutive per-namespace batches and VM starts/stops run
  * 8 at a time. Returns what the namespace batches read back (namespace -> JSON output).
+ * `actions`: where files, processes and VMs are handled (this machine by default).
  * Throws CommandError.
  */
-export async function runInvocations(invs: Invocation[], runner: Runner, onStep?: (inv: Invocation) => void): Promise<Map<string, string>> {
+export async function runInvocations(invs: Invocation[], runner: Runner, onStep?: (inv: Invocation) => void, actions?: InvocationActions): Promise<Map<string, string>> {
   const readBack = new Map<string, string>();
   const hook = testHooks();
   let done = 0;
@@ -102,7 +135,7 @@ export async function runInvocations(invs: Invocation[], runner: Runner, onStep?
     if (hook.failLabel !== undefined && inv.label === hook.failLabel) {
       throw new CommandError({ argv: inv.argv, exitCode: 1, stdout: '', stderr: `injected failure (PROVIUM_TEST_FAIL_AT=${hook.failLabel})`, ms: 0 }, inv.stdin);
     }
-    const out = await runOne(inv, runner);
+    const out = await runOne(inv, runner, actions);
     if (hook.killAfter !== undefined && ++done >= hook.killAfter) process.kill(process.pid, 'SIGKILL');
     return out;
   };
@@ -149,7 +182,7 @@ export class ApplyError extends ProviumError {
 }
 
 /** Names of the node namespaces a list of invocations deletes. */
-function deletedNetns(invs: Invocation[]): string[] {
+export function deletedNetns(invs: Invocation[]): string[] {
   return invs.flatMap((i) => (i.label === 'delete node namespaces' ? (i.stdin ?? '').split('\n').filter((l) => l.startsWith('netns del ')).map((l) => l.slice(10)) : []));
 }
 
@@ -176,7 +209,7 @@ export function forgetRestoredIpForward(t: Topology): void {
  * started with provium exec): `ip netns del` only removes the name, and a process
  * inside keeps the namespace and its veth pair alive. SIGTERM, then SIGKILL after 2 s.
  */
-async function endProcessesIn(namespaces: string[], _runner: Runner, report?: (ns: string, pids: number[]) => void): Promise<void> {
+export async function endProcessesIn(namespaces: string[], _runner: Runner, report?: (ns: string, pids: number[]) => void): Promise<void> {
   if (namespaces.length === 0) return;
   // One pass over /proc: a process is in a namespace when /proc/<pid>/ns/net names the
   // inode of /run/netns/<name> (what `ip netns pids` compares, without a process per namespace).
@@ -297,7 +330,7 @@ async function rollback(t: Topology, before: HostState, ctx: HostContext, runner
  * sockets still closing hold it): ports still there after 1 s are deleted explicitly
  * (deleting one end of a veth pair removes both), then waited for up to 15 s.
  */
-async function waitPortsGone(plan: Plan, ctx: HostContext, runner: Runner): Promise<void> {
+export async function waitPortsGone(plan: Plan, ctx: HostContext, runner: Runner): Promise<void> {
   const names = new Set(plan.changes.flatMap((c) => c.items).filter((i) => i.implied && i.before?.ref.kind === 'link').map((i) => (i.before!.ref as { name: string }).name));
   if (names.size === 0) return;
   const t0 = Date.now();
@@ -325,7 +358,7 @@ async function waitPortsGone(plan: Plan, ctx: HostContext, runner: Runner): Prom
  * returns only once IPv6 forwarding really works. Bounded: after 5 s it goes on
  * (verification and traffic will tell).
  */
-async function waitBridgesIpv6Ready(t: Topology, plan: Plan, ctx: HostContext, runner: Runner): Promise<void> {
+export async function waitBridgesIpv6Ready(t: Topology, plan: Plan, ctx: HostContext, runner: Runner): Promise<void> {
   if (!needsForwarding6(t)) return;
   const bridges = new Set(Object.values(t.bridges).filter((b) => b.subnet6).map((b) => bridgeDev(t.lab, b.name)));
   const touched = plan.changes.flatMap((c) => c.items).some((i) => i.after?.ref.kind === 'link' && bridges.has(i.after.ref.name));

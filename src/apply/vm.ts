@@ -53,10 +53,23 @@ export async function stopVm(inv: Invocation): Promise<void> {
   rmSync(dir, { recursive: true, force: true });
 }
 
+/** Where runQmp reaches a VM and its record: this machine by default; a remote host over SSH. */
+export interface QmpIo {
+  connect(socket: string, timeoutMs: number): Promise<QmpClient>;
+  readRecord(dir: string): Promise<VmState>;
+  writeRecord(dir: string, rec: VmState): Promise<void>;
+}
+
+const localQmpIo: QmpIo = {
+  connect: (socket, ms) => QmpClient.connect(socket, ms),
+  readRecord: async (dir) => JSON.parse(readFileSync(`${dir}/vm.json`, 'utf8')) as VmState,
+  writeRecord: async (dir, rec) => writeRecord(dir, rec),
+};
+
 /** Runs QMP steps over one connection, updating the VM's record after each one that succeeds. */
-export async function runQmp(inv: Invocation): Promise<void> {
+export async function runQmp(inv: Invocation, io: QmpIo = localQmpIo): Promise<void> {
   const { dir, socket, steps } = inv.qmp!;
-  const q = await QmpClient.connect(socket, 3000);
+  const q = await io.connect(socket, 3000);
   try {
     for (const st of steps) {
       try {
@@ -73,7 +86,7 @@ export async function runQmp(inv: Invocation): Promise<void> {
         }
       }
       if (st.record) {
-        const rec = JSON.parse(readFileSync(`${dir}/vm.json`, 'utf8')) as VmState;
+        const rec = await io.readRecord(dir);
         if (st.record.op === 'nic-add') {
           rec.nics[st.record.nic.tap] = st.record.nic;
           rec.links[st.record.nic.tap] = 'up';
@@ -81,7 +94,7 @@ export async function runQmp(inv: Invocation): Promise<void> {
           delete rec.nics[st.record.tap];
           delete rec.links[st.record.tap];
         } else rec.links[st.record.tap] = st.record.link;
-        writeRecord(dir, rec);
+        await io.writeRecord(dir, rec);
       }
     }
   } finally {

@@ -4,35 +4,29 @@
  * sandboxes) an ended process stays a zombie for a while, and `kill(pid, 0)` still
  * succeeds on it. /proc/<pid>/stat's third field is the state (Z = zombie).
  */
-import { readFileSync } from 'node:fs';
+import { localFs, type SyncFs } from './fs.js';
 
-export function processAlive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
+/** Whether process `pid` is running (not a zombie); `fs` is the host's files (a remote snapshot too). */
+export function processAlive(pid: number, fs: SyncFs = localFs): boolean {
+  const stat = fs.readText(`/proc/${pid}/stat`);
+  if (stat === undefined) return false;
+  return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
 }
 
 /**
  * The pid in `pidfile` when that process is running and its command line contains
  * `match` (guards against a reused pid); undefined otherwise.
  */
-export function livePid(pidfile: string, match: string): number | undefined {
-  try {
-    const pid = Number(readFileSync(pidfile, 'utf8').trim());
-    if (!Number.isInteger(pid) || pid <= 0 || !processAlive(pid)) return undefined;
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(match) ? pid : undefined;
-  } catch {
-    return undefined;
-  }
+export function livePid(pidfile: string, match: string, fs: SyncFs = localFs): number | undefined {
+  const pid = Number((fs.readText(pidfile) ?? '').trim());
+  if (!Number.isInteger(pid) || pid <= 0 || !processAlive(pid, fs)) return undefined;
+  return (fs.readText(`/proc/${pid}/cmdline`) ?? '').includes(match) ? pid : undefined;
 }
 
 /** Waits up to ms for every pid to end; true when they all did. */
 export async function waitGone(pids: number[], ms: number): Promise<boolean> {
   const t0 = Date.now();
-  while (pids.some(processAlive)) {
+  while (pids.some((p) => processAlive(p))) {
     if (Date.now() - t0 > ms) return false;
     await new Promise((r) => setTimeout(r, 25));
   }
@@ -41,7 +35,7 @@ export async function waitGone(pids: number[], ms: number): Promise<boolean> {
 
 /** SIGTERM, then SIGKILL after graceMs for what is left; true when everything ended (within another graceMs). */
 export async function terminate(pids: number[], graceMs = 2000): Promise<boolean> {
-  const signal = (sig: NodeJS.Signals) => pids.filter(processAlive).forEach((p) => { try { process.kill(p, sig); } catch { /* gone */ } });
+  const signal = (sig: NodeJS.Signals) => pids.filter((p) => processAlive(p)).forEach((p) => { try { process.kill(p, sig); } catch { /* gone */ } });
   signal('SIGTERM');
   if (await waitGone(pids, graceMs)) return true;
   signal('SIGKILL');

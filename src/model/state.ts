@@ -76,6 +76,13 @@ export interface LinkState {
   peerName?: string;
   /** Ports only: the peer's MAC address. */
   peerMac?: string;
+  /**
+   * VXLAN ports only (kind "vxlan", multi-host labs): VNI, UDP destination port, local
+   * underlay address (iproute2 linkinfo.info_data id/port/local) and the peers' underlay
+   * addresses of its all-zeros FDB entries (`bridge fdb append 00:00:00:00:00:00 dst PEER`:
+   * head-end replication of broadcast and unknown unicast).
+   */
+  vxlan?: { vni: number; port: number; local: string; peers: string[] };
 }
 
 /**
@@ -171,6 +178,8 @@ export interface VmNic {
   mac: string;
   /** PCI slot (0x10 + NIC index), so guest eth<i> order follows bridge names. */
   slot: number;
+  /** MTU the guest is told (virtio-net host_mtu), bytes: set on bridges spanning hosts only. */
+  mtu?: number;
 }
 
 /** How a VM is launched; any change restarts it. Paths are absolute. */
@@ -262,6 +271,8 @@ export interface HostFacts {
   defaultRouteDev6?: string;
   /** Objects with a name provium wants that carry no (or another lab's) mark. */
   conflicts: Conflict[];
+  /** Every address of the lab's host namespace (no prefix) -> MTU of its link: the underlay MTU of multi-host labs. */
+  addressMtu?: Record<string, number>;
 }
 
 export interface Conflict {

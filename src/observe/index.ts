@@ -11,13 +11,14 @@
  */
 import { readdirSync, existsSync, readFileSync } from 'node:fs';
 import { observeVms } from './vms.js';
+import type { SyncFs } from '../host/fs.js';
 import { observeServices, type Services } from './services.js';
 import type { HostFacts, HostState, LinkState, VmState } from '../model/state.js';
 import { emptyState } from '../model/state.js';
 import { netnsPrefix, nftTable, nodeNetns, ownerPrefix, parseAlias } from '../model/names.js';
 import { mapLimit, type Runner } from '../host/runner.js';
 import { ipArgv, nftArgv, READ_BACK, sysctlArgv, tcArgv, type HostContext } from '../plan/commands.js';
-import { defaultRouteDevs, splitJsonDocs, toLinkState, toNamespaceState, toNft, toShaping, type IpLink, type IpRoute, type TcQdisc } from './parse.js';
+import { addressMtus, defaultRouteDevs, splitJsonDocs, toLinkState, toNamespaceState, toNft, toShaping, vxlanPeers, type FdbEntry, type IpLink, type IpRoute, type TcQdisc } from './parse.js';
 import { detectFeature, type Feature } from './features.js';
 
 /** Names the desired state will create: same-named objects without the lab's mark are conflicts. */
@@ -92,7 +93,7 @@ export interface HostFiles {
   /** A file exists (VM kernels, initrds, disks; the qemu binary). */
   exists(path: string): boolean;
   /** dnsmasq instances and nodes' resolv.conf (files and processes). */
-  observeServices(stateDir: string | undefined, lab: string, wantedResolv: string[]): Services;
+  observeServices(stateDir: string | undefined, lab: string, wantedResolv: string[], fs?: SyncFs, host?: string): Services;
 }
 
 export function kvmUsable(): boolean {
@@ -156,15 +157,23 @@ export async function observe(lab: string, ctx: HostContext, runner: Runner, wan
     facts.portsInUse = listeningPorts(ss.stdout).filter((p) => wanted.forwardPorts!.includes(p));
   }
   state.vms = vms;
-  const services = files.observeServices(ctx.stateDir, lab, wanted.resolv ?? []);
+  const services = files.observeServices(ctx.stateDir, lab, wanted.resolv ?? [], undefined, ctx.placement);
   state.dnsmasq = services.dnsmasq;
   state.resolv = services.resolv;
   facts.conflicts.push(...services.conflicts);
 
   const links = JSON.parse(linksOut.stdout || '[]') as IpLink[];
+  facts.addressMtu = addressMtus(links);
   for (const l of links) {
     if (mine(l.ifalias)) state.links[l.ifname] = toLinkState(l);
     else if (wantLinks.has(l.ifname)) facts.conflicts.push({ kind: 'link', name: l.ifname, found: l.ifalias ? `ifalias "${l.ifalias}"` : 'no provium ifalias' });
+  }
+  // VXLAN ports (multi-host labs): their unicast peers, one `bridge -batch` for all.
+  const vx = Object.values(state.links).filter((l) => l.vxlan).map((l) => l.name).sort();
+  if (vx.length > 0) {
+    const r = await runner.run([...(ctx.hostNetns ? ['bridge', '-n', ctx.hostNetns] : ['bridge']), '-j', '-batch', '-'], { stdin: vx.map((d) => `fdb show dev ${d}`).join('\n') + '\n' });
+    const docs = splitJsonDocs(r.stdout) as FdbEntry[][];
+    vx.forEach((d, i) => (state.links[d].vxlan!.peers = vxlanPeers(docs[i] ?? [])));
   }
 
   const outs = [
@@ -176,7 +185,11 @@ export async function observe(lab: string, ctx: HostContext, runner: Runner, wan
     const [addrs, routes] = splitJsonDocs(stdout).slice(-2) as [IpLink[], IpRoute[]];
     const lo = (addrs ?? []).find((l) => l.ifname === 'lo');
     const a = parseAlias(lo?.ifalias);
-    if (a?.kind === 'node' && a.lab === lab) state.namespaces[ns] = toNamespaceState(ns, a.node, addrs ?? [], routes ?? []);
+    // In a multi-host lab the mark names the host: another host's namespace (hosts that
+    // share /run/netns, as test hosts on one machine do) is neither ours nor a conflict.
+    const ours = a?.kind === 'node' && a.lab === lab;
+    if (ours && a.host === ctx.placement) state.namespaces[ns] = toNamespaceState(ns, a.node, addrs ?? [], routes ?? []);
+    else if (ours && ctx.placement !== undefined && a.host !== undefined) return;
     else if (!lo?.ifalias && pendingNetns(ctx).has(ns)) {
       // Created by an apply that stopped before marking it (see apply's journal): ours, unmarked.
       state.namespaces[ns] = toNamespaceState(ns, ns.slice(prefix.length), addrs ?? [], routes ?? []);

@@ -5,31 +5,38 @@
  * `query-status` and `qom-list /machine/peripheral` (which NIC devices exist).
  * Link state comes from the record: QEMU cannot report it (host-facts.md).
  */
-import { readdirSync, readFileSync } from 'node:fs';
 import type { VmState } from '../model/state.js';
+import { localFs, type SyncFs } from '../host/fs.js';
 import { vmDeviceId } from '../model/names.js';
 import { QmpClient } from '../host/qmp.js';
 import { livePid } from '../host/proc.js';
 import { vmPaths, type HostContext } from '../plan/commands.js';
 
-export async function observeVms(ctx: HostContext): Promise<Record<string, VmState>> {
+/**
+ * How observeVms reaches a host: its files (a remote snapshot too) and a QMP connection
+ * to a VM's socket on it (for a remote host, through the SSH connection).
+ */
+export interface VmIo {
+  fs: SyncFs;
+  connect(socket: string, timeoutMs: number): Promise<QmpClient>;
+}
+
+const localVmIo: VmIo = { fs: localFs, connect: (socket, ms) => QmpClient.connect(socket, ms) };
+
+export async function observeVms(ctx: HostContext, io: VmIo = localVmIo): Promise<Record<string, VmState>> {
   const out: Record<string, VmState> = {};
-  let nodes: string[] = [];
-  try {
-    nodes = readdirSync(`${ctx.stateDir}/vm`);
-  } catch {
-    return out;
-  }
+  const nodes = io.fs.list(`${ctx.stateDir}/vm`);
+  if (!nodes) return out;
   await Promise.all(
     nodes.map(async (node) => {
       const p = vmPaths(ctx, node);
       let rec: VmState | undefined;
       try {
-        rec = JSON.parse(readFileSync(p.record, 'utf8')) as VmState;
+        rec = JSON.parse(io.fs.readText(p.record) ?? '') as VmState;
       } catch {
         /* no record: a half-made directory */
       }
-      const pid = livePid(p.pidfile, p.socket);
+      const pid = livePid(p.pidfile, p.socket, io.fs);
       const base: VmState = { node, spec: rec?.spec ?? { memoryMb: 0, cpus: 0, accel: 'tcg' }, alive: false, status: 'dead', nics: {}, links: {} };
       if (!rec || pid === undefined) {
         out[node] = { ...base, ...(pid ? { pid } : {}) };
@@ -38,7 +45,7 @@ export async function observeVms(ctx: HostContext): Promise<Record<string, VmSta
       let status = 'unresponsive';
       let devices: Set<string> | undefined;
       try {
-        const q = await QmpClient.connect(p.socket, 2000);
+        const q = await io.connect(p.socket, 2000);
         try {
           status = (await q.execute<{ status: string }>('query-status', undefined, 2000)).status;
           const kids = await q.execute<{ name: string }[]>('qom-list', { path: '/machine/peripheral' }, 2000);

@@ -10,11 +10,11 @@ import type { Action, Change, FieldDiff, ItemChange } from './types.js';
 
 /** Fields whose change cannot be done in place. */
 const IDENTITY: Record<string, string[]> = {
-  link: ['kind'],
+  link: ['kind', 'vxlan'],
   qdisc: ['major', 'defaultMinor'],
   'nft-table': ['skeleton'],
   vm: ['kernel', 'initrd', 'append', 'disk', 'memoryMb', 'cpus', 'accel', 'alive'],
-  'vm-nic': ['mac', 'slot'],
+  'vm-nic': ['mac', 'slot', 'mtu'],
   dnsmasq: ['config', 'alive'],
 };
 

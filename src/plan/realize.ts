@@ -88,11 +88,25 @@ function prefixMask(prefix: number): string {
 }
 
 /**
+ * Whether this host holds the bridge's host side (host address, DHCP/DNS, routes, uplink,
+ * forwards): always, except in a multi-host lab's projection for a host that is not the
+ * bridge's home (src/hosts/project.ts).
+ */
+export function isHome(b: BridgeSpec): boolean {
+  return b.placement?.home !== false;
+}
+
+/** Whether the bridge exists on this host (false only in a multi-host projection). */
+export function isHere(b: BridgeSpec): boolean {
+  return b.placement?.absent !== true;
+}
+
+/**
  * Whether the lab forwards IP traffic in its host namespace (uplink, routes between
  * bridges or port forwards): then it has the inet table and needs net.ipv4.ip_forward=1.
  */
 export function needsForwarding(t: Topology): boolean {
-  return Object.values(t.bridges).some((b) => b.uplink || b.routes.length > 0 || b.forwards.length > 0);
+  return Object.values(t.bridges).some((b) => isHome(b) && (b.uplink || b.routes.length > 0 || b.forwards.length > 0));
 }
 
 /**
@@ -101,7 +115,7 @@ export function needsForwarding(t: Topology): boolean {
  * Routes between a bridge with subnet6 and one without are IPv4 only.
  */
 export function needsForwarding6(t: Topology): boolean {
-  return Object.values(t.bridges).some((b) => b.subnet6 !== undefined && (b.uplink || b.routes.some((r) => t.bridges[r]?.subnet6 !== undefined)));
+  return Object.values(t.bridges).some((b) => isHome(b) && b.subnet6 !== undefined && (b.uplink || b.routes.some((r) => t.bridges[r]?.subnet6 !== undefined)));
 }
 
 /** A qemu node boots a VM when it has a kernel or a disk; otherwise it only gets its TAPs. */
@@ -130,17 +144,25 @@ export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
   for (const n of Object.values(t.nodes)) {
     if (n.kind !== 'netns') continue;
     const ns = names.nodeNetns(lab, n.name);
-    s.namespaces[ns] = { name: ns, node: n.name, owner: names.nodeAlias(lab, n.name), loUp: true, nics: {}, routes: [] };
+    s.namespaces[ns] = { name: ns, node: n.name, owner: names.nodeAlias(lab, n.name, t.placement), loUp: true, nics: {}, routes: [] };
   }
 
   // Bridges, ports, NICs.
   for (const b of Object.values(t.bridges)) {
+    if (!isHere(b)) continue;
     const dev = names.bridgeDev(lab, b.name);
+    const home = isHome(b);
     s.links[dev] = {
       name: dev, kind: 'bridge', alias: names.bridgeAlias(lab, b.name), mtu: b.mtu, up: true,
-      addrs: b.hostAddr ? [b.hostAddr] : [], addrs6: b.hostAddr6 ? [b.hostAddr6] : [],
+      addrs: b.hostAddr && home ? [b.hostAddr] : [], addrs6: b.hostAddr6 && home ? [b.hostAddr6] : [],
     };
+    const vx = b.placement?.vxlan;
+    if (vx) {
+      const vdev = names.vxlanDev(lab, b.name);
+      s.links[vdev] = { name: vdev, kind: 'vxlan', alias: names.vxlanAlias(lab, b.name), master: dev, mtu: b.mtu, up: true, addrs: [], vxlan: { vni: vx.vni, port: vx.port, local: vx.local, peers: [...vx.peers].sort() } };
+    }
     for (const a of b.attach) {
+      if (a.remote) continue; // on another host: only a sender here (partitions, drop, shaping)
       const node = t.nodes[a.node];
       const port = names.portDev(lab, a.node, a.nicIndex);
       const isNetns = node.kind === 'netns';
@@ -148,7 +170,8 @@ export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
       const vm = bootsVm(node);
       if (vm) {
         const v = vmOf(s, t, node, ctx);
-        v.nics[port] = { tap: port, mac: a.mac ?? names.nicMac(lab, a.node, b.name, t.macPrefix), slot: 0x10 + a.nicIndex };
+        // On a bridge spanning hosts the guest learns the MTU that fits the tunnel (virtio-net host_mtu).
+        v.nics[port] = { tap: port, mac: a.mac ?? names.nicMac(lab, a.node, b.name, t.macPrefix), slot: 0x10 + a.nicIndex, ...(vx && b.mtu ? { mtu: b.mtu } : {}) };
         v.links[port] = a.link;
       }
       s.links[port] = {
@@ -171,14 +194,14 @@ export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
 
   // DHCP/DNS per bridge, and resolv.conf for netns nodes on a bridge with DNS (first in NIC order).
   for (const b of Object.values(t.bridges)) {
-    if ((b.dhcp || b.dns) && b.hostAddr && ctx.stateDir) s.dnsmasq[b.name] = { bridge: b.name, config: dnsmasqConfig(t, b, ctx.stateDir), alive: true };
+    if ((b.dhcp || b.dns) && b.hostAddr && ctx.stateDir && isHere(b) && isHome(b)) s.dnsmasq[b.name] = { bridge: b.name, config: dnsmasqConfig(t, b, ctx.stateDir), alive: true };
   }
   for (const ns of Object.values(s.namespaces)) {
     const dnsBridges = Object.values(t.bridges)
       .filter((b) => b.dns && b.hostAddr && b.attach.some((a) => a.node === ns.node))
       .sort((x, y) => (x.name < y.name ? -1 : 1));
     if (dnsBridges.length === 0) continue;
-    s.resolv[ns.name] = `# provium:${lab}:node:${ns.node}\nnameserver ${dnsBridges[0].hostAddr!.split('/')[0]}\nsearch ${dnsBridges.map((b) => b.name).join(' ')}\noptions timeout:1 attempts:2\n`;
+    s.resolv[ns.name] = `# ${names.nodeAlias(lab, ns.node, t.placement)}\nnameserver ${dnsBridges[0].hostAddr!.split('/')[0]}\nsearch ${dnsBridges.map((b) => b.name).join(' ')}\noptions timeout:1 attempts:2\n`;
   }
 
   // Partitions, isolation, impairments.
@@ -188,7 +211,10 @@ export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
   const shapedPorts = new Map<string, Shaped>();
   for (const b of Object.values(t.bridges)) {
     const members = b.attach.map((a) => a.node);
+    // Pairs are enforced at the receiver's port: only receivers on this host.
+    const remote = new Set(b.attach.filter((a) => a.remote).map((a) => a.node));
     const setBlocked = (x: string, y: string, owner: string) => {
+      if (remote.has(y)) return;
       const k = pairOf(x, y, b.name);
       if (!bt.blocked[k]) bt.blocked[k] = { owner, value: true };
     };
@@ -200,13 +226,13 @@ export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
       } else setBlocked(p.a, p.b, addr.partitionDir(b.name, p.a, p.b));
     }
     if (b.partitionAll) for (const x of members) for (const y of members) if (x !== y) setBlocked(x, y, addr.partitionAll(b.name));
-    for (const n of b.isolate) bt.isolated[portOf(n, b.name)] = { owner: addr.isolate(b.name, n), value: true };
+    for (const n of b.isolate) if (!remote.has(n)) bt.isolated[portOf(n, b.name)] = { owner: addr.isolate(b.name, n), value: true };
 
     const whole = b.impairments.find((i) => !i.from);
     const pairs = new Map(b.impairments.filter((i) => i.from).map((i) => [`${i.from}>${i.to}`, i]));
     for (const x of members) {
       for (const y of members) {
-        if (x === y) continue;
+        if (x === y || remote.has(y)) continue;
         const eff = effective(b.name, whole, pairs.get(`${x}>${y}`), x, y);
         const mx = nicMacOf(t, x, b.name);
         const py = portOf(y, b.name);
@@ -220,7 +246,7 @@ export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
         }
       }
       // The destination port's default class carries the whole-bridge bandwidth/latency.
-      if (whole && (whole.bandwidth_bps !== undefined || whole.latency_ms !== undefined)) {
+      if (whole && !remote.has(x) && (whole.bandwidth_bps !== undefined || whole.latency_ms !== undefined)) {
         const py = portOf(x, b.name);
         const e: Shaped = shapedPorts.get(py) ?? { bridge: b, dstNode: x, pairs: new Map() };
         e.def = { rateBps: whole.bandwidth_bps ?? UNSHAPED_BPS, latencyMs: whole.latency_ms, jitterMs: whole.jitter_ms, owner: addr.impairWhole(b.name) };
@@ -258,6 +284,7 @@ export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
       skeleton: desiredFingerprint(inetSkeleton(lab)), bridges: {}, forward: {}, uplinkBridges: {}, masqSources: {}, uplinkOifs: {}, masqSources6: {}, uplinkOifs6: {}, forwards: {},
     };
     for (const b of Object.values(t.bridges)) {
+      if (!isHere(b) || !isHome(b)) continue;
       const dev = names.bridgeDev(lab, b.name);
       it.bridges[dev] = { owner: addr.bridge(b.name), value: true };
       it.forward[`${dev}>${dev}`] = { owner: addr.bridge(b.name), value: true };
