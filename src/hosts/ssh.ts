@@ -158,9 +158,19 @@ export class SshRunner implements Runner {
   private waiting: ((s: Session) => void)[] = [];
   private seq = 0;
 
+  /** The command that opens a session (tests run a local `sh` instead, see test/unit/ssh.test.ts). */
+  protected sessionArgv(): string[] {
+    return ['ssh', ...this.baseArgs(), '-o', 'ControlMaster=no', '-T', '--', this.target.destination, 'exec sh'];
+  }
+
+  /** Whether the master connection is up (tests without SSH say yes). */
+  protected connected(): boolean {
+    return this.master !== undefined;
+  }
+
   /** Opens one long-lived session; resolves once its shell answered PVREADY. */
   private async openSession(): Promise<Session> {
-    const argv = ['ssh', ...this.baseArgs(), '-o', 'ControlMaster=no', '-T', '--', this.target.destination, 'exec sh'];
+    const argv = this.sessionArgv();
     const child = spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
     const s: Session = { child, busy: true, dead: false, buf: '' };
     let err = '';
@@ -264,7 +274,7 @@ export class SshRunner implements Runner {
   }
 
   async run(argv: string[], opts: RunOptions = {}): Promise<RunResult> {
-    if (!this.master) throw new ProviumError(`host ${this.name}: not connected`);
+    if (!this.connected()) throw new ProviumError(`host ${this.name}: not connected`);
     if (argv.length === 0) throw new ProviumError('empty command');
     const t0 = performance.now();
     this.count++;
@@ -301,10 +311,10 @@ export class SshRunner implements Runner {
 
   /** Ends the sessions and the master connection. */
   async close(): Promise<void> {
+    for (const s of this.sessions) if (s.child && !s.dead) s.child.stdin?.end();
     const m = this.master;
     if (!m) return;
     this.master = undefined;
-    for (const s of this.sessions) if (s.child && !s.dead) s.child.stdin?.end();
     await capture(['ssh', ...this.baseArgs(), '-O', 'exit', '--', this.target.destination], '', 5000);
     m.stdin?.end();
     if (m.exitCode === null) {
