@@ -11,6 +11,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { vmBench, type VmResult } from './vm.js';
+import { multiHostBench, multiHostRows, type MultiHostResult } from './multihost.js';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -455,6 +456,7 @@ async function main(): Promise<number> {
   let helpMs = NaN;
   let mnVersion: string | undefined;
   let vm: VmResult | undefined;
+  let mh: MultiHostResult | undefined;
   try {
     await bench.setup();
     log(`host namespace ${bench.host}, baseline host namespace ${bench.baseHost}, state dir ${bench.stateDir}`);
@@ -487,12 +489,17 @@ async function main(): Promise<number> {
       await waitQuiet();
       vm = await vmBench(REPO, bench.provBin, log);
     }
+    if (process.env.PVB_NO_MULTIHOST !== '1') {
+      await waitQuiet();
+      mh = await multiHostBench(log);
+    }
   } finally {
     await bench.cleanup();
   }
 
   const rows = buildRows(results, nodeStartMs);
   if (vm) rows.push(...vmRows(vm));
+  if (mh) rows.push(...multiHostRows(mh));
   const tbl = table(rows);
   process.stdout.write(`\n${tbl}\n\n`);
   const elapsed = (performance.now() - started) / 1000;

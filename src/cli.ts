@@ -25,6 +25,8 @@ import { captureCommand, type CaptureOptions } from './capture.js';
 import { renderDot, renderMermaid } from './render/graph.js';
 import { doctorJson, doctorReady, renderDoctor, runDoctor } from './doctor.js';
 import { hostsApply, hostsPlan, HostsExit, type Io as HostsIo } from './hosts/cli.js';
+import { closeHosts, openHosts } from './hosts/hosts.js';
+import { doctorHosts } from './hosts/doctor.js';
 
 /** Raised to leave with a given exit code after output was written. */
 export class ExitError extends Error {
@@ -307,9 +309,23 @@ export function buildProgram(): Command {
 
   program
     .command('doctor')
-    .description('what this host can run: root, tools, kernel features, namespaces, KVM; what each missing piece disables, and the fix. Changes nothing')
+    .description('what this host (or, given a FILE with hosts:, every host of that lab) can run: root, tools, kernel features, namespaces, KVM; what each missing piece disables, and the fix. Changes nothing')
+    .argument('[file]', 'a lab file with hosts: check every host of it, over SSH')
     .option('--json', 'machine-readable output (format_version 1)')
-    .action(async (o: { json?: boolean }) => {
+    .action(async (file: string | undefined, o: { json?: boolean }) => {
+      const t = file ? load(file) : undefined;
+      if (t?.hosts) {
+        const hosts = await openHosts(t, globals().netns);
+        try {
+          const all = await doctorHosts(hosts);
+          if (o.json) printJson({ format_version: '1', hosts: Object.fromEntries(all.map((x) => [x.host, doctorJson(x.report)])) });
+          else for (const x of all) process.stdout.write(`host ${x.host}:\n${renderDoctor(x.report, { color: useColor(globals()) }).replace(/^/gm, '  ')}`);
+          if (!all.every((x) => doctorReady(x.report))) throw new ExitError(1);
+        } finally {
+          await closeHosts(hosts);
+        }
+        return;
+      }
       const report = await runDoctor();
       if (o.json) printJson(doctorJson(report));
       else process.stdout.write(renderDoctor(report, { color: useColor(globals()) }));

@@ -28,33 +28,35 @@ export type SnapOp = ['E' | 'F' | 'L' | 'T', string];
 const SNAPSHOT = `
 set -u
 rel=$(uname -r)
-b64() { printf %s "$1" | base64 -w0; }
-printf 'R %s\\n' "$(b64 "$rel")"
+printf 'R %s\\n' "$rel"
+# F-type answer: "<tag> <key> <base64 content>" for a regular file that is not a symlink.
 emitf() {
-  [ -f "$1" ] && [ ! -L "$1" ] || return 0
-  printf 'F %s %s\\n' "$(b64 "$1")" "$(base64 -w0 < "$1" 2>/dev/null)"
-  case $1 in *.pid)
-    pid=$(tr -dc 0-9 < "$1" 2>/dev/null)
-    if [ -n "$pid" ]; then for x in stat cmdline; do q=/proc/$pid/$x; [ -r "$q" ] && printf 'F %s %s\\n' "$(b64 "$q")" "$(base64 -w0 < "$q" 2>/dev/null)"; done; fi;;
+  [ -f "$3" ] && [ ! -L "$3" ] || return 0
+  printf '%s %s ' "$1" "$2"; base64 -w0 < "$3" 2>/dev/null; printf '\\n'
+  case $3 in *.pid)
+    pid=$(tr -dc 0-9 < "$3" 2>/dev/null)
+    if [ -n "$pid" ]; then for x in stat cmdline; do [ -r "/proc/$pid/$x" ] && emitf PF "/proc/$pid/$x" "/proc/$pid/$x"; done; fi;;
   esac
   return 0
 }
+i=0
 while [ $# -ge 2 ]; do
-  op=$1; p=$(printf %s "$2" | sed "s|%R|$rel|g"); shift 2
+  op=$1; p=$2; shift 2
+  case $p in *%R*) p=$(printf %s "$p" | sed "s|%R|$rel|g");; esac
   case $op in
-    E) if [ -e "$p" ] || [ -L "$p" ]; then printf 'E %s 1\\n' "$(b64 "$p")"; else printf 'E %s 0\\n' "$(b64 "$p")"; fi ;;
-    F) emitf "$p" ;;
-    L) if [ -d "$p" ] && [ ! -L "$p" ]; then printf 'L %s %s\\n' "$(b64 "$p")" "$(find "$p" -mindepth 1 -maxdepth 1 -printf '%f\\0' | base64 -w0)"; fi ;;
+    E) if [ -e "$p" ] || [ -L "$p" ]; then echo "E $i 1"; else echo "E $i 0"; fi ;;
+    F) emitf F "$i" "$p" ;;
+    L) if [ -d "$p" ] && [ ! -L "$p" ]; then printf 'L %s ' "$i"; find "$p" -mindepth 1 -maxdepth 1 -printf '%f\\0' | base64 -w0; printf '\\n'; fi ;;
     T) if [ -d "$p" ] && [ ! -L "$p" ]; then
-         printf 'D %s\\n' "$(b64 "$p")"
-         find "$p" -mindepth 1 -maxdepth 3 -type d -exec sh -c 'for d; do printf "D %s\\n" "$(printf %s "$d" | base64 -w0)"; done' sh {} +
-         find "$p" -mindepth 1 -maxdepth 3 -type s -exec sh -c 'for d; do printf "S %s\\n" "$(printf %s "$d" | base64 -w0)"; done' sh {} +
+         echo "TD $i ."
+         find "$p" -mindepth 1 -maxdepth 3 \\( -type d -printf "TD $i %P\\n" \\) -o \\( -type s -printf "TS $i %P\\n" \\)
          set -f; IFS='
 '
-         for f in $(find "$p" -mindepth 1 -maxdepth 3 -type f ! -name '*.log' -printf '%p\\n'); do emitf "$f"; done
+         for f in $(find "$p" -mindepth 1 -maxdepth 3 -type f ! -name '*.log' -printf '%P\\n'); do emitf TF "$i $f" "$p/$f"; done
          set +f; unset IFS
        fi ;;
   esac
+  i=$((i+1))
 done
 `;
 
@@ -156,18 +158,23 @@ export class SnapshotFs implements SyncFs {
   readonly present = new Map<string, boolean>();
   readonly lists = new Map<string, string[]>();
 
-  /** Parses the SNAPSHOT script's output. */
-  static parse(out: string): SnapshotFs {
+  /** Parses the SNAPSHOT script's output for `ops` (answers refer to ops by index; tree entries are relative to their op's folder). */
+  static parse(out: string, ops: SnapOp[]): SnapshotFs {
     const s = new SnapshotFs();
     const dec = (x: string | undefined) => Buffer.from(x ?? '', 'base64');
+    const path = (i: string) => ops[Number(i)]?.[1].replace(/%R/g, s.release) ?? '';
+    const under = (i: string, rel: string) => (rel === '.' ? path(i) : `${path(i)}/${rel}`);
     for (const line of out.split('\n')) {
-      const [tag, a, b] = line.split(' ');
-      if (tag === 'R') s.release = dec(a).toString('utf8');
-      else if (tag === 'E') s.present.set(dec(a).toString('utf8'), b === '1');
-      else if (tag === 'F') s.files.set(dec(a).toString('utf8'), dec(b));
-      else if (tag === 'D') s.dirs.add(dec(a).toString('utf8'));
-      else if (tag === 'S') s.present.set(dec(a).toString('utf8'), true);
-      else if (tag === 'L') s.lists.set(dec(a).toString('utf8'), dec(b).toString('utf8').split('\0').filter(Boolean));
+      const f = line.split(' ');
+      const tag = f[0];
+      if (tag === 'R') s.release = f[1] ?? '';
+      else if (tag === 'E') s.present.set(path(f[1]), f[2] === '1');
+      else if (tag === 'F') s.files.set(path(f[1]), dec(f[2]));
+      else if (tag === 'L') s.lists.set(path(f[1]), dec(f[2]).toString('utf8').split('\0').filter(Boolean));
+      else if (tag === 'TD') s.dirs.add(under(f[1], f.slice(2).join(' ')));
+      else if (tag === 'TS') s.present.set(under(f[1], f.slice(2).join(' ')), true);
+      else if (tag === 'TF') s.files.set(under(f[1], f.slice(2, -1).join(' ')), dec(f[f.length - 1]));
+      else if (tag === 'PF') s.files.set(f[1], dec(f[2]));
     }
     return s;
   }
@@ -199,7 +206,7 @@ export class SnapshotFs implements SyncFs {
 /** Reads the requested paths on the host in one round trip. Throws CommandError when the script fails. */
 export async function snapshot(runner: Runner, ops: SnapOp[]): Promise<SnapshotFs> {
   const r = await sh(runner, SNAPSHOT, ops.flat(), { timeoutMs: 30_000 });
-  return SnapshotFs.parse(r.stdout);
+  return SnapshotFs.parse(r.stdout, ops);
 }
 
 /** Writes a file atomically on the host (see WRITE). */

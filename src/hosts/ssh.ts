@@ -2,8 +2,8 @@
  * A Runner over OpenSSH: every host command of a remote host goes through ONE SSH
  * connection per host for the whole run (OpenSSH connection multiplexing: a master
  * started with ControlMaster=yes on a control socket in a private 0700 directory), and
- * over a few long-lived sessions on it (up to SESSIONS, opened on demand): each session
- * runs `sh` once and then executes requests written to its stdin, so neither a
+ * over long-lived sessions on it (SESSIONS, opened on demand; the master's own first): each
+ * session runs `sh` once and then executes requests written to its stdin, so neither a
  * handshake nor the login shell's start-up (a ~/.bashrc can take 0.5 s) is paid per
  * command. Measured on one machine: a session per command 520 ms; a request on a
  * long-lived session a few ms.
@@ -50,8 +50,13 @@ export interface SshTarget {
 /** A probe string that a mis-quoting remote shell would mangle. */
 const QUOTE_PROBE = `pv'"$x\`id\`\\ *?\n\u00e9`;
 
-/** Long-lived sessions per host (requests run one at a time in each). */
-const SESSIONS = 4;
+/**
+ * Long-lived sessions per host (requests run one at a time in each): the master's own
+ * only. Each session costs one start-up of the remote login shell (0.5 s with a heavy
+ * ~/.bashrc, several seconds on a loaded machine), while a request costs a few ms: one
+ * session is faster than two for provium's handful of commands per host.
+ */
+const SESSIONS = 1;
 
 /**
  * What a session runs first (written to `sh` on its stdin): a private temporary folder
@@ -124,33 +129,26 @@ export class SshRunner implements Runner {
    */
   async connect(timeoutMs = 15_000): Promise<void> {
     if (this.master) return;
-    // The master runs `cat`: when provium exits (even killed), its stdin closes, cat ends
-    // and the master with it, so no ssh process outlives the run.
-    const argv = ['ssh', ...this.baseArgs(), '-o', 'ControlMaster=yes', '-o', 'ControlPersist=no', '--', this.target.destination, 'cat'];
-    const child = spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'ignore', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
-    this.master = child;
-    let stderr = '';
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
-    child.stdin!.on('error', () => {});
-    const exited = new Promise<number>((res) => child.once('exit', (code) => res(code ?? 255)));
-    const t0 = Date.now();
-    for (;;) {
-      const check = await capture(['ssh', ...this.baseArgs(), '-O', 'check', '--', this.target.destination], '', 5000);
-      if (check.exitCode === 0) break;
-      const done = await Promise.race([exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 30))]);
-      if (done !== undefined || Date.now() - t0 > timeoutMs) {
-        child.kill('SIGKILL');
-        this.master = undefined;
-        throw new ProviumError(
-          `host ${this.name} is unreachable over SSH (${this.target.destination}${this.target.port ? ` port ${this.target.port}` : ''}): ${(stderr.trim().split('\n').pop() ?? '') || (done === undefined ? `no connection within ${timeoutMs} ms` : `ssh exited ${done}`)}`,
-          'check hosts.<name>.ssh, port, identity and ssh_config, and that sshd runs there; nothing was changed on any host',
-        );
-      }
+    // The master connection's own session is the first long-lived session: one login
+    // shell start-up for both. When provium exits (even killed), its stdin closes, the
+    // remote sh ends and the master with it, so no ssh process outlives the run.
+    const argv = ['ssh', ...this.baseArgs(), '-o', 'ControlMaster=yes', '-o', 'ControlPersist=no', '-T', '--', this.target.destination, 'exec sh'];
+    let first: Session;
+    try {
+      first = await this.openSession(argv, timeoutMs);
+    } catch (e) {
+      throw new ProviumError(
+        `host ${this.name} is unreachable over SSH (${this.target.destination}${this.target.port ? ` port ${this.target.port}` : ''}): ${(e as Error).message}`,
+        'check hosts.<name>.ssh, port, identity and ssh_config, and that sshd runs there; nothing was changed on any host',
+      );
     }
+    this.master = first.child;
+    this.sessions.push(first);
+    this.releaseSession(first);
     const r = await this.run(['printf', '%s', QUOTE_PROBE], { allowFail: true });
     if (r.exitCode !== 0 || r.stdout !== QUOTE_PROBE) {
       await this.close();
-      throw new ProviumError(`host ${this.name}: the remote login shell does not quote as a POSIX shell (sh, bash, dash, zsh, ksh) does: a probe came back as ${JSON.stringify(r.stdout)} (exit ${r.exitCode})`);
+      throw new ProviumError(`host ${this.name}: a quoted probe string came back as ${JSON.stringify(r.stdout)} (exit ${r.exitCode}): the remote sh does not quote as POSIX says`);
     }
   }
 
@@ -168,20 +166,25 @@ export class SshRunner implements Runner {
     return this.master !== undefined;
   }
 
-  /** Opens one long-lived session; resolves once its shell answered PVREADY. */
-  private async openSession(): Promise<Session> {
-    const argv = this.sessionArgv();
+  /** Opens one long-lived session (argv: an ssh command running `exec sh`); resolves once its shell answered PVREADY. */
+  private async openSession(argv: string[] = this.sessionArgv(), timeoutMs = 15_000): Promise<Session> {
     const child = spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
     const s: Session = { child, busy: true, dead: false, buf: '' };
     let err = '';
     child.stderr!.on('data', (d: Buffer) => (err = (err + d.toString('utf8')).slice(-2000)));
     child.stdin!.on('error', () => {});
     const ready = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new ProviumError(`host ${this.name}: a session did not start within 15 s: ${err.trim()}`)), 15_000);
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        reject(new ProviumError(`no session within ${timeoutMs} ms ${err.trim()}`.trim()));
+      }, timeoutMs);
       s.waiter = (line) => {
         clearTimeout(timer);
         if (line === 'PVREADY') resolve();
-        else reject(new ProviumError(`host ${this.name}: a session did not start: ${(line ?? '').slice(0, 200)} ${err.trim()}`));
+        else {
+          // ssh exits once its stderr is read to the end: give it a moment to arrive.
+          setTimeout(() => reject(new ProviumError((err.trim().split('\n').pop() || `session ended: ${(line ?? '').slice(0, 200)}`).trim())), 50);
+        }
       };
     });
     child.stdout!.on('data', (d: Buffer) => {

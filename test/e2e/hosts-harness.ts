@@ -159,7 +159,11 @@ export class TestHosts {
    * Writes the lab file: `lab:`, a hosts: section for every test host (ssh, underlay,
    * ssh_config, state_dir), then `body` (nodes, bridges; nodes name their host).
    */
+  /** The body last written (without lab: and hosts:). */
+  body = '';
+
   write(body: string, opts: { hosts?: string; extraHostFields?: Record<string, string> } = {}): string {
+    this.body = body;
     const hosts = opts.hosts ?? this.hosts.map((h) => `  ${h.name}: { ssh: root@${h.underlay}, underlay: ${h.underlay}, ssh_config: ${this.sshConfig}, state_dir: ${h.stateDir}${opts.extraHostFields?.[h.name] ?? ''} }`).join('\n');
     writeFileSync(this.file, `lab: ${this.lab}\nhosts:\n${hosts}\n${dedent(body)}`);
     this.written = true;
