@@ -84,6 +84,15 @@ hostsTest('multi-host: a bridge spanning 3 hosts over VXLAN: connectivity, MTU, 
   for (const [x, y] of pairs) assert.equal(await udpCount(ns(x), ns(y), ip[y], N), N, `${x}->${y}`);
   report(t, `connectivity: ${pairs.map(([x, y]) => `${x}->${y}`).join(', ')} all ${N}/${N}`);
 
+  // doctor FILE checks every host, over SSH.
+  const doc = await hs.provium(['doctor', '--json']);
+  const dj = JSON.parse(doc.stdout) as { hosts: Record<string, { checks: { name: string; status: string }[] }> };
+  assert.deepEqual(Object.keys(dj.hosts), ['h1', 'h2', 'h3']);
+  for (const [h, r] of Object.entries(dj.hosts)) {
+    assert.equal(r.checks.find((c) => c.name === 'tool:nft')?.status, 'ok', `${h}: nft found`);
+    assert.equal(r.checks.find((c) => c.name === 'kernel:sch_netem')?.status, kernelHasNetem() ? 'ok' : 'warn', `${h}: netem detected as on this kernel`);
+  }
+
   // MTU: the tunnel carries full 1450-byte frames; members were given 1450 (underlay 1500 - 50).
   const mtu = JSON.parse((await must(['ip', '-n', ns('b'), '-j', 'link', 'show', 'eth0'])).stdout)[0].mtu;
   assert.equal(mtu, 1450, 'b eth0 mtu');
