@@ -302,7 +302,7 @@ export class SshRunner implements Runner {
     const local = join(controlDir(), `q${this.id}-${nextId++}.sock`);
     const spec = `${local}:${remotePath}`;
     const r = await capture(['ssh', ...this.baseArgs(), '-o', 'StreamLocalBindUnlink=yes', '-O', 'forward', '-L', spec, '--', this.target.destination], '', 10_000);
-    if (r.exitCode !== 0) throw new ProviumError(`host ${this.name}: cannot forward ${remotePath} over SSH: ${r.stderr.trim()}`, 'sshd must allow stream-local forwarding (AllowStreamLocalForwarding yes, the default)');
+    if (r.exitCode !== 0) throw new ProviumError(`host ${this.name}: cannot forward ${remotePath} over SSH: ${r.stderr.trim()}`, 'sshd must allow local forwarding (AllowStreamLocalForwarding and AllowTcpForwarding yes or local, the defaults are yes)');
     return {
       local,
       close: async () => {

@@ -111,12 +111,12 @@ export class TestHosts {
       writeFileSync(conf, [
         `ListenAddress ${h.underlay}`, 'Port 22', `HostKey ${hk}`, `PidFile ${join(this.dir, `sshd-${h.name}.pid`)}`,
         `AuthorizedKeysFile ${join(this.dir, 'authorized_keys')}`, 'PermitRootLogin prohibit-password', 'PasswordAuthentication no',
-        'KbdInteractiveAuthentication no', 'UsePAM no', 'StrictModes no', 'AllowStreamLocalForwarding yes', 'AllowTcpForwarding no',
+        'KbdInteractiveAuthentication no', 'UsePAM no', 'StrictModes no', 'AllowStreamLocalForwarding yes', 'AllowTcpForwarding local',
         'X11Forwarding no', 'MaxSessions 100', 'MaxStartups 100', 'LogLevel ERROR', 'PrintMotd no', 'AcceptEnv none', '',
       ].join('\n'));
       // nsenter --net keeps the root mount namespace: what sshd's sessions create in
       // /run/netns is visible to the test (ip netns exec would hide it).
-      this.sshd.push(execa('nsenter', [`--net=/run/netns/${h.ns}`, '/usr/sbin/sshd', '-f', conf, '-D', '-e'], { reject: false, stdin: 'ignore', stdout: 'ignore', stderr: 'pipe', timeout: 30 * 60_000 }));
+      this.sshd.push(execa('nsenter', [`--net=/run/netns/${h.ns}`, '/usr/sbin/sshd', '-f', conf, '-D', '-E', join(this.dir, `sshd-${h.name}.log`)], { reject: false, stdin: 'ignore', stdout: 'ignore', stderr: 'ignore', timeout: 30 * 60_000 }));
       cfg.push(`Host ${h.name} ${h.underlay}`, `  HostName ${h.underlay}`, '  User root');
     }
     writeFileSync(join(this.dir, 'known_hosts'), known.join('\n') + '\n');

@@ -11,6 +11,7 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { ping, udpCount, udpProbe, iperf, run, must, report, mbit, ipsOf, isReadOnly, kernelHasNetem, rand, type TraceLine } from './helpers.js';
 import { hostsTest, type TestHosts } from './hosts-harness.js';
 import { GUEST, CTL, vmSkip, inVm, waitVm } from './guest.js';
@@ -118,7 +119,7 @@ hostsTest('multi-host: a bridge spanning 3 hosts over VXLAN: connectivity, MTU, 
     isolate: [e]
     impairments:
       - { from: a, to: c, drop_pct: 20 }
-      - { from: b, to: a, bandwidth_bps: 5000000 }
+      - { from: d, to: a, bandwidth_bps: 5000000 }
   `).replace('attach: [e]', 'attach: [e]').replace('routes: [data]\n      attach: [a, b, c, d]', 'routes: [data]\n      attach: [a, b, c, d, e]'));
   const ip2 = ipsOf(readFileSync(hs.file, 'utf8'), 'lan');
   await hs.apply();
@@ -135,10 +136,10 @@ hostsTest('multi-host: a bridge spanning 3 hosts over VXLAN: connectivity, MTU, 
   // 4.5 sigma of a binomial(2000, 0.2): +-4.0 points.
   assert.ok(Math.abs(pct - 20) <= 4, `a->c loss ${pct} % within 20 +- 4`);
   assert.ok(pctOther <= 1, `b->c loss ${pctOther} % ~0`);
-  const bw = await iperf(ns('b'), ns('a'), ip2.a);
+  const bw = await iperf(ns('d'), ns('a'), ip2.a);
   const free = await iperf(ns('c'), ns('a'), ip2.a);
-  report(t, `bandwidth b(h2)->a(h1) ${mbit(bw)} (5 Mbit/s), c(h3)->a(h1) unshaped ${mbit(free)}`);
-  assert.ok(Math.abs(bw - 5e6) / 5e6 <= 0.15, `b->a ${mbit(bw)} within 15 % of 5 Mbit/s`);
+  report(t, `bandwidth d(h2)->a(h1) ${mbit(bw)} (5 Mbit/s), c(h3)->a(h1) unshaped ${mbit(free)}`);
+  assert.ok(Math.abs(bw - 5e6) / 5e6 <= 0.15, `d->a ${mbit(bw)} within 15 % of 5 Mbit/s`);
   assert.ok(free > 50e6, `c->a unshaped ${mbit(free)}`);
 
   // A one-field change whose receiver is on h3 touches only h3.
@@ -164,8 +165,27 @@ hostsTest('multi-host: a bridge spanning 3 hosts over VXLAN: connectivity, MTU, 
   assert.equal(await udpCount(ns('d'), ns('c'), ip2.c, N), N, 'd->c flows again (port and peers repaired)');
   assert.equal((await hs.provium(['plan', '--detailed-exitcode'])).code, 0, 'plan empty after the repair');
 
-  // MTU that cannot fit: refused, naming the bridge, nothing run.
+  // A saved plan covers every host: applied exactly; refused when any host changed since.
   const good = hs.body;
+  hs.write(good.replace('drop_pct: 10', 'drop_pct: 15'));
+  const p1 = join(hs.dir, 'p1.json');
+  assert.equal((await hs.provium(['plan', '--out', p1])).code, 0);
+  const s1 = await hs.provium(['apply', p1], { file: false });
+  assert.equal(s1.code, 0, s1.stderr);
+  assert.equal((await hs.provium(['plan', '--detailed-exitcode'])).code, 0, 'plan empty after apply PLANFILE');
+  hs.write(good);
+  const p2 = join(hs.dir, 'p2.json');
+  assert.equal((await hs.provium(['plan', '--out', p2])).code, 0);
+  await must(['ip', '-n', hs.host('h2').ns, 'link', 'set', `${hs.lab}-b-0`, 'down']);
+  hs.trace(true);
+  const s2 = await hs.provium(['apply', p2], { file: false });
+  report(t, `stale saved plan: exit ${s2.code}: ${s2.stderr.split('\n').filter((l) => /^(error|hint)/.test(l)).join(' ')}`);
+  assert.equal(s2.code, 1);
+  assert.match(s2.stderr, /hosts changed since .* planned[\s\S]*changed on host h2/);
+  assert.deepEqual(changingByHost(hs), {}, 'nothing ran');
+  await hs.apply();
+
+  // MTU that cannot fit: refused, naming the bridge, nothing run.
   hs.write(good.replace('home: h1\n', 'home: h1\n      mtu: 1500\n'));
   hs.trace(true);
   const bad = await hs.provium(['plan']);
