@@ -259,6 +259,7 @@ export function buildProgram(): Command {
       const n = t.nodes[node];
       if (!n) throw new ProviumError(`unknown node ${JSON.stringify(node)} in lab ${t.lab}`, `nodes: ${Object.keys(t.nodes).join(', ')}`);
       if (n.kind !== 'netns') throw new ProviumError(`node ${node} is a ${n.kind} node; exec runs commands in netns nodes`);
+      if (t.hosts && !t.hosts[n.host!]?.local) throw new ProviumError(`node ${node} runs on host ${n.host}, not on this machine`, `run it there: ip netns exec ${nodeNetns(t.lab, node)} ...`);
       const ns = nodeNetns(t.lab, node);
       if (!existsSync(`/run/netns/${ns}`)) throw new ProviumError(`node ${node} is not running (no namespace ${ns}); run provium apply first`);
       const code = await new HostRunner().interactive(['ip', 'netns', 'exec', ns, ...cmd]);
@@ -273,6 +274,7 @@ export function buildProgram(): Command {
     .action(async (file: string, o: { json?: boolean }) => {
       const t = load(file);
       requireRoot();
+      if (t.hosts) throw new ProviumError('show is not supported for a file with hosts: yet', 'provium plan FILE shows the drift of every host');
       const ctx = hostCtx(globals());
       const runner = new HostRunner();
       const planned = await planFor(t, ctx, runner);
@@ -292,6 +294,7 @@ export function buildProgram(): Command {
     .option('--filter <expr>', 'BPF (pcap-filter) expression, e.g. "icmp or arp"')
     .action(async (file: string, target: string, o: CaptureOptions) => {
       const t = load(file);
+      if (t.hosts) throw new ProviumError('capture is not supported for a file with hosts: yet', 'run tcpdump on the host that holds the bridge or node');
       await captureCommand(t, target, o, hostCtx(globals()).hostNetns);
     });
 

@@ -23,7 +23,7 @@ function changingByHost(hs: TestHosts): Record<string, string[]> {
   const out: Record<string, string[]> = {};
   for (const l of hs.trace(true)) {
     const fdbShow = l.argv[0] === 'bridge' && (l.stdin ?? '').split('\n').filter(Boolean).every((x) => x.startsWith('fdb show'));
-    if (isReadOnly(l as TraceLine) || isScript(l.argv) || fdbShow || l.argv[0] === 'cat') continue;
+    if (isReadOnly(l as TraceLine) || isScript(l.argv) || fdbShow || l.argv[0] === 'cat' || l.argv[0] === 'printf') continue;
     (out[l.host ?? 'local'] ??= []).push(l.argv.join(' '));
   }
   return out;
