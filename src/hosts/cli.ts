@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import type { Topology } from '../model/topology.js';
 import { ProviumError } from '../model/diagnostics.js';
-import { fingerprint, PLAN_KIND, sha256, writePlanFile, type PlanFile } from '../apply/planfile.js';
+import { fingerprint, firstDifference, PLAN_FORMAT, PLAN_KIND, planSource, sha256, writePlanFile, type PlanFile } from '../apply/planfile.js';
 import type { Invocation } from '../plan/types.js';
 import { closeHosts, lockHosts, openHosts } from './hosts.js';
 import { allErrors, applyHosts, emptyHostsTopology, planHosts, removeLabDirs, type MultiPlan } from './lab.js';
@@ -54,8 +54,8 @@ export async function hostsPlan(t: Topology, hostNetns: string | undefined, o: {
       const text = readFileSync(t.file, 'utf8');
       const per = hostFingerprints(mp);
       const doc: PlanFile & { hosts: SavedHostPlan[] } = {
-        format_version: '1', kind: PLAN_KIND, created: new Date().toISOString(), lab: t.lab,
-        topology: { file: t.file, text, sha256: sha256(text) }, host_netns: hostNetns ?? null,
+        format_version: PLAN_FORMAT, kind: PLAN_KIND, created: new Date().toISOString(), lab: t.lab,
+        sources: [planSource(t.file, text)], variables: {}, options: { targets: [], replace: o.replace ?? [] }, host_netns: hostNetns ?? null,
         fingerprint: `sha256:${sha256(per.map((p) => `${p.name}=${p.fingerprint}`).join('\n'))}`,
         plan: multiPlanJson(mp) as unknown as PlanFile['plan'], invocations: mp.hosts.flatMap((h) => h.plan.invocations), hosts: per,
       };
@@ -93,6 +93,11 @@ export async function hostsApply(
           `changed on host ${stale.join(', ') || '(the set of hosts)'}; run provium plan again`,
         );
       }
+      // provium runs only what it computes itself: each host's saved invocations must be exactly those.
+      for (const p of o.saved.hosts) {
+        const diff = firstDifference(p.invocations, mp.hosts.find((h) => h.host === p.name)?.plan.invocations ?? []);
+        if (diff) throw new ProviumError(`${o.savedPath}: host ${p.name}: the saved commands differ from what provium computes: ${diff}`, 'the plan file was changed after it was saved, or was made by another provium version: run provium plan again');
+      }
     }
     if (!o.json) io.out(renderMultiPlan(t, mp, { color: io.color, commands: o.commands }));
     if (allErrors(mp).length) {
@@ -111,7 +116,6 @@ export async function hostsApply(
       const t0 = performance.now();
       const ran = await applyHosts(target, hosts, mp, {
         rollback: name === 'apply' && o.rollback !== false,
-        invocations: o.saved?.hosts ? Object.fromEntries(o.saved.hosts.map((p) => [p.name, p.invocations])) : undefined,
         onStep: (host, inv) => io.step(`${host}: ${inv.label}: ${inv.argv.join(' ')}`),
         onProcesses: (host, ns, pids) => io.err(`host ${host}: ending ${pids.length} process(es) still running in ${ns} (pid ${pids.join(', ')}): SIGTERM, then SIGKILL after 2 s\n`),
       });

@@ -77,6 +77,15 @@ function filesOver(fs: SyncFs, release: string, connect: QmpConnector): HostFile
     observeVms: (ctx) => observeVms(ctx, { fs, connect }),
     exists: (p) => fs.exists(p),
     observeServices: (stateDir, lab, wantedResolv, _fs, host) => observeServices(stateDir, lab, wantedResolv, fs, host),
+    pendingNetns: (ctx) => {
+      try {
+        const j = JSON.parse(fs.readText(`${ctx.stateDir}/pending-netns.json`) ?? '[]') as unknown;
+        return new Set(Array.isArray(j) ? j.filter((x): x is string => typeof x === 'string') : []);
+      } catch {
+        return new Set();
+      }
+    },
+    vmFolderConflicts: () => [],
   };
 }
 
@@ -105,7 +114,10 @@ export async function closeHosts(hosts: LabHost[]): Promise<void> {
 
 function localHost(t: Topology, spec: HostSpec, hostNetns?: string): { host: LabHost; connect: () => Promise<void> } {
   const runner = new HostRunner();
-  const root = spec.stateDir ?? stateRoot();
+  // This machine's state directory is where its safe trees are (apply/statedir.ts): the
+  // local host's state_dir, when given, becomes it for this run.
+  if (spec.stateDir) process.env.PROVIUM_STATE_DIR = spec.stateDir;
+  const root = stateRoot();
   const ctx: HostContext = { hostNetns, stateDir: `${root}/${t.lab}`, placement: spec.name };
   const connect: QmpConnector = (socket, ms) => QmpClient.connect(socket, ms);
   const host: LabHost = {

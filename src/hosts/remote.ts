@@ -76,6 +76,18 @@ cat > "$t"
 mv -f -- "$t" "$p"
 `;
 
+/** Creates $1 empty (0600, folders 0700) when it does not exist; refused under a symlinked folder. */
+const ENSURE = `
+set -eu
+[ -e "$1" ] && exit 0
+d=$(dirname -- "$1"); q=$d
+while [ "$q" != / ] && [ "$q" != . ]; do
+  if [ -L "$q" ]; then echo "refusing to create $1: $q is a symbolic link" >&2; exit 41; fi
+  q=$(dirname -- "$q")
+done
+umask 077; mkdir -p -- "$d"; : > "$1"
+`;
+
 /** Removes the files before "--", then the folders after it when empty. */
 const REMOVE = `
 f=1
@@ -267,7 +279,10 @@ export function remoteQmpIo(runner: Runner, connect: QmpConnector): QmpIo {
 export function remoteActions(runner: Runner, connect: QmpConnector): InvocationActions {
   return {
     writeFiles: async (files) => {
-      for (const f of files) await writeFile(runner, f.path, f.content);
+      for (const f of files) {
+        if (f.content !== undefined) await writeFile(runner, f.path, f.content);
+        else await sh(runner, ENSURE, [f.path]);
+      }
     },
     removeFiles: (files, dirs) => removeFiles(runner, files, dirs),
     stopPidfile: async (pidfile, match) => {

@@ -15,6 +15,7 @@ import { assignAddresses } from './addresses.js';
 import { checkReferences } from './checks.js';
 import { checkDevices, numberNics } from './devices.js';
 import { checkHosts } from './hosts.js';
+import { checkLimits } from './limits.js';
 import { readInput } from './input.js';
 import { normalize } from './normalize.js';
 import { Reporter } from './report.js';
@@ -52,6 +53,7 @@ export function checkTopology(file: string, text?: string): CheckResult {
   const input = readInput(parsed.data);
   checkReferences(input, r);
   checkHosts(input, r);
+  checkLimits(input, r);
   const addressing = assignAddresses(input, r);
   const nics = numberNics(input);
   checkDevices(input, nics, r);

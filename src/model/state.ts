@@ -273,10 +273,16 @@ export interface HostFacts {
   conflicts: Conflict[];
   /** Every address of the lab's host namespace (no prefix) -> MTU of its link: the underlay MTU of multi-host labs. */
   addressMtu?: Record<string, number>;
+  /**
+   * Other labs in the same host namespace that still need forwarding (from their nft
+   * tables, see observe/parse.ts forwardingLabs): a forwarding sysctl is restored only
+   * when none is left.
+   */
+  forwardingLabs?: { v4: string[]; v6: string[] };
 }
 
 export interface Conflict {
-  kind: 'link' | 'netns' | 'nft-table' | 'file';
+  kind: 'link' | 'netns' | 'nft-table' | 'file' | 'folder';
   name: string;
   found: string;
 }

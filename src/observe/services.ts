@@ -3,13 +3,15 @@
  * <state dir>/dnsmasq/<bridge>.conf, process from <bridge>.pid whose command line
  * names that config) and the resolv.conf files of its node namespaces
  * (/etc/netns/<ns>/resolv.conf, owned when its first line is "# provium:<lab>:node:...").
- * Reads files only.
+ * Reads files only, through the safe trees of apply/statedir.ts (no symbolic link
+ * followed).
  */
 import type { Conflict, DnsmasqState } from '../model/state.js';
 import { localFs, type SyncFs } from '../host/fs.js';
 import { dnsmasqPaths, resolvPath } from '../plan/realize.js';
 import { netnsPrefix, parseAlias } from '../model/names.js';
 import { livePid } from '../host/proc.js';
+import { etcNetnsFs, treeOf } from '../apply/statedir.js';
 
 export interface Services {
   dnsmasq: Record<string, DnsmasqState>;
@@ -18,16 +20,57 @@ export interface Services {
 }
 
 /**
- * `wantedResolv`: namespaces whose resolv.conf the file wants (an unmarked file there is
- * a conflict). `fs`: the host's files (a remote snapshot too). `host`: in a multi-host lab,
- * this host's name: a resolv.conf marked for another host of the lab (hosts sharing one
- * /etc, as test hosts do) is not this host's and is left alone.
+ * Appended to an observed resolv.conf that not every user of the node can read (a
+ * folder or file without r for group/others, as provium made them before 0.2): the plan
+ * shows it as drift and apply rewrites the file (0644, folder 0755).
  */
-export function observeServices(stateDir: string | undefined, lab: string, wantedResolv: string[], fs: SyncFs = localFs, host?: string): Services {
+export const UNREADABLE_MARK = '# (not readable by every user in the node)\n';
+
+/** Whether a resolv.conf's first-line mark is another host's (multi-host labs whose hosts share /etc, as test hosts do). */
+function otherHosts(text: string, host: string | undefined): boolean {
+  const nl = text.indexOf('\n');
+  const mark = parseAlias(text.slice(2, nl < 0 ? undefined : nl).trim());
+  return mark?.kind === 'node' && mark.host !== host;
+}
+
+/**
+ * `wantedResolv`: namespaces whose resolv.conf the file wants (an unmarked file there is
+ * a conflict). `fs`: a remote host's file snapshot (this machine's files, through the
+ * state directory's safe trees, when absent). `host`: in a multi-host lab, this host's
+ * name: a resolv.conf marked for another host of the lab is not this host's and is left alone.
+ */
+export function observeServices(stateDir: string | undefined, lab: string, wantedResolv: string[], fs?: SyncFs, host?: string): Services {
+  if (fs && fs !== localFs) return observeSnapshot(stateDir, lab, wantedResolv, fs, host);
   const out: Services = { dnsmasq: {}, resolv: {}, conflicts: [] };
   if (stateDir) {
-    const confs = (fs.list(`${stateDir}/dnsmasq`) ?? []).filter((f) => f.endsWith('.conf'));
-    for (const f of confs) {
+    const { fs, rel } = treeOf(`${stateDir}/dnsmasq`);
+    for (const f of fs.list(rel).filter((x) => x.endsWith('.conf'))) {
+      const bridge = f.slice(0, -5);
+      const p = dnsmasqPaths(stateDir, bridge);
+      const pid = livePid(p.pid, p.conf);
+      out.dnsmasq[bridge] = { bridge, config: fs.read(`${rel}/${f}`) ?? '', alive: pid !== undefined, ...(pid ? { pid } : {}) };
+    }
+  }
+  const etc = etcNetnsFs();
+  const prefix = netnsPrefix(lab);
+  const dirs = etc.list('').filter((d) => d.startsWith(prefix));
+  for (const ns of new Set([...dirs, ...wantedResolv])) {
+    const text = etc.read(`${ns}/resolv.conf`);
+    if (text === undefined) continue;
+    if (text.startsWith(`# provium:${lab}:`)) {
+      if (otherHosts(text, host)) continue;
+      const readable = ((etc.lstat(`${ns}/resolv.conf`)?.mode ?? 0) & 0o044) === 0o044 && ((etc.lstat(ns)?.mode ?? 0) & 0o055) === 0o055;
+      out.resolv[ns] = readable ? text : text + UNREADABLE_MARK;
+    } else if (wantedResolv.includes(ns)) out.conflicts.push({ kind: 'file', name: resolvPath(ns), found: 'a resolv.conf without provium\'s first-line mark' });
+  }
+  return out;
+}
+
+/** observeServices on a remote host's file snapshot (which never follows a symlink). */
+function observeSnapshot(stateDir: string | undefined, lab: string, wantedResolv: string[], fs: SyncFs, host?: string): Services {
+  const out: Services = { dnsmasq: {}, resolv: {}, conflicts: [] };
+  if (stateDir) {
+    for (const f of (fs.list(`${stateDir}/dnsmasq`) ?? []).filter((x) => x.endsWith('.conf'))) {
       const bridge = f.slice(0, -5);
       const p = dnsmasqPaths(stateDir, bridge);
       const pid = livePid(p.pid, p.conf, fs);
@@ -43,9 +86,7 @@ export function observeServices(stateDir: string | undefined, lab: string, wante
     const text = fs.readText(path);
     if (text === undefined) continue;
     if (text.startsWith(`# provium:${lab}:`)) {
-      const mark = parseAlias(text.slice(2, text.indexOf('\n') < 0 ? undefined : text.indexOf('\n')).trim());
-      if (mark?.kind === 'node' && mark.host !== host) continue; // another host's (or not a multi-host lab's)
-      out.resolv[ns] = text;
+      if (!otherHosts(text, host)) out.resolv[ns] = text;
     } else if (wantedResolv.includes(ns)) out.conflicts.push({ kind: 'file', name: path, found: 'a resolv.conf without provium\'s first-line mark' });
   }
   return out;
