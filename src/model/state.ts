@@ -235,6 +235,8 @@ export interface RouterState {
   table?: RouterTableState;
   /** Desired state only: the nft text creating the table (plan/router-nft.ts), not compared. */
   nftText?: string;
+  /** Observed only: a table of that name exists (even one provium cannot read back), so a rewrite deletes it first. */
+  tableExists?: boolean;
 }
 
 /**

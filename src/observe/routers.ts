@@ -41,6 +41,7 @@ export function toRouterState(ns: string, node: string, lab: string, nftJson: st
     ctUdpStream: num(ROUTER_SYSCTLS.ctUdpStream),
     ctTcpEstablished: num(ROUTER_SYSCTLS.ctTcpEstablished),
     ...(table ? { table } : {}),
+    tableExists: nftJson !== undefined,
   };
   return r;
 }

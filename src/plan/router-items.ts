@@ -9,7 +9,7 @@
 import type { HostState, RouterState } from '../model/state.js';
 import type { Item } from './items.js';
 import { addr } from './owners.js';
-import { firewallFields, parseNatCode } from './router-nft.js';
+import { firewallFields, inputFromTable, parseNatCode, routerTableText } from './router-nft.js';
 import { routerSysctls } from './routers.js';
 
 const bit = (b: boolean | undefined) => (b === undefined ? undefined : b ? 1 : 0);
@@ -37,7 +37,9 @@ export function routerItems(s: HostState): Item[] {
   const out: Item[] = [];
   for (const r of Object.values(s.routers ?? {})) {
     const nsKey = `netns:${r.ns}`;
-    const meta = { nftText: r.nftText, sysctls: routerSysctls(r), hadTable: r.table !== undefined };
+    // An observed router (a rollback's target) is rewritten from what was read.
+    const input = r.nftText === undefined && r.table ? inputFromTable(r.ns.split('-')[1] ?? '', r.node, r.table) : undefined;
+    const meta = { nftText: r.nftText ?? (input ? routerTableText(input) : undefined), sysctls: routerSysctls(r), hadTable: r.tableExists ?? r.table !== undefined };
     const t = r.table;
     out.push({
       key: `router:${r.ns}`, ref: { kind: 'router', ns: r.ns }, owner: addr.node(r.node),

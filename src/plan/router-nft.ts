@@ -346,6 +346,25 @@ export function parseRouterTable(json: { nftables?: NftObj[] }, lab: string): Ro
   };
 }
 
+/**
+ * The generator's input back from a table's observed state (for rollback: the table as
+ * it was is rewritten from what was read). undefined when the NAT code is unreadable.
+ */
+export function inputFromTable(lab: string, node: string, t: RouterTableState): RouterNftInput | undefined {
+  const nat = t.nat === 'none' ? undefined : parseNatCode(t.nat);
+  if (t.nat !== 'none' && !nat) return undefined;
+  const ranges = (xs: string[] | undefined): PortRange[] | undefined =>
+    xs?.map((x) => {
+      const [lo, hi] = x.split('-').map(Number);
+      return { lo, hi: hi ?? lo };
+    });
+  return {
+    lab, node, wan: t.wan[0] ?? 'eth0', lan: t.lan, public4: t.public4[0],
+    ...(nat ? { nat } : {}),
+    ...(t.firewall === 'on' ? { firewall: { outboundTcp: ranges(t.fwOutTcp), outboundUdp: ranges(t.fwOutUdp), inboundTcp: ranges(t.fwInTcp) ?? [], inboundUdp: ranges(t.fwInUdp) ?? [] } } : {}),
+  };
+}
+
 /** Fields of the firewall as the plan shows them. */
 export function firewallFields(t: RouterTableState | undefined): Record<string, unknown> {
   if (!t || t.firewall === 'none') return { firewall: t ? 'none' : undefined };

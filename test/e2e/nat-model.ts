@@ -83,3 +83,27 @@ export function predictPunch(a: Behaviour, b: Behaviour, rounds = 6): boolean {
   }
   return A.ok && B.ok;
 }
+
+/**
+ * The known outcome of TCP hole punching by simultaneous open (stun.ts punch --proto
+ * tcp): each side connects from the port the rendezvous saw to the peer's
+ * server-reflexive address, again and again. A connection forms only when a SYN
+ * arrives from exactly the endpoint the receiving side is connecting to, so the NATs
+ * must map both sides' connections toward the peer to their server-reflexive ports
+ * (no peer-reflexive candidates in TCP), and let the SYN through.
+ */
+export function predictTcpPunch(a: Behaviour, b: Behaviour, rounds = 6): boolean {
+  const natA = new SimNat('A', a);
+  const natB = new SimNat('B', b);
+  const epA = a ? 'a:5000' : 'A:5000';
+  const epB = b ? 'b:5000' : 'B:5000';
+  const srflxA = natA.outbound(epA, 'S:3478');
+  const srflxB = natB.outbound(epB, 'S:3478');
+  for (let i = 0; i < rounds; i++) {
+    for (const [nx, ex, ny, target, expect] of [[natA, epA, natB, srflxB, srflxA], [natB, epB, natA, srflxA, srflxB]] as const) {
+      const src = nx.outbound(ex, target);
+      if (ny.inbound(src, target) && src === expect) return true;
+    }
+  }
+  return false;
+}

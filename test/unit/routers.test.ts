@@ -192,3 +192,24 @@ test('the known hole-punching matrix (RFC 4787 model): EIM both sides succeeds, 
   assert.equal(predictPunch(null, b(APD, APD)), true, 'public vs symmetric');
   assert.equal(predictPunch(b(AD, APD), b(AD, APD)), false, 'address-dependent mapping toward a new address is a new mapping');
 });
+
+test('the known TCP hole-punching matrix: simultaneous open needs endpoint-independent mapping (or no NAT) on both sides', async () => {
+  const { predictTcpPunch } = await import('../e2e/nat-model.js');
+  const b = (m: string, f: string) => ({ mapping: m, filtering: f }) as Parameters<typeof predictTcpPunch>[0];
+  const EI = 'endpoint-independent', APD = 'address-and-port-dependent';
+  assert.equal(predictTcpPunch(b(EI, APD), b(EI, APD)), true);
+  assert.equal(predictTcpPunch(null, b(EI, APD)), true);
+  assert.equal(predictTcpPunch(b(APD, APD), b(EI, 'endpoint-independent')), false);
+  assert.equal(predictTcpPunch(null, b(APD, APD)), false);
+});
+
+test('rollback: a router read back from the host is rewritten exactly as provium wrote it', async () => {
+  const { routerItems } = await import('../../src/plan/router-items.js');
+  const t = load(ISSUE);
+  const sys = readFileSync(repoDir('test/fixtures/router/home.sysctl.txt'), 'utf8');
+  for (const node of ['home', 'isp']) {
+    const observed = toRouterState(`pv-px13a-${node}`, node, 'px13a', readFileSync(repoDir(`test/fixtures/router/${node}.nft.json`), 'utf8'), sys);
+    const items = routerItems({ dnsmasq: {}, resolv: {}, vms: {}, namespaces: {}, links: {}, shaping: {}, nft: {}, routers: { [observed.ns]: observed } });
+    assert.equal((items[0].meta as { nftText: string }).nftText, routerTableText(routerNftInput(t, t.nodes[node])), node);
+  }
+});
