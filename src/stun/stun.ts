@@ -27,7 +27,9 @@
  * ack, and succeeds once an ack arrives (both directions worked); it then sends three
  * more acks so the peer's last probes are answered. TCP hole punching is a simultaneous
  * open: both sides connect from the port the rendezvous saw to each other's address,
- * retrying every 200 ms.
+ * retrying every 200 ms. It needs the first SYN to be dropped on the way (by the peer's
+ * NAT) or to meet a connecting socket: a SYN that reaches a peer not yet connecting is
+ * answered with RST (Node 20 cannot listen and connect on one port: no SO_REUSEPORT).
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
