@@ -14,9 +14,8 @@
 import { NAME_RE } from '../model/names.js';
 import type { BridgeSpec, NodeSpec, Topology } from '../model/topology.js';
 import { FIREWALL_PRESETS, NAT_PRESETS, type FirewallSpec, type NatSpec, type PortRange, type Rfc4787Behaviour, RFC4787_BEHAVIOURS } from '../model/router.js';
-import { formatIpv6, parseIpv6 } from '../model/ipv6.js';
 import type { Input } from './input.js';
-import { contains, formatCidr, parseCidr } from './ipv4.js';
+import { contains, parseCidr } from './ipv4.js';
 import { q, type Reporter } from './report.js';
 import type { DataPath } from './source.js';
 
@@ -159,8 +158,11 @@ export function checkRouting(input: Input, routing: Routing, r: Reporter): void 
       if (n.nat && natOf(n.nat.value) && up && bridges?.get(up) && bridges.get(up)!.subnet === undefined) {
         r.error(n.nat.path, 'NAT needs an upstream address', `router ${q(n.name)} translates to its address on bridge ${q(up)}, which has no subnet; give ${q(up)} a subnet`);
       }
-      checkNat(n, r);
       checkFirewall(n, r);
+      for (const [key, field] of [['nat', n.nat], ['firewall', n.firewall]] as const) {
+        const v = field?.value;
+        if (isObj(v) && v.preset === 'none' && Object.keys(v).length > 1) r.error([...field!.path, 'preset'], 'nothing to override', `${key} preset none takes no other fields; remove them or pick another preset`);
+      }
       if (n.nat && presetName(n.nat.value) === 'cgnat') {
         for (const b of mine) {
           const cidr = bridges?.get(b)?.subnet ? parseCidr(bridges.get(b)!.subnet!) : undefined;
@@ -213,9 +215,6 @@ function presetName(v: unknown): string | undefined {
   return undefined;
 }
 
-/** Semantic checks of `nat:` beyond the schema (none yet: every combination is realizable). */
-function checkNat(_n: InRouting, _r: Reporter): void {}
-
 /** Firewall port ranges: lo <= hi (shapes and ranges 1-65535 are the schema's). */
 function checkFirewall(n: InRouting, r: Reporter): void {
   const v = n.firewall?.value;
@@ -235,7 +234,7 @@ function checkFirewall(n: InRouting, r: Reporter): void {
 export function natOf(v: unknown): NatSpec | undefined {
   const preset = presetName(v);
   const base = preset !== undefined ? NAT_PRESETS[preset] : undefined;
-  if (preset !== undefined && base === null && (!isObj(v) || Object.keys(v).length === 1)) return undefined;
+  if (preset !== undefined && base === null) return undefined;
   if (typeof v === 'string') return base ? { ...base, preset } : undefined;
   if (!isObj(v)) return undefined;
   const b = base ?? { mapping: 'endpoint-independent', filtering: 'address-and-port-dependent', hairpin: false, portPreservation: false, udpTimeoutS: 300, tcpEstablishedTimeoutS: 7440 };
@@ -269,8 +268,7 @@ export function firewallOf(v: unknown): FirewallSpec | undefined {
   const preset = presetName(v);
   const base = preset !== undefined ? FIREWALL_PRESETS[preset] : undefined;
   if (typeof v === 'string') return base ? { ...base, preset } : undefined;
-  if (!isObj(v)) return undefined;
-  if (base === null && Object.keys(v).length === 1) return undefined;
+  if (!isObj(v) || base === null) return undefined;
   const b = base ?? { inboundTcp: [], inboundUdp: [] };
   const list = (key: string, d: PortRange[] | undefined) => (Array.isArray(v[key]) ? portsOf(v[key]) : d);
   return {
@@ -319,16 +317,4 @@ export function normalizeRouting(t: Topology, input: Input, routing: Routing): v
       ...(firewall ? { firewall } : {}),
     };
   }
-}
-
-/** The gateway's IPv4 address on a subnet: its first address, as CIDR (for the addressing checks). */
-export function gatewayCidr(subnet: string): string | undefined {
-  const c = parseCidr(subnet);
-  return c ? formatCidr({ addr: c.addr + 1, prefix: c.prefix }) : undefined;
-}
-
-/** ::1 of a /64 (for messages). */
-export function gatewayAddr6(subnet6: string): string | undefined {
-  const g = parseIpv6(subnet6.split('/')[0]);
-  return g ? formatIpv6([...g.slice(0, 7), 1]) : undefined;
 }

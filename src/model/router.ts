@@ -55,9 +55,6 @@ export const NAT_PRESETS: Record<string, Omit<NatSpec, 'preset'> | null> = {
   cgnat: { mapping: 'endpoint-independent', filtering: 'address-dependent', hairpin: true, portPreservation: false, udpTimeoutS: 120, tcpEstablishedTimeoutS: 7440 },
 };
 
-/** Default values of the RFC 4787 form's fields not given (the `home` preset's). */
-export const NAT_DEFAULTS: Omit<NatSpec, 'preset'> = NAT_PRESETS.home!;
-
 /** A port or an inclusive port range, 1-65535 ("8000-8100" in the file). */
 export interface PortRange {
   lo: number;
@@ -95,11 +92,4 @@ export interface RouterSpec {
   /** IPv4 NAT; undefined = none (routed). */
   nat?: NatSpec;
   firewall?: FirewallSpec;
-}
-
-/** "80,443,8000-8100" (sorted as given). */
-export function formatPorts(ports: PortRange[] | undefined): string {
-  if (ports === undefined) return 'any';
-  if (ports.length === 0) return 'none';
-  return ports.map((p) => (p.lo === p.hi ? String(p.lo) : `${p.lo}-${p.hi}`)).join(',');
 }
