@@ -47,7 +47,7 @@ interface Measured {
  * ports 3478 and 3479) and B (sb, port 3479): mapping = what A:3478, A:3479 and B:3479
  * see for one local port (UDP, then TCP); filtering = after an outbound packet to
  * A:3478, which of A:3478 (its answer), A:4000 (A:q) and B:3478 (B:p) reach the client
- * (UDP), and whether a TCP SYN from A:4001 / B:3478 to the mapping reaches the client
+ * (UDP), and whether a TCP SYN from A:4001+ / B:3478 to the mapping reaches the client
  * (refused: the client's kernel answered with RST; timeout: dropped on the way).
  */
 async function measure(lab: Lab, c: string, ports: number, tcpLock: Mutex): Promise<Measured> {
@@ -57,16 +57,18 @@ async function measure(lab: Lab, c: string, ports: number, tcpLock: Mutex): Prom
   const udp = (await stun1(lab.ns(c), ['map', '--proto', 'udp', '--bind', String(ports), ...targets])).mapped;
   const tcp = (await stun1(lab.ns(c), ['map', '--proto', 'tcp', '--bind', String(ports + 1), ...targets])).mapped;
 
-  const listen = bg(lab.ns(c), ['listen', '--bind', String(ports + 2), '--first', `${sa}:3478`, '--ms', '3500']);
+  const listen = bg(lab.ns(c), ['listen', '--bind', String(ports + 2), '--first', `${sa}:3478`, '--ms', '2500']);
   const m = (await listen.wait((l) => typeof l.data === 'string' && l.data.startsWith('mapped '))).data.slice(7) as string;
   await Promise.all([stun(lab.ns('sa'), ['send', '--bind', '4000', m, '--data', 'A:q']), stun(lab.ns('sb'), ['send', '--bind', '3478', m, '--data', 'B:p'])]);
   const lines = await listen.done;
 
   const hold = bg(lab.ns(c), ['hold', '--bind', String(ports + 3), `${sa}:3478`, '--ms', '30000']);
   const tm = (await hold.wait((l) => typeof l.mapped === 'string')).mapped as string;
-  const [aq, bp] = await tcpLock.run(() =>
-    Promise.all([stun1(lab.ns('sa'), ['connect', tm, '--bind', '4001', '--ms', '800']), stun1(lab.ns('sb'), ['connect', tm, '--bind', '3478', '--ms', '800'])]),
-  );
+  // A:q from a port of its own per cell; B:p from B's port 3478, one cell at a time (a TCP port binds once).
+  const [aq, bp] = await Promise.all([
+    stun1(lab.ns('sa'), ['connect', tm, '--bind', String(4001 + (ports % 1000)), '--ms', '500']),
+    tcpLock.run(() => stun1(lab.ns('sb'), ['connect', tm, '--bind', '3478', '--ms', '500'])),
+  ]);
   return {
     udp: targets.map((t) => udp[t]),
     tcp: targets.map((t) => tcp[t]),
@@ -325,25 +327,34 @@ labTest('firewalls, IPv4 and IPv6 (routed, not translated): block-inbound beats 
     };
     const seen = async (c: string, proto: string, bind: number, target: string) => (await stun1(lab.ns(c), ['map', '--proto', proto, '--bind', String(bind), '--timeout', '1000', target])).mapped[target] as string;
 
-    // f1: full-cone NAT (endpoint-independent filtering) under block-inbound.
-    results.f1v4 = await inbound('c1', 7000, `${s4}:3478`, 3999);
-    results.f1v6 = await inbound('c1', 7001, `${s6}:3478`, 3999);
-    results.f1v6seen = await seen('c1', 'udp', 7002, `${s6}:3478`);
-    results.f1tcp6 = (await stun1(lab.ns('s'), ['connect', `${ip6(lab, 'c1', 'l1')}:22`, '--ms', '800'])).result;
-    // f2: no NAT, corporate firewall.
     const c2 = lab.ip('c2', 'l2');
-    results.f2 = {
-      udp53: await seen('c2', 'udp', 7010, `${s4}:53`), udp3478: await seen('c2', 'udp', 7011, `${s4}:3478`),
-      tcp443: await seen('c2', 'tcp', 7012, `${s4}:443`), tcp3478: await seen('c2', 'tcp', 7013, `${s4}:3478`),
-      udp53v6: await seen('c2', 'udp', 7014, `${s6}:53`), udp3478v6: await seen('c2', 'udp', 7015, `${s6}:3478`),
-      inboundTcp: (await stun1(lab.ns('s'), ['connect', `${c2}:22`, '--ms', '800'])).result,
-    };
-    // f3: full-cone NAT, outbound UDP only to 3478, inbound UDP only to 7000.
-    results.f3 = {
-      udp3478: await seen('c3', 'udp', 7020, `${s4}:3478`), udp3479: await seen('c3', 'udp', 7021, `${s4}:3479`), tcp443: await seen('c3', 'tcp', 7022, `${s4}:443`),
-      in7000: await inbound('c3', 7000, `${s4}:3478`, 3999), in7001: await inbound('c3', 7001, `${s4}:3478`, 3999),
-      in7000v6: await inbound('c3', 7000, `${s6}:3478`, 3998), in7001v6: await inbound('c3', 7001, `${s6}:3478`, 3998),
-    };
+    // The three routers are independent: checked at once (each client's steps in order).
+    await Promise.all([
+      (async () => {
+        // f1: full-cone NAT (endpoint-independent filtering) under block-inbound.
+        results.f1v4 = await inbound('c1', 7000, `${s4}:3478`, 3999);
+        results.f1v6 = await inbound('c1', 7001, `${s6}:3478`, 3999);
+        results.f1v6seen = await seen('c1', 'udp', 7002, `${s6}:3478`);
+        results.f1tcp6 = (await stun1(lab.ns('s'), ['connect', `${ip6(lab, 'c1', 'l1')}:22`, '--ms', '800'])).result;
+      })(),
+      (async () => {
+        // f2: no NAT, corporate firewall.
+        results.f2 = {
+          udp53: await seen('c2', 'udp', 7010, `${s4}:53`), udp3478: await seen('c2', 'udp', 7011, `${s4}:3478`),
+          tcp443: await seen('c2', 'tcp', 7012, `${s4}:443`), tcp3478: await seen('c2', 'tcp', 7013, `${s4}:3478`),
+          udp53v6: await seen('c2', 'udp', 7014, `${s6}:53`), udp3478v6: await seen('c2', 'udp', 7015, `${s6}:3478`),
+          inboundTcp: (await stun1(lab.ns('s'), ['connect', `${c2}:22`, '--ms', '800'])).result,
+        };
+      })(),
+      (async () => {
+        // f3: full-cone NAT, outbound UDP only to 3478, inbound UDP only to 7000.
+        results.f3 = {
+          udp3478: await seen('c3', 'udp', 7020, `${s4}:3478`), udp3479: await seen('c3', 'udp', 7021, `${s4}:3479`), tcp443: await seen('c3', 'tcp', 7022, `${s4}:443`),
+          in7000: await inbound('c3', 7000, `${s4}:3478`, 3997), in7001: await inbound('c3', 7001, `${s4}:3478`, 3997),
+          in7000v6: await inbound('c3', 7000, `${s6}:3478`, 3998), in7001v6: await inbound('c3', 7001, `${s6}:3478`, 3998),
+        };
+      })(),
+    ]);
     report(t, JSON.stringify(results, null, 1));
     const r = results as any;
     assert.deepEqual([r.f1v4.answer, r.f1v4.unsolicited], [true, false], 'f1 IPv4: the reflector\'s answer arrives, a packet from another port of the same host does not (full cone would let it in)');
