@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 need=()
 # sshd/ssh/ssh-keygen/nsenter: the multi-host tests run real OpenSSH servers in test namespaces.
-for pair in ip:iproute2 tc:iproute2 bridge:iproute2 nft:nftables iperf3:iperf3 tcpdump:tcpdump ping:iputils-ping socat:socat dnsmasq:dnsmasq-base pgrep:procps sysctl:procps etcd:etcd-server etcdctl:etcd-client sshd:openssh-server ssh:openssh-client ssh-keygen:openssh-client nsenter:util-linux; do
+for pair in ip:iproute2 tc:iproute2 bridge:iproute2 nft:nftables iperf3:iperf3 tcpdump:tcpdump ping:iputils-ping socat:socat dnsmasq:dnsmasq-base pgrep:procps sysctl:procps conntrack:conntrack etcd:etcd-server etcdctl:etcd-client sshd:openssh-server ssh:openssh-client ssh-keygen:openssh-client nsenter:util-linux; do
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
 done

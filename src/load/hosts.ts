@@ -66,6 +66,7 @@ export function checkHosts(input: Input, r: Reporter): void {
   for (const n of input.nodes?.values() ?? []) {
     if (n.host === undefined) r.error(n.path, 'missing host', `node ${q(n.name)} needs host: (the file has hosts: ${[...hosts.keys()].join(', ')})`, { key: true });
     else if (!hosts.has(n.host)) r.error([...n.path, 'host'], 'unknown host', `node ${q(n.name)} names host ${q(n.host)}, which is not defined under hosts`);
+    if (n.kind === 'router') r.error([...n.path, 'kind'], 'router in a multi-host lab', `node ${q(n.name)} is a router: routers (kind: router, gateway:, nat:) are not supported in labs with hosts: yet; use a single-host lab for NAT tests`);
   }
   const lab = input.lab;
   const vnis = new Map<number, string>();

@@ -21,6 +21,7 @@ import { normalize } from './normalize.js';
 import { Reporter } from './report.js';
 import { validateSchema } from './schema.js';
 import { parseSource } from './source.js';
+import { checkRouting, normalizeRouting, readRouting } from './routers.js';
 
 export { schemaPath } from './schema.js';
 
@@ -54,6 +55,8 @@ export function checkTopology(file: string, text?: string): CheckResult {
   checkReferences(input, r);
   checkHosts(input, r);
   checkLimits(input, r);
+  const routing = readRouting(parsed.data);
+  checkRouting(input, routing, r);
   const addressing = assignAddresses(input, r);
   const nics = numberNics(input);
   checkDevices(input, nics, r);
@@ -61,6 +64,7 @@ export function checkTopology(file: string, text?: string): CheckResult {
   const diagnostics = sortDiagnostics([...parsed.diagnostics, ...schemaDiagnostics, ...r.diagnostics]);
   if (diagnostics.some((d) => d.severity === 'error')) return { diagnostics };
   const topology = normalize(resolve(file), { input, addressing, nics, locator: parsed.locator });
+  normalizeRouting(topology, input, routing);
   return { topology, diagnostics };
 }
 

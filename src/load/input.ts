@@ -107,6 +107,8 @@ export interface InBridge {
   /** Multi-host labs: the bridge's home host. */
   home?: string;
   vni?: number;
+  /** The router named by `gateway:` (load/routers.ts checks it). */
+  gateway?: string;
 }
 
 /** The whole file. nodes/bridges are undefined when absent or not mappings (then references cannot be checked). */
@@ -165,7 +167,7 @@ function readNode(name: string, v: unknown): InNode {
   return {
     name,
     path: ['nodes', name],
-    kind: oneOf(o.kind, ['netns', 'qemu'] as const),
+    kind: oneOf(o.kind, ['netns', 'qemu', 'router'] as const),
     kernel: str(o.kernel),
     initrd: str(o.initrd),
     append: str(o.append),
@@ -199,6 +201,7 @@ function readBridge(name: string, v: unknown): InBridge {
     dns: o.dns === true,
     home: str(o.home),
     vni: num(o.vni),
+    gateway: str(o.gateway),
   };
 }
 

@@ -76,19 +76,24 @@ export function vxlanDev(lab: string, bridge: string): string {
   return `${lab}-${bridge}-vx`;
 }
 
+/** ifalias of a router namespace's loopback: "provium:demo:router:home" (a router's namespace is marked as one); in a multi-host lab also its host, as for nodeAlias. */
+export function routerAlias(lab: string, node: string, host?: string): string {
+  return `provium:${lab}:router:${node}${host ? `:${host}` : ''}`;
+}
+
 /** Parses an ifalias written by provium; undefined for anything else. */
 export function parseAlias(alias: string | undefined):
   | { lab: string; kind: 'bridge'; bridge: string }
   | { lab: string; kind: 'port'; node: string; bridge: string }
-  | { lab: string; kind: 'node'; node: string; host?: string }
+  | { lab: string; kind: 'node' | 'router'; node: string; host?: string }
   | { lab: string; kind: 'vxlan'; bridge: string }
   | undefined {
   if (!alias || !alias.startsWith('provium:')) return undefined;
   const p = alias.split(':');
   if (p[2] === 'bridge' && p.length === 4) return { lab: p[1], kind: 'bridge', bridge: p[3] };
   if (p[2] === 'port' && p.length === 5) return { lab: p[1], kind: 'port', node: p[3], bridge: p[4] };
-  if (p[2] === 'node' && p.length === 4) return { lab: p[1], kind: 'node', node: p[3] };
-  if (p[2] === 'node' && p.length === 5) return { lab: p[1], kind: 'node', node: p[3], host: p[4] };
+  if ((p[2] === 'node' || p[2] === 'router') && p.length === 4) return { lab: p[1], kind: p[2], node: p[3] };
+  if ((p[2] === 'node' || p[2] === 'router') && p.length === 5) return { lab: p[1], kind: p[2], node: p[3], host: p[4] };
   if (p[2] === 'vxlan' && p.length === 4) return { lab: p[1], kind: 'vxlan', bridge: p[3] };
   return undefined;
 }

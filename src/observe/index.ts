@@ -21,6 +21,7 @@ import { ipArgv, nftArgv, READ_BACK, sysctlArgv, tcArgv, type HostContext } from
 import { addressMtus, defaultRouteDevs, forwardingLabs, splitJsonDocs, toLinkState, toNamespaceState, toNft, toShaping, vxlanPeers, type FdbEntry, type IpLink, type IpRoute, type TcQdisc } from './parse.js';
 import { readJournal } from '../apply/statedir.js';
 import { detectFeature, type Feature } from './features.js';
+import { observeRouters } from './routers.js';
 
 /** Names the desired state will create: same-named objects without the lab's mark are conflicts. */
 export interface Wanted {
@@ -44,6 +45,8 @@ export interface Wanted {
   resolv?: string[];
   /** The topology serves DHCP/DNS: look for dnsmasq. */
   dnsmasq?: boolean;
+  /** Namespaces of the file's routers (read as routers even before they carry a router mark); look for conntrack. */
+  routers?: string[];
 }
 
 export interface Observation {
@@ -191,7 +194,7 @@ export async function observe(lab: string, ctx: HostContext, runner: Runner, wan
     const a = parseAlias(lo?.ifalias);
     // In a multi-host lab the mark names the host: another host's namespace (hosts that
     // share /run/netns, as test hosts on one machine do) is neither ours nor a conflict.
-    const ours = a?.kind === 'node' && a.lab === lab;
+    const ours = (a?.kind === 'node' || a?.kind === 'router') && a.lab === lab;
     if (ours && a.host === ctx.placement) state.namespaces[ns] = toNamespaceState(ns, a.node, addrs ?? [], routes ?? []);
     else if (ours && ctx.placement !== undefined && a.host !== undefined) return;
     else if (!lo?.ifalias && pending.has(ns)) {
@@ -200,6 +203,16 @@ export async function observe(lab: string, ctx: HostContext, runner: Runner, wan
     }
     else if (wantNs.has(ns)) facts.conflicts.push({ kind: 'netns', name: ns, found: lo?.ifalias ? `lo ifalias "${lo.ifalias}"` : 'no provium mark on its lo' });
   });
+
+  // Routers: namespaces marked as routers, and unmarked ones the file wants as routers.
+  const wantRouters = new Set(wanted.routers ?? []);
+  const routerNs = new Map(Object.values(state.namespaces)
+    .filter((n) => parseAlias(n.owner)?.kind === 'router' || (n.owner === undefined && wantRouters.has(n.name)))
+    .map((n) => [n.name, n.node]));
+  const reusedRouters = reuse ? [...routerNs.keys()].filter((n) => !reuse.touched.has(n) && reuse.previous.routers?.[n]) : [];
+  for (const n of reusedRouters) routerNs.delete(n);
+  state.routers = { ...Object.fromEntries(reusedRouters.map((n) => [n, reuse!.previous.routers![n]])), ...(await observeRouters(lab, runner, routerNs)) };
+  if (wantRouters.size > 0) facts.conntrackBinary = inPath('conntrack');
 
   // A veth port's peer, from its mark and the node's namespace: what re-creating it needs (rollback).
   for (const l of Object.values(state.links)) {
