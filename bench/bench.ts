@@ -13,6 +13,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { vmBench, type VmResult } from './vm.js';
+import { multiHostBench, multiHostRows, type MultiHostResult } from './multihost.js';
 import { best, diagnosticsBench, type DiagnosticsResult } from './diagnostics.js';
 import { execBench, execRows, type ExecResult } from './exec.js';
 import { probeBench, probeRows, type ProbeBenchResult } from './probe.js';
@@ -478,6 +479,7 @@ async function main(): Promise<number> {
   let vm: VmResult | undefined;
   let ex: ExecResult | undefined;
   let pr: ProbeBenchResult | undefined;
+  let mh: MultiHostResult | undefined;
   let diag: DiagnosticsResult | undefined;
   try {
     await bench.setup();
@@ -517,6 +519,10 @@ async function main(): Promise<number> {
       await waitQuiet();
       vm = await vmBench(REPO, bench.provBin, log);
     }
+    if (process.env.PVB_NO_MULTIHOST !== '1') {
+      await waitQuiet();
+      mh = await multiHostBench(log);
+    }
   } finally {
     await bench.cleanup();
   }
@@ -525,6 +531,7 @@ async function main(): Promise<number> {
   if (ex) rows.push(...execRows(ex));
   if (pr) rows.push(...probeRows(pr));
   if (vm) rows.push(...vmRows(vm));
+  if (mh) rows.push(...multiHostRows(mh));
   if (diag) rows.push(...diagnosticsRows(diag));
   const tbl = table(rows);
   process.stdout.write(`\n${tbl}\n\n`);

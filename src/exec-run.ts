@@ -6,7 +6,8 @@
  * cache keyed by the SHA-256 of the file's bytes (<state root>/exec-cache.json: the same
  * bytes always mean the same lab); on a miss, exec-fast.ts parses the YAML (and fills the
  * cache). Then the command runs with `ip netns exec`. Anything unusual (a file that does
- * not parse, an unknown node, a node that is not a netns node or not running, options it
+ * not parse, a multi-host file, an unknown node, a node that is neither a netns node nor a
+ * router or is not running, options it
  * does not know) goes to the full CLI, which validates the whole file and explains.
  * Measured in `npm run bench` (bench/exec.ts).
  *
@@ -155,7 +156,7 @@ export async function execFast(args: string[]): Promise<number | undefined> {
     if (!peek) return undefined;
     rememberPeek(hash, peek);
   }
-  if (peek.nodes[node] !== 'netns' || !Object.prototype.hasOwnProperty.call(peek.nodes, node)) return undefined;
+  if (!Object.prototype.hasOwnProperty.call(peek.nodes, node) || (peek.nodes[node] !== 'netns' && peek.nodes[node] !== 'router')) return undefined;
   const ns = `pv-${peek.lab}-${node}`;
   if (!existsSync(`/run/netns/${ns}`)) return undefined;
   return runInNode(ns, cmd);

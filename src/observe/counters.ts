@@ -58,7 +58,7 @@ export async function readCounters(state: HostState, ctx: HostContext, runner: R
 export interface DropCounter {
   /** The set: "blocked" (partitions), "isolated", "loss" (drop). */
   set: string;
-  /** The element's key as the planner spells it ("<iif>><oif>" port names, or a port name). */
+  /** The element's key as the planner spells it ("<sender MAC>><receiver port>", or a port name for isolation). */
   key: string;
   /** Its owner: the plan address in the element's comment. */
   owner?: string;

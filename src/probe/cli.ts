@@ -2,7 +2,7 @@
  * The `provium probe` command: plan first (drift is reported, not fatal), then measure.
  * Overlays (`-f`) come with the file loader; this module takes a loaded Topology.
  */
-import type { Topology } from '../model/topology.js';
+import { hasNamespace, type Topology } from '../model/topology.js';
 import type { HostContext } from '../plan/commands.js';
 import { HostRunner } from '../host/runner.js';
 import { planFor } from '../apply/index.js';
@@ -27,7 +27,7 @@ export async function probeCommand(t: Topology, o: ProbeCliOptions, ctx: HostCon
   } catch (e) {
     throw new ProviumError((e as Error).message);
   }
-  const netns = Object.values(t.nodes).filter((n) => n.kind === 'netns');
+  const netns = Object.values(t.nodes).filter((n) => hasNamespace(n.kind));
   if (netns.length > 0 && !netns.some((n) => existsSync(`/run/netns/${nodeNetns(t.lab, n.name)}`))) {
     throw new ProviumError(`lab ${t.lab} is not applied: none of its node namespaces exists`, `run provium${ctx.hostNetns ? ` --netns ${ctx.hostNetns}` : ''} apply ${t.file} first`);
   }

@@ -15,6 +15,13 @@
  * - routes connect two bridges at L3 in both directions (partitions and isolation act on
  *   bridged frames only, so they do not apply); uplink reaches the host namespace's
  *   default gateway through NAT.
+ * - routers (`kind: router`) are members of their bridges like netns nodes; a router
+ *   with NAT or a firewall drops unsolicited UDP that reaches it from its upstream, so
+ *   pairs into it there depend on what it sent first (conntrack) and are not measured;
+ * - through a router: a netns node whose default route is a router (its `gateway:`
+ *   bridge, or `default_route:`) reaches a netns node on the router's upstream bridge
+ *   (through its NAT, if any), unless a partition, isolation or link state cuts either
+ *   leg, or the router's firewall restricts outbound UDP to some ports.
  * VMs carry no agent: pairs between a netns node and a VM are measured as a round trip
  * (ping) and pairs between two VMs are not measured.
  */
@@ -28,14 +35,16 @@ export interface PairSpec {
   bridge: string;
   from: string;
   to: string;
-  fromKind: 'netns' | 'vm' | 'qemu';
-  toKind: 'netns' | 'vm' | 'qemu';
+  fromKind: NodeKindSeen;
+  toKind: NodeKindSeen;
   /** IPv4 addresses (bare) on this bridge; undefined without an address. */
   fromIp?: string;
   toIp?: string;
   reachable: boolean;
   /** Why it is unreachable, in the file's words ("partition a -> c", "isolate c", "c link down", "drop 100 %"); "open" otherwise. */
   why: string;
+  /** Set when the pair cannot be measured by what the file says (a filtering router's upstream, inbound): why. */
+  unmeasurable?: string;
   /** Drop in percent (realized at 0.01 % resolution, as provium rounds it). */
   dropPct: number;
   /** Bandwidth in bits/s; undefined when unshaped. */
@@ -63,18 +72,40 @@ export interface UplinkSpec {
   node?: string;
 }
 
+/** A router's forwarding from a node behind it to a node on its upstream bridge (UDP). */
+export interface GatewaySpec {
+  router: string;
+  /** The bridge the router is the gateway of, and its upstream bridge. */
+  lan: string;
+  upstream: string;
+  /** A netns node on `lan` whose default route is the router, and a netns node on `upstream` (up, with addresses); undefined when there is none. */
+  src?: { node: string; ip: string };
+  dst?: { node: string; ip: string };
+  reachable: boolean;
+  /** Why it is cut, in the file's words; "open" otherwise. */
+  why: string;
+  /** The router's NAT as the file gives it ("mapping endpoint-independent, filtering address-dependent"), or "no NAT". */
+  nat: string;
+  /** Drop of the two legs (src -> router on lan, router -> dst on upstream) combined, percent. */
+  dropPct: number;
+}
+
 export interface Expectations {
   pairs: PairSpec[];
   routes: RouteSpec[];
   uplinks: UplinkSpec[];
+  gateways: GatewaySpec[];
 }
+
+/** Node kind as the probe sees it: netns, router, a booting VM, or a qemu node without a VM. */
+export type NodeKindSeen = 'netns' | 'router' | 'vm' | 'qemu';
 
 const q2 = (pct: number) => Math.min(10000, Math.round(pct * 100)) / 100;
 
 /** Node kind as the probe sees it: a qemu node boots a VM when it has a kernel or a disk. */
-function kindOf(t: Topology, node: string): 'netns' | 'vm' | 'qemu' {
+function kindOf(t: Topology, node: string): NodeKindSeen {
   const n = t.nodes[node];
-  if (n.kind === 'netns') return 'netns';
+  if (n.kind === 'netns' || n.kind === 'router') return n.kind;
   return n.qemu?.kernel || n.qemu?.disk ? 'vm' : 'qemu';
 }
 
@@ -125,9 +156,11 @@ export function expectations(t: Topology): Expectations {
         const y = ay.node;
         const eff = effectiveImpairment(b, x, y);
         const cut = cutBy(b, x, y) ?? (eff.dropPct >= 100 ? 'drop 100 %' : undefined);
+        const ry = t.nodes[y]?.router;
+        const filters = ry && ry.upstream === b.name && (ry.nat || ry.firewall) ? `${y}'s ${ry.nat ? 'NAT' : 'firewall'} drops unsolicited UDP from its upstream (what it accepts depends on what ${y} sent first)` : undefined;
         pairs.push({
           bridge: b.name, from: x, to: y, fromKind: kindOf(t, x), toKind: kindOf(t, y), fromIp: bare(ax.ip), toIp: bare(ay.ip),
-          reachable: cut === undefined, why: cut ?? 'open', dropPct: eff.dropPct,
+          reachable: cut === undefined, why: cut ?? 'open', ...(filters ? { unmeasurable: filters } : {}), dropPct: eff.dropPct,
           ...(eff.bandwidthBps !== undefined ? { bandwidthBps: eff.bandwidthBps } : {}),
           ...(eff.latencyMs !== undefined ? { latencyMs: eff.latencyMs, jitterMs: eff.jitterMs } : {}),
           queue: `${b.name}/${y}/${eff.ownQueue ? x : '*'}`, mtu: b.mtu ?? 1500,
@@ -157,13 +190,42 @@ export function expectations(t: Topology): Expectations {
     }
   }
   routes.sort((a, b) => (a.from === b.from ? (a.to < b.to ? -1 : 1) : a.from < b.from ? -1 : 1));
+  // A node's default route: its default_route bridge first, then its bridges in name
+  // order; the first with a gateway (a router) or an uplink (the host side) where it has
+  // an IPv4 address.
+  const defaultBridge = (node: string): string | undefined => {
+    const mine = bridges.filter((b) => b.attach.some((a) => a.node === node && a.ip));
+    const want = t.nodes[node]?.defaultRoute;
+    mine.sort((a, b) => Number(b.name === want) - Number(a.name === want));
+    return mine.find((b) => (b.gateway && b.gateway !== node) || b.uplink)?.name;
+  };
   const uplinks: UplinkSpec[] = [];
   for (const b of bridges.filter((x) => x.uplink)) {
-    // A node's default route goes via the first uplink bridge it is on (bridge-name order).
-    const n = usable(b).find((a) => bridges.find((x) => x.uplink && x.attach.some((z) => z.node === a.node))?.name === b.name);
+    const n = usable(b).find((a) => defaultBridge(a.node) === b.name);
     uplinks.push({ bridge: b.name, ...(n ? { node: n.node } : {}) });
   }
-  return { pairs, routes, uplinks };
+  const gateways: GatewaySpec[] = [];
+  const pairOf = (bridge: string, from: string, to: string) => pairs.find((p) => p.bridge === bridge && p.from === from && p.to === to);
+  for (const lan of bridges.filter((b) => b.gateway && t.nodes[b.gateway]?.router)) {
+    const r = lan.gateway!;
+    const spec = t.nodes[r].router!;
+    const up = t.bridges[spec.upstream];
+    if (!up) continue;
+    const s = usable(lan).find((a) => a.node !== r && defaultBridge(a.node) === lan.name);
+    const d = usable(up).find((a) => a.node !== r && !lan.attach.some((z) => z.node === a.node));
+    const leg1 = s ? pairOf(lan.name, s.node, r) : undefined;
+    const leg2 = d ? pairOf(up.name, r, d.node) : undefined;
+    const fw = spec.firewall?.outboundUdp ? `${r}'s firewall allows outbound UDP to port${spec.firewall.outboundUdp.length === 1 && spec.firewall.outboundUdp[0].lo === spec.firewall.outboundUdp[0].hi ? '' : 's'} ${spec.firewall.outboundUdp.map((x) => (x.lo === x.hi ? `${x.lo}` : `${x.lo}-${x.hi}`)).join(', ')} only` : undefined;
+    const why = (leg1 && !leg1.reachable ? leg1.why : undefined) ?? (leg2 && !leg2.reachable ? leg2.why : undefined) ?? fw;
+    const nat = spec.nat ? `mapping ${spec.nat.mapping}, filtering ${spec.nat.filtering}` : 'no NAT';
+    gateways.push({
+      router: r, lan: lan.name, upstream: up.name,
+      ...(s ? { src: { node: s.node, ip: bare(s.ip)! } } : {}), ...(d ? { dst: { node: d.node, ip: bare(d.ip)! } } : {}),
+      reachable: why === undefined, why: why ?? 'open', nat,
+      dropPct: 100 * (1 - (1 - (leg1?.dropPct ?? 0) / 100) * (1 - (leg2?.dropPct ?? 0) / 100)),
+    });
+  }
+  return { pairs, routes, uplinks, gateways };
 }
 
 /**

@@ -6,7 +6,9 @@
  * 1. reachability: every selected directed pair on every bridge, all at once: 10 small
  *    UDP datagrams (more for a pair with drop: enough that a reachable pair loses them
  *    all with probability < 1e-6); reachable when at least one arrives. Routes between
- *    bridges the same way; uplinks by ping to the host namespace's default gateway.
+ *    bridges the same way, and each router's forwarding from a node behind it to a node
+ *    on its upstream (through its NAT); uplinks by ping to the host namespace's default
+ *    gateway. Routers carry an agent like netns nodes.
  *    Pairs between a netns node and a VM: ping (a round trip: both directions open).
  *    `--quick` stops here.
  * 2. light tests, all at once: drop per pair with 0 < drop < 100 % (1,000-5,000 small
@@ -20,23 +22,23 @@
  *    (netem's queue must hold a full link: see plan/commands.ts netemLimit).
  * Every agent ends with the probe (stdin closed, and a maximum lifetime).
  */
-import type { Topology } from '../model/topology.js';
+import { hasNamespace, type Topology } from '../model/topology.js';
 import { nodeNetns } from '../model/names.js';
 import { HostRunner, mapLimit, type Runner } from '../host/runner.js';
 import { ipArgv, type HostContext } from '../plan/commands.js';
 import { existsSync } from 'node:fs';
-import { expectations, type PairSpec, type RouteSpec, type UplinkSpec } from './expect.js';
+import { expectations, type GatewaySpec, type PairSpec, type RouteSpec, type UplinkSpec } from './expect.js';
 import { startAgents, type Agent, type SendResult } from './agents.js';
 import type { FlowStats } from './agent.js';
 import { netemLimit } from '../plan/realize.js';
 import { dropOk, dropSamples, jitterEstimate, jitterTolerance, latencyBounds, median, medianSlack, rateOk, reachSamples, RATE_TOLERANCE } from './stats.js';
 
-export type PropertyKind = 'reach' | 'drop' | 'latency' | 'jitter' | 'rate' | 'queue' | 'route' | 'uplink';
+export type PropertyKind = 'reach' | 'drop' | 'latency' | 'jitter' | 'rate' | 'queue' | 'route' | 'gateway' | 'uplink';
 
 /** One measured property: declared, measured, verdict. Units in `values`: percent, bits/s, ms. */
 export interface ProbeResult {
   property: PropertyKind;
-  /** "lan a -> b", "lan a <-> v (round trip)", "route lan -> data", "uplink lan". */
+  /** "lan a -> b", "lan a <-> v (round trip)", "lan -> data" (route), "home: homelan -> inet" (gateway), "lan" (uplink). */
   subject: string;
   bridge?: string;
   from?: string;
@@ -165,7 +167,8 @@ export async function probe(t: Topology, opts: ProbeOptions): Promise<ProbeRepor
   const only = opts.only ?? (() => true);
   const pairs = exp.pairs.filter(only);
   const results: ProbeResult[] = [];
-  const running = (node: string) => t.nodes[node].kind !== 'netns' || existsSync(`/run/netns/${nodeNetns(t.lab, node)}`);
+  const running = (node: string) => !hasNamespace(t.nodes[node].kind) || existsSync(`/run/netns/${nodeNetns(t.lab, node)}`);
+  const inNs = (k: PairSpec['fromKind']) => k === 'netns' || k === 'router';
 
   // Which pairs can be measured, and how.
   const agentPairs: PairSpec[] = [];
@@ -175,17 +178,20 @@ export async function probe(t: Topology, opts: ProbeOptions): Promise<ProbeRepor
     if (p.fromKind === 'qemu' || p.toKind === 'qemu') skip('not measured: a qemu node without a VM (no kernel or disk) has no network stack');
     else if (!p.fromIp || !p.toIp) skip('not measured: no IPv4 address on this bridge (no subnet)');
     else if (!running(p.from) || !running(p.to)) skip(`not measured: node ${running(p.from) ? p.to : p.from} is not running (run provium apply)`);
-    else if (p.fromKind === 'netns' && p.toKind === 'netns') agentPairs.push(p);
-    else if (p.fromKind === 'netns' && p.toKind === 'vm') vmPairs.push(p);
+    else if (p.unmeasurable) skip(`not measured: ${p.unmeasurable}`);
+    else if (inNs(p.fromKind) && inNs(p.toKind)) agentPairs.push(p);
+    else if (inNs(p.fromKind) && p.toKind === 'vm') vmPairs.push(p);
     else if (p.fromKind === 'vm' && p.toKind === 'vm') skip('not measured: both ends are VMs (the probe runs no agent inside VMs)');
     // vm -> netns pairs are covered by the round trip of their netns -> vm pair.
   }
   const routes: RouteSpec[] = opts.only ? [] : exp.routes;
   const uplinks: UplinkSpec[] = opts.only ? [] : exp.uplinks;
+  const gateways: GatewaySpec[] = opts.only ? [] : exp.gateways;
 
   const needed = new Set<string>();
   for (const p of agentPairs) (needed.add(p.from), needed.add(p.to));
   for (const r of routes) if (r.src && r.dst && running(r.src.node) && running(r.dst.node)) (needed.add(r.src.node), needed.add(r.dst.node));
+  for (const g of gateways) if (g.src && g.dst && running(g.src.node) && running(g.dst.node)) (needed.add(g.src.node), needed.add(g.dst.node));
   const maxLatency = Math.max(0, ...pairs.map((p) => (p.latencyMs ?? 0) + (p.jitterMs ?? 0)));
   const graceMs = 300 + maxLatency * 1.2;
   // The first datagrams of a pair wait for ARP, which crosses the pair's queues too (only
@@ -195,7 +201,7 @@ export async function probe(t: Topology, opts: ProbeOptions): Promise<ProbeRepor
   const agents = await startAgents(new Map([...needed].map((n) => [n, nodeNetns(t.lab, n)])), opts.quick ? 60_000 : 300_000);
   try {
     // --- 1. reachability ------------------------------------------------------------------
-    progress(`reachability: ${agentPairs.length} pair(s), ${routes.length} route(s), ${uplinks.length} uplink(s), ${vmPairs.length} VM pair(s)`);
+    progress(`reachability: ${agentPairs.length} pair(s), ${routes.length} route(s), ${gateways.length} router path(s), ${uplinks.length} uplink(s), ${vmPairs.length} VM pair(s)`);
     const reachFlows: FlowPlan[] = agentPairs.map((p) => {
       const count = p.reachable ? reachSamples(p.dropPct) : 10;
       const pps = Math.min(500, ppsUnder(p, SMALL, 0.5));
@@ -203,10 +209,13 @@ export async function probe(t: Topology, opts: ProbeOptions): Promise<ProbeRepor
     });
     const routeList = routes.filter((r) => r.src && r.dst && agents.has(r.src.node) && agents.has(r.dst.node));
     const routeFlows: FlowPlan[] = routeList.map((r) => ({ src: r.src!.node, dst: r.dst!.node, ip: r.dst!.ip, count: 10, size: SMALL, pps: 500 }));
+    const gwList = gateways.filter((g) => g.src && g.dst && agents.has(g.src.node) && agents.has(g.dst.node));
+    const gwFlows: FlowPlan[] = gwList.map((g) => ({ src: g.src!.node, dst: g.dst!.node, ip: g.dst!.ip, count: g.reachable ? reachSamples(g.dropPct) : 10, size: SMALL, pps: 200 }));
     const gateway = uplinks.length ? await defaultGateway(runner, opts.ctx) : undefined;
-    const [reachOut, routeOut, uplinkOut, vmReach] = await Promise.all([
+    const [reachOut, routeOut, gwOut, uplinkOut, vmReach] = await Promise.all([
       runFlows(agents, reachFlows, reachGraceMs),
       runFlows(agents, routeFlows, reachGraceMs),
+      runFlows(agents, gwFlows, reachGraceMs),
       mapLimit(uplinks, 8, async (u) => (u.node && gateway && running(u.node) ? ping(runner, nodeNetns(t.lab, u.node), gateway, 3, 0.2) : undefined)),
       mapLimit(vmPairs, 8, (p) => {
         const back = exp.pairs.find((q) => q.bridge === p.bridge && q.from === p.to && q.to === p.from)!;
@@ -248,6 +257,24 @@ export async function probe(t: Topology, opts: ProbeOptions): Promise<ProbeRepor
       results.push({
         property: 'route', subject, declared: 'reachable', measured: `${o.stats.received}/${o.send.sent} arrived (${r.src!.node} -> ${r.dst!.node} ${r.dst!.ip})`,
         status: o.stats.received > 0 ? 'ok' : 'FAIL', values: { reachable: o.stats.received > 0, sent: o.send.sent, received: o.stats.received },
+      });
+    }
+    for (const g of gateways) {
+      const i = gwList.indexOf(g);
+      const subject = `${g.router}: ${g.lan} -> ${g.upstream}`;
+      const declared = g.reachable ? `reachable (${g.nat})` : `cut (${g.why})`;
+      if (i < 0) {
+        const why = !g.src ? `no running netns node with an address and link up on ${g.lan} takes its default route through ${g.router}`
+          : !g.dst ? `no running netns node with an address and link up on ${g.upstream} (other than ${g.router})`
+            : `node ${running(g.src.node) ? g.dst.node : g.src.node} is not running`;
+        results.push({ property: 'gateway', subject, declared, measured: `not measured: ${why}`, status: 'skip' });
+        continue;
+      }
+      const o = gwOut[i];
+      const reached = o.stats.received > 0;
+      results.push({
+        property: 'gateway', subject, declared, measured: `${o.stats.received}/${o.send.sent} arrived (${g.src!.node} -> ${g.dst!.node} ${g.dst!.ip})`,
+        status: reached === g.reachable ? 'ok' : 'FAIL', values: { reachable: reached, sent: o.send.sent, received: o.stats.received },
       });
     }
     uplinks.forEach((u, i) => {
@@ -484,7 +511,7 @@ export async function probe(t: Topology, opts: ProbeOptions): Promise<ProbeRepor
   }
 
   function finish(): ProbeReport {
-    const order: PropertyKind[] = ['reach', 'drop', 'latency', 'jitter', 'rate', 'queue', 'route', 'uplink'];
+    const order: PropertyKind[] = ['reach', 'drop', 'latency', 'jitter', 'rate', 'queue', 'route', 'gateway', 'uplink'];
     const key = (r: ProbeResult) => [r.bridge ?? '~', r.from ?? '', r.to ?? '', String(order.indexOf(r.property)).padStart(2, '0'), r.subject].join('\u0000');
     results.sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
     return { lab: t.lab, ok: results.every((r) => r.status !== 'FAIL'), seconds: Math.round(performance.now() - t0) / 1000, results };

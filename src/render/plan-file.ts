@@ -8,8 +8,8 @@
  *
  * Lines come from the kinds of the items in a change, never from how an address is
  * spelled, so addresses of objects this renderer does not know (groups, routers) render
- * too. Device names are turned back into nodes and bridges through PlanNames; a name it
- * cannot resolve is shown as it is.
+ * too. Device names and MACs (a directed pair's sender is its NIC's MAC) are turned back
+ * into nodes and bridges through PlanNames; a name it cannot resolve is shown as it is.
  */
 import { Chalk } from 'chalk';
 import type { Action, Change, ItemChange, Plan } from '../plan/types.js';
@@ -19,6 +19,7 @@ import type { Topology } from '../model/topology.js';
 import { formatDiagnostic } from '../model/diagnostics.js';
 import { bridgeDev, parseAlias, portDev } from '../model/names.js';
 import { parseTcRate, UNSHAPED_BPS } from '../plan/ids.js';
+import { nicMacOf } from '../plan/realize.js';
 import { summary, type RenderOptions } from './text.js';
 
 /** A process a deletion ends (a node namespace's, a VM's, a dnsmasq's). */
@@ -36,6 +37,8 @@ export interface PlanNames {
   bridges: Map<string, string>;
   /** Node namespace -> node name. */
   namespaces: Map<string, string>;
+  /** NIC MAC (lower case) -> node name: the senders of partition, drop and queue elements. */
+  macs: Map<string, string>;
   /** IPv4 address (bare) -> node name. */
   addresses: Map<string, string>;
   /** Processes running in a node namespace (what deleting it ends). */
@@ -47,10 +50,11 @@ export interface PlanNames {
  * ownership marks on links and namespaces tell node and bridge back).
  */
 export function planNames(t: Topology, states: HostState[], processes?: Map<string, ProcessInfo[]>): PlanNames {
-  const n: PlanNames = { ports: new Map(), bridges: new Map(), namespaces: new Map(), addresses: new Map(), ...(processes ? { processes } : {}) };
+  const n: PlanNames = { ports: new Map(), bridges: new Map(), namespaces: new Map(), addresses: new Map(), macs: new Map(), ...(processes ? { processes } : {}) };
   for (const b of Object.values(t.bridges)) {
     n.bridges.set(bridgeDev(t.lab, b.name), b.name);
     for (const a of b.attach) {
+      n.macs.set(nicMacOf(t, a.node, b.name).toLowerCase(), a.node);
       n.ports.set(portDev(t.lab, a.node, a.nicIndex), { node: a.node, bridge: b.name, nic: a.nic });
       if (a.ip) n.addresses.set(a.ip.split('/')[0], a.node);
     }
@@ -61,8 +65,10 @@ export function planNames(t: Topology, states: HostState[], processes?: Map<stri
       if (a?.kind === 'bridge' && !n.bridges.has(l.name)) n.bridges.set(l.name, a.bridge);
       if (a?.kind === 'port' && !n.ports.has(l.name)) n.ports.set(l.name, { node: a.node, bridge: a.bridge, nic: `eth${l.name.slice(l.name.lastIndexOf('-') + 1)}` });
     }
+    for (const vm of Object.values(s.vms)) for (const nic of Object.values(vm.nics)) if (!n.macs.has(nic.mac.toLowerCase())) n.macs.set(nic.mac.toLowerCase(), vm.node);
     for (const ns of Object.values(s.namespaces)) {
       n.namespaces.set(ns.name, ns.node);
+      for (const nic of Object.values(ns.nics)) if (nic.mac && !n.macs.has(nic.mac.toLowerCase())) n.macs.set(nic.mac.toLowerCase(), ns.node);
       for (const nic of Object.values(ns.nics)) for (const a of nic.addrs) if (!n.addresses.has(a.split('/')[0])) n.addresses.set(a.split('/')[0], ns.node);
     }
   }
@@ -99,9 +105,10 @@ interface Fact {
 class Describer {
   constructor(private readonly names: PlanNames) {}
 
+  /** A port device or a NIC's MAC -> its node. */
   port(dev: string): string {
     const p = this.names.ports.get(dev);
-    return p ? p.node : dev;
+    return p ? p.node : this.names.macs.get(dev.toLowerCase()) ?? dev;
   }
   nicOf(dev: string): string {
     const p = this.names.ports.get(dev);
@@ -170,7 +177,7 @@ class Describer {
           const procs = this.names.processes?.get(ref.ns) ?? [];
           return procs.length ? [{ text: `ends ${procs.length} process${procs.length === 1 ? '' : 'es'} still running in node ${this.node(ref.ns)}: ${procs.map((p) => `${p.pid} (${p.cmd})`).join(', ')}` }] : [];
         }
-        if (add) return [{ text: `node ${this.node(ref.ns)} (network namespace)` }];
+        if (add) return [{ text: `${group.some((g) => (g.after ?? g.before)?.ref.kind === 'router') ? 'router' : 'node'} ${this.node(ref.ns)} (network namespace)` }];
         return changed('loUp') ? [{ text: 'loopback up (was down)' }] : [];
       }
       case 'nic': {
@@ -214,6 +221,18 @@ class Describer {
           if (changed('alias')) out.push({ text: 'ownership mark restored' });
           return out;
         }
+        if ((after.kind ?? before.kind) === 'vxlan') {
+          const b = this.bridge(String(after.master ?? before.master ?? ''));
+          if (del) return [];
+          if (add) return [{ text: `VXLAN port of bridge ${b} (${after.vxlan})${after.mtu !== undefined ? `, mtu ${after.mtu}` : ''}` }];
+          const out: Fact[] = [];
+          if (changed('vxlan')) out.push({ text: `VXLAN ${before.vxlan} -> ${after.vxlan}` });
+          if (changed('up')) out.push({ text: `VXLAN port of bridge ${b} up (was down)` });
+          if (changed('master')) out.push({ text: `VXLAN port moves to bridge ${b}` });
+          if (changed('mtu')) out.push({ text: `VXLAN port mtu ${before.mtu ?? 'default'} -> ${after.mtu}` });
+          if (changed('alias')) out.push({ text: 'VXLAN port ownership mark restored' });
+          return out;
+        }
         const nic = this.nicOf(ref.name);
         if (del) return [];
         if (add) {
@@ -228,6 +247,57 @@ class Describer {
         if (changed('mtu')) out.push({ text: `${nic} mtu ${before.mtu ?? 'default'} -> ${after.mtu}` });
         if (changed('alias')) out.push({ text: `${nic} ownership mark restored` });
         return out;
+      }
+      case 'fdb': {
+        if (del) return [];
+        return [{ text: `VXLAN peers (other hosts' underlay addresses): ${add ? '' : `${list(before.peers)} -> `}${list(after.peers)}` }];
+      }
+      case 'router': {
+        if (del) return [];
+        const node = this.node(ref.ns);
+        // The router's NICs ("eth1,eth2") as the bridges they are on ("inet (eth1)").
+        const onBridges = (nics: unknown) => (typeof nics === 'string' && nics ? nics.split(',').map((nic) => {
+          const p = [...this.names.ports.values()].find((x) => x.node === node && x.nic === nic);
+          return p ? `${p.bridge} (${nic})` : nic;
+        }).join(', ') : 'none');
+        if (add) {
+          return [{
+            text: `upstream ${onBridges(after.upstream)}, downstream ${onBridges(after.downstream)}${after.public_address ? `, public address ${after.public_address}` : ''}, forwarding${after.ipv6_forwarding ? ' IPv4 and IPv6' : ' IPv4'}`,
+          }];
+        }
+        const out: Fact[] = [];
+        const onoff = (x: unknown) => (x === 1 ? 'on' : x === 0 ? 'off' : 'unknown');
+        if (changed('ip_forward')) out.push({ text: `IPv4 forwarding ${onoff(before.ip_forward)} -> ${onoff(after.ip_forward)}` });
+        if (changed('ipv6_forwarding')) out.push({ text: `IPv6 forwarding ${onoff(before.ipv6_forwarding)} -> ${onoff(after.ipv6_forwarding)}` });
+        if (changed('upstream')) out.push({ text: `upstream ${onBridges(before.upstream)} -> ${onBridges(after.upstream)}` });
+        if (changed('downstream')) out.push({ text: `downstream ${onBridges(before.downstream)} -> ${onBridges(after.downstream)}` });
+        if (changed('public_address')) out.push({ text: `public address ${before.public_address || 'none'} -> ${after.public_address || 'none'}` });
+        if (changed('table')) out.push({ text: before.table === undefined ? 'its nft table is written again (missing)' : 'its nft table is rewritten (it differs from what provium writes)' });
+        return out;
+      }
+      case 'router-nat': {
+        if (del) return [];
+        const natLine = (v: V) => (v.nat === 'none' ? 'none' : v.nat ?? [
+          `mapping ${v.mapping}`, `filtering ${v.filtering}`, v.hairpin ? 'hairpin' : 'no hairpin', v.port_preservation ? 'port preservation' : '',
+          v.udp_timeout_s !== undefined ? `UDP timeout ${v.udp_timeout_s} s` : '', v.tcp_established_timeout_s !== undefined ? `TCP established timeout ${v.tcp_established_timeout_s} s` : '',
+        ].filter(Boolean).join(', '));
+        if (add) return [{ text: `NAT ${natLine(after)}` }];
+        const out: Fact[] = [];
+        if (changed('nat') || (before.nat === undefined) !== (after.nat === undefined)) return [{ text: `NAT ${before.nat === undefined && before.mapping === undefined ? 'unknown' : natLine(before)} -> ${natLine(after)}` }];
+        for (const f of ['mapping', 'filtering']) if (changed(f)) out.push({ text: `NAT ${f} ${before[f]} -> ${after[f]}` });
+        if (changed('hairpin')) out.push({ text: `NAT hairpin ${before.hairpin ? 'on' : 'off'} -> ${after.hairpin ? 'on' : 'off'}` });
+        if (changed('port_preservation')) out.push({ text: `NAT port preservation ${before.port_preservation ? 'on' : 'off'} -> ${after.port_preservation ? 'on' : 'off'}` });
+        if (changed('udp_timeout_s')) out.push({ text: `NAT UDP timeout ${before.udp_timeout_s ?? '?'} s -> ${after.udp_timeout_s} s` });
+        if (changed('tcp_established_timeout_s')) out.push({ text: `NAT TCP established timeout ${before.tcp_established_timeout_s ?? '?'} s -> ${after.tcp_established_timeout_s} s` });
+        if (changed('rules') && out.length === 0) out.push({ text: 'NAT rules rewritten (they differ from what provium writes)' });
+        return out;
+      }
+      case 'router-fw': {
+        if (del) return [];
+        const fwLine = (v: V) => (v.firewall === 'none' || v.firewall === undefined ? String(v.firewall ?? 'unknown') : `${v.firewall} (outbound tcp ${v.outbound_tcp}, udp ${v.outbound_udp}; inbound tcp ${v.inbound_tcp}, udp ${v.inbound_udp})`);
+        if (add) return [{ text: `firewall ${fwLine(after)}` }];
+        if (fields.some((f) => f.field !== 'rules')) return [{ text: `firewall ${fwLine(before)} -> ${fwLine(after)}` }];
+        return fields.length ? [{ text: 'firewall rules rewritten (they differ from what provium writes)' }] : [];
       }
       case 'qdisc': {
         if (add) return [{ text: `queueing of what ${this.port(ref.dev)} receives (for its bandwidth and latency)` }];
@@ -404,11 +474,12 @@ function merge(facts: Fact[], limit = 8): string[] {
   for (const [text, subjects] of bySubject) {
     // "into a", "into b" -> "into a, b".
     const into = subjects.every((x) => x.startsWith('into '));
-    const names = into ? subjects.map((x) => x.slice(5)) : subjects;
+    // Sorted by name (pairs are keyed by the sender's MAC, whose order means nothing).
+    const names = (into ? subjects.map((x) => x.slice(5)) : subjects).sort((x, y) => (x < y ? -1 : x > y ? 1 : 0));
     const shown = names.slice(0, limit).join(', ');
     const more = names.length > limit ? `, and ${names.length - limit} more (--verbose lists them)` : '';
     if (into) out.push(`${text} into ${shown}${more}`);
-    else out.push(subjects.length === 1 ? `${subjects[0]}: ${text}` : `${text}: ${shown}${more}`);
+    else out.push(names.length === 1 ? `${names[0]}: ${text}` : `${text}: ${shown}${more}`);
   }
   return out;
 }
@@ -419,7 +490,7 @@ export function describeChange(ch: Change, names: PlanNames): { lines: string[];
   const rank = (it: ItemChange) => {
     const i = (it.after ?? it.before)!;
     if (i.ref.kind === 'link') return val(i).kind === 'bridge' ? 1 : 3;
-    const order: Record<string, number> = { netns: 0, nic: 2, routes: 4, vm: 5, 'vm-nic': 6, 'vm-link': 7 };
+    const order: Record<string, number> = { netns: 0, router: 1, nic: 2, routes: 4, vm: 5, 'vm-nic': 6, 'vm-link': 7, 'router-nat': 8, 'router-fw': 9 };
     return order[i.ref.kind] ?? 10;
   };
   const items = [...ch.items].sort((a, b) => rank(a) - rank(b));

@@ -41,6 +41,8 @@ describe('exec: reading the file', () => {
     assert.equal(peekFile('lab: demo\nlab: other\nnodes: { a: { kind: netns } }\n'), undefined, 'duplicate keys');
     assert.equal(peekFile('lab: demo\nnodes: { "a;b": { kind: netns } }\n'), undefined, 'a node name the loader rejects');
     assert.equal(peekFile('{ unclosed'), undefined);
+    assert.equal(peekFile('lab: demo\nhosts: { h1: { local: true, underlay: 192.0.2.1 } }\nnodes: { a: { kind: netns, host: h1 } }\n'), undefined, 'a multi-host file: the full CLI checks where the node runs');
+    assert.deepEqual(peekFile('lab: demo\nnodes: { r: { kind: router } }\n'), { lab: 'demo', nodes: { r: 'router' } });
   });
 
   test('the cache: keyed by the bytes, in the state root only, never through a symlink', () => {

@@ -82,3 +82,12 @@ test('probe --json and ls --json documents match the output schema', async () =>
   }));
   check('ls', lsJson([{ lab: 'demo', file: '/x/lab.yaml', hostNetns: null, appliedAt: '2026-12-02T00:00:00.000Z', objects: { nodes: 3 }, namespaces: 3, recorded: true }, { lab: 'old', namespaces: 2, recorded: false }]));
 });
+
+test('a multi-host plan --json document (changes and commands with their host, per-host plans) matches the output schema', async () => {
+  const { multiPlanJson } = await import('../../src/hosts/render.js');
+  const { plan, observation } = await planFixture('drifted');
+  const t = loadTopology(new URL('drifted/topology.yaml', FIXTURES).pathname);
+  const doc = multiPlanJson({ lab: t.lab, errors: [], hosts: [{ host: 'h1', topology: t, ctx: {}, plan, observation, record: {} }, { host: 'h2', topology: t, ctx: {}, plan, observation, record: {} }] });
+  assert.ok(doc.changes.every((c) => c.host === 'h1' || c.host === 'h2'));
+  check('plan', JSON.parse(JSON.stringify(doc)));
+});

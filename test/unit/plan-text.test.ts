@@ -14,6 +14,11 @@ import { planFor } from '../../src/apply/index.js';
 import { emptyTopology } from '../../src/plan/index.js';
 import { planNames, renderPlanFile, type ProcessInfo } from '../../src/render/plan-file.js';
 import type { Topology } from '../../src/model/topology.js';
+import type { HostFacts } from '../../src/model/state.js';
+import { checkTopology } from '../../src/load/index.js';
+import { computePlan } from '../../src/plan/index.js';
+import { realize } from '../../src/plan/realize.js';
+import { emptyState } from '../../src/model/state.js';
 
 process.env.PROVIUM_STATE_DIR = '/nonexistent/provium-unit';
 const GOLDEN = new URL('plan-text/', FIXTURES);
@@ -72,20 +77,60 @@ describe('plan text at the level of the file (golden files)', () => {
   });
 });
 
+/** Routers (kind: router), planned without a host: the lab realized one way, then the file changed another. */
+const ROUTERS = `lab: rt
+nodes:
+  home:  { kind: router, nat: home }
+  isp:   { kind: router, nat: cgnat }
+  alice: { kind: netns }
+  bob:   { kind: netns }
+  stun:  { kind: netns }
+bridges:
+  wan:      { subnet: 198.51.100.0/24, attach: [home, isp, stun] }
+  home-lan: { subnet: 192.168.1.0/24, gateway: home, attach: [home, alice] }
+  cell:     { subnet: 100.64.0.0/24, gateway: isp, attach: [isp, bob] }
+`;
+
+function routerPlanText(before: string | undefined, after: string): string {
+  const load = (text: string) => {
+    const r = checkTopology('/tmp/rt.yaml', text);
+    assert.deepEqual(r.diagnostics.filter((d) => d.severity === 'error').map((d) => d.summary), []);
+    return r.topology!;
+  };
+  const facts: HostFacts = { features: { netem: true, htb: true, nftBridge: true, tun: true }, featureSource: {}, conflicts: [], missingFiles: [], conntrackBinary: '/usr/sbin/conntrack' };
+  const t = load(after);
+  const observed = before === undefined ? emptyState() : realize(load(before), {});
+  const plan = computePlan(t, observed, facts, { hostNetns: 'h', stateDir: '/st/rt' });
+  assert.deepEqual(plan.errors, []);
+  const text = renderPlanFile(plan, planNames(t, [observed]), { color: false });
+  assert.doesNotMatch(text, /provium_rt|pv-rt-|null ->|sets:|chains:/, 'no host internals');
+  return text;
+}
+
+describe('plan text of routers (golden files)', () => {
+  test('create: routers with NAT, their LANs and nodes', () => golden('router-create', routerPlanText(undefined, ROUTERS)));
+  test('update: a NAT preset changed (home -> corporate)', () => golden('router-nat', routerPlanText(ROUTERS, ROUTERS.replace('home:  { kind: router, nat: home }', 'home:  { kind: router, nat: corporate }'))));
+  test('update: a firewall added', () => golden('router-firewall', routerPlanText(ROUTERS, ROUTERS.replace('isp:   { kind: router, nat: cgnat }', 'isp:   { kind: router, nat: cgnat, firewall: corporate }'))));
+  test('delete: a router and its LAN', () => {
+    const without = ROUTERS.replace('  isp:   { kind: router, nat: cgnat }\n', '').replace('  bob:   { kind: netns }\n', '').replace('  cell:     { subnet: 100.64.0.0/24, gateway: isp, attach: [isp, bob] }\n', '').replace('[home, isp, stun]', '[home, stun]');
+    golden('router-delete', routerPlanText(ROUTERS, without));
+  });
+});
+
 describe('plan text: addresses it does not know', () => {
-  test('a group-owned partition and a future item kind render from their items', () => {
-    const names = { ports: new Map([['fx-a-1', { node: 'a', bridge: 'lan', nic: 'eth1' }], ['fx-c-0', { node: 'c', bridge: 'lan', nic: 'eth0' }]]), bridges: new Map([['fx-lan', 'lan']]), namespaces: new Map(), addresses: new Map() };
+  test('a group-owned partition (senders by MAC) and a future item kind render from their items', () => {
+    const names = { ports: new Map([['fx-a-1', { node: 'a', bridge: 'lan', nic: 'eth1' }], ['fx-c-0', { node: 'c', bridge: 'lan', nic: 'eth0' }]]), bridges: new Map([['fx-lan', 'lan']]), namespaces: new Map(), addresses: new Map(), macs: new Map([['02:00:00:00:00:0a', 'a'], ['02:00:00:00:00:0c', 'c']]) };
     const elem = (k: string) => ({ key: `elem:bridge:blocked:${k}`, ref: { kind: 'elem' as const, family: 'bridge' as const, set: 'blocked', key: k }, owner: 'bridge.lan.partition[@leaders>@followers]', value: { value: true, owner: 'x' }, deps: [] });
-    const future = { key: 'router:r1', ref: { kind: 'router', name: 'r1' } as never, owner: 'router.r1', value: { nat: 'eim' }, deps: [] };
+    const future = { key: 'tunnel:r1', ref: { kind: 'tunnel', name: 'r1' } as never, owner: 'tunnel.r1', value: { nat: 'eim' }, deps: [] };
     const plan = {
       lab: 'fx', errors: [], invocations: [],
       changes: [
-        { address: 'bridge.lan.partition[@leaders>@followers]', action: 'create' as const, items: [{ action: 'create' as const, key: 'k1', after: elem('fx-a-1>fx-c-0'), fields: [] }, { action: 'create' as const, key: 'k2', after: elem('fx-c-0>fx-a-1'), fields: [] }] },
-        { address: 'router.r1', action: 'update' as const, items: [{ action: 'update' as const, key: 'router:r1', before: { ...future, value: { nat: 'edm' } }, after: future, fields: [{ field: 'nat', before: 'edm', after: 'eim' }] }] },
+        { address: 'bridge.lan.partition[@leaders>@followers]', action: 'create' as const, items: [{ action: 'create' as const, key: 'k1', after: elem('02:00:00:00:00:0a>fx-c-0'), fields: [] }, { action: 'create' as const, key: 'k2', after: elem('02:00:00:00:00:0c>fx-a-1'), fields: [] }] },
+        { address: 'tunnel.r1', action: 'update' as const, items: [{ action: 'update' as const, key: 'tunnel:r1', before: { ...future, value: { nat: 'edm' } }, after: future, fields: [{ field: 'nat', before: 'edm', after: 'eim' }] }] },
       ],
     };
     const text = renderPlanFile(plan, names, { color: false });
     assert.match(text, /\+ bridge\.lan\.partition\[@leaders>@followers\] will be created\n\s+partition a <-> c\n/);
-    assert.match(text, /~ router\.r1 will be updated in place\n\s+nat "edm" -> "eim"\n/);
+    assert.match(text, /~ tunnel\.r1 will be updated in place\n\s+nat "edm" -> "eim"\n/);
   });
 });

@@ -75,6 +75,41 @@ describe('probe: what the file declares per pair', () => {
     assert.deepEqual(exp.uplinks, [{ bridge: 'lan', node: 'a' }]);
   });
 
+  test('routers: members of their bridges; inbound on a filtering router\'s upstream not measured; a path through each router from a node behind it', () => {
+    const rt = loadTopology('/virtual/rt.yaml', `
+lab: rt
+nodes:
+  home: { kind: router, nat: home }
+  corp: { kind: router, nat: corporate, firewall: corporate }
+  open: { kind: router }
+  alice: { kind: netns }
+  carol: { kind: netns }
+  olga: { kind: netns }
+  stun: { kind: netns }
+bridges:
+  wan: { subnet: 198.51.100.0/24, attach: [home, corp, open, stun] }
+  homelan: { subnet: 192.168.1.0/24, gateway: home, attach: [home, alice] }
+  corplan: { subnet: 10.20.0.0/24, gateway: corp, attach: [corp, carol] }
+  openlan: { subnet: 10.30.0.0/24, gateway: open, attach: [open, { node: olga, link: down }] }
+`);
+    const e = expectations(rt);
+    const p = (b: string, x: string, y: string) => e.pairs.find((q) => q.bridge === b && q.from === x && q.to === y)!;
+    assert.equal(p('wan', 'stun', 'home').fromKind, 'netns');
+    assert.equal(p('wan', 'stun', 'home').toKind, 'router');
+    assert.match(p('wan', 'stun', 'home').unmeasurable ?? '', /home's NAT drops unsolicited UDP/);
+    assert.match(p('wan', 'stun', 'corp').unmeasurable ?? '', /corp's NAT/);
+    assert.equal(p('wan', 'stun', 'open').unmeasurable, undefined, 'a router without NAT or firewall takes what reaches it');
+    assert.equal(p('wan', 'home', 'stun').unmeasurable, undefined, 'what a router sends is measured');
+    assert.equal(p('homelan', 'alice', 'home').unmeasurable, undefined, 'its LAN side is not filtered');
+    assert.deepEqual(e.gateways.map((g) => [g.router, g.lan, g.upstream, g.src?.node, g.dst?.node, g.reachable, g.why]), [
+      ['corp', 'corplan', 'wan', 'carol', 'stun', false, "corp's firewall allows outbound UDP to port 53 only"],
+      ['home', 'homelan', 'wan', 'alice', 'stun', true, 'open'],
+      ['open', 'openlan', 'wan', undefined, 'stun', true, 'open'],
+    ]);
+    assert.equal(e.gateways[1].nat, 'mapping endpoint-independent, filtering address-and-port-dependent');
+    assert.equal(e.gateways[2].nat, 'no NAT');
+  });
+
   test('--only: a>b, a<>b, a, bridge-qualified; unknown names list the valid ones', () => {
     const only = (s: string) => exp.pairs.filter(onlyFilter(t, s)).map((p) => `${p.bridge}:${p.from}>${p.to}`);
     assert.deepEqual(only('a>c'), ['data:a>c', 'lan:a>c']);
