@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { labTest, makeUpstream, report, run, type Lab } from './helpers.js';
 import { GUEST, CTL, vmSkip, waitVm } from './guest.js';
+import { nicMac } from '../../src/model/names.js';
 
 interface Res {
   property: string;
@@ -94,9 +95,11 @@ labTest('probe: a lab with every property this kernel realizes passes (partition
 
   // Broken by hand: the whole-bridge drop element of c -> a deleted, and a -> b's class at 1 Mbit/s instead of 2.
   const nft = JSON.parse((await lab.inHost(['nft', '-j', 'list', 'set', 'bridge', `provium_${lab.name}`, 'loss'])).stdout) as { nftables: { set?: { elem?: { elem: { val: { concat: [string, string, { range: [number, number] }] } } }[] } }[] };
-  const el = nft.nftables.find((o) => o.set)!.set!.elem!.find((e) => e.elem.val.concat[0] === lab.port('c') && e.elem.val.concat[1] === lab.port('a'))!;
+  // Pairs are keyed by the sender's NIC MAC and the receiver's port.
+  const macC = nicMac(lab.name, 'c', 'lan');
+  const el = nft.nftables.find((o) => o.set)!.set!.elem!.find((e) => e.elem.val.concat[0] === macC && e.elem.val.concat[1] === lab.port('a'))!;
   const [, , r] = el.elem.val.concat;
-  const del = await lab.inHost(['nft', 'delete', 'element', 'bridge', `provium_${lab.name}`, 'loss', `{ "${lab.port('c')}" . "${lab.port('a')}" . ${r.range[0]}-${r.range[1]} }`]);
+  const del = await lab.inHost(['nft', 'delete', 'element', 'bridge', `provium_${lab.name}`, 'loss', `{ ${macC} . "${lab.port('a')}" . ${r.range[0]}-${r.range[1]} }`]);
   assert.equal(del.code, 0, del.stderr);
   const classes = (await lab.inHost(['tc', 'class', 'show', 'dev', lab.port('b')])).stdout;
   const m = /class htb (\S+) parent (\S+) .*rate 2Mbit/.exec(classes);
@@ -115,6 +118,41 @@ labTest('probe: a lab with every property this kernel realizes passes (partition
   assert.equal(only.code, 1);
   assert.deepEqual(await agents(), before, 'no agent left running');
 }, { timeoutMs: 240_000 });
+
+labTest('probe through routers: router pairs measured, inbound on a NAT router\'s upstream reported as not measured, a path through each router (NAT: reachable; firewall limiting outbound UDP: cut); forwarding turned off by hand FAILs that path only', async (lab, t) => {
+  lab.write(`
+  nodes:
+    h: { kind: router, nat: home }
+    k: { kind: router, nat: corporate, firewall: corporate }
+    al: { kind: netns }
+    ca: { kind: netns }
+    st: { kind: netns }
+  bridges:
+    wan: { subnet: 198.51.100.0/24, attach: [h, k, st], impairments: [{ drop_pct: 2 }] }
+    hl: { subnet: 192.168.1.0/24, gateway: h, attach: [h, al] }
+    cl: { subnet: 10.20.0.0/24, gateway: k, attach: [k, ca] }
+`);
+  await lab.apply();
+  const p = await probe(lab);
+  for (const x of p.results) report(t, line(x));
+  report(t, `probe through routers: ${p.seconds} s, ${p.results.length} properties`);
+  assert.deepEqual(p.results.filter((x) => x.status === 'FAIL').map(line), [], 'nothing FAILs');
+  const get = (k: string) => p.results.find((x) => key(x) === k);
+  assert.equal(get('gateway h: hl -> wan')?.status, 'ok');
+  assert.match(get('gateway h: hl -> wan')!.declared, /reachable \(mapping endpoint-independent/);
+  assert.equal(get('gateway k: cl -> wan')?.status, 'ok');
+  assert.match(get('gateway k: cl -> wan')!.declared, /cut \(k's firewall allows outbound UDP to port 53 only\)/);
+  assert.equal(get('reach wan st -> h')?.status, 'skip');
+  assert.match(get('reach wan st -> h')!.measured, /h's NAT drops unsolicited UDP/);
+  for (const k of ['reach wan h -> st', 'reach hl al -> h', 'reach hl h -> al', 'drop wan h -> st', 'drop wan k -> st']) assert.equal(get(k)?.status, 'ok', `${k} measured ok`);
+
+  // Broken by hand: h forwards nothing.
+  assert.equal((await run(['ip', 'netns', 'exec', lab.ns('h'), 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=0'])).code, 0);
+  const broken = await probe(lab, ['--quick']);
+  for (const x of broken.results.filter((y) => y.status === 'FAIL')) report(t, `broken: ${line(x)}`);
+  assert.equal(broken.code, 1);
+  assert.deepEqual(broken.results.filter((x) => x.status === 'FAIL').map(key), ['gateway h: hl -> wan'], 'only the path through h FAILs');
+}, { timeoutMs: 120_000 });
 
 labTest('probe: 10 nodes with whole-bridge drop and bandwidth: 90 pairs and 10 queues measured (durations reported; the goals are in npm run bench); a lab that is not applied is an error naming apply', async (lab, t) => {
   const nodes = Array.from({ length: 10 }, (_, i) => `n${i}`);
