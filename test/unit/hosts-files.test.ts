@@ -71,3 +71,33 @@ bridges:
   files['/etc/netns/pv-mh-b/hosts'] = '127.0.0.1 localhost\n';
   assert.deepEqual(observeServices(undefined, 'mh', [], fs, 'h2', ['pv-mh-b']).conflicts.map((c) => c.name), ['/etc/netns/pv-mh-b/hosts'], 'an unmarked file where one is wanted is a conflict');
 });
+
+test('a multi-host plan at the level of the file: per host, remote senders named, the VXLAN port and its peers described', async () => {
+  const { project } = await import('../../src/hosts/project.js');
+  const { computePlan } = await import('../../src/plan/index.js');
+  const { emptyState } = await import('../../src/model/state.js');
+  const { renderMultiPlan } = await import('../../src/hosts/render.js');
+  const mh = loadTopology('/virtual/mh.yaml', `
+lab: mh
+hosts:
+  h1: { local: true, underlay: 192.0.2.11 }
+  h2: { ssh: root@192.0.2.12, underlay: 192.0.2.12 }
+nodes: { a: { kind: netns, host: h1 }, b: { kind: netns, host: h2 } }
+bridges:
+  lan: { subnet: 10.40.0.0/24, home: h1, attach: [a, b], partitions: [{ from: a, to: b }] }
+`);
+  const facts = { features: { netem: true, htb: true, nftBridge: true, tun: true }, featureSource: {}, conflicts: [], missingFiles: [] };
+  const hosts = ['h1', 'h2'].map((h) => {
+    const topology = project(mh, h);
+    const ctx = { stateDir: `/st/${h}/mh`, placement: h };
+    const plan = computePlan(topology, emptyState(), facts, ctx);
+    return { host: h, topology, ctx, plan, observation: { state: emptyState() }, record: {} };
+  });
+  const text = renderMultiPlan(mh, { lab: 'mh', errors: [], hosts } as never, { color: false });
+  assert.match(text, /^host h2 \(ssh root@192\.0\.2\.12, underlay 192\.0\.2\.12\):$/m);
+  assert.match(text, /partition a -> b/, 'the sender on h1 is named from its MAC');
+  assert.match(text, /VXLAN port of bridge lan \(vni \d+ port 4789 local 192\.0\.2\.12\)/);
+  assert.match(text, /VXLAN peers \(other hosts' underlay addresses\): 192\.0\.2\.11/);
+  assert.doesNotMatch(text, /HTB|classid|null ->/);
+  assert.match(renderMultiPlan(mh, { lab: 'mh', errors: [], hosts } as never, { color: false, verbose: true }), /VXLAN peers of mh-lan-vx/, '--verbose: host items');
+});
