@@ -7,7 +7,8 @@ import type { Topology } from '../model/topology.js';
 import type { HostState } from '../model/state.js';
 import { ProviumError } from '../model/diagnostics.js';
 import { CommandError, mapLimit, type Runner } from '../host/runner.js';
-import { observe, realFiles, type HostFiles, type Observation, type Reuse } from '../observe/index.js';
+import { observe, realFiles, type HostFiles, type Observation, type Reuse, type Wanted } from '../observe/index.js';
+import { partialParts } from '../observe/partial.js';
 import { bridgeDev, nodeNetns, parseAlias } from '../model/names.js';
 import { computePlan, planToState, wantedFor, type Plan } from '../plan/index.js';
 import { needsForwarding, needsForwarding6 } from '../plan/realize.js';
@@ -30,14 +31,29 @@ export interface Planned {
  * (IPv6) restores it.
  */
 export async function planFor(t: Topology, ctx0: HostContext, runner: Runner, files: HostFiles = realFiles, reuse?: Reuse): Promise<Planned> {
-  const ctx: HostContext = { ...ctx0, stateDir: ctx0.stateDir ?? join(stateRoot(), t.lab) };
+  const ctx = labContext(t.lab, ctx0);
+  const observation = await observe(t.lab, ctx, runner, wantedWithRecord(t), files, reuse);
+  return { plan: planFromObservation(t, observation, ctx), observation };
+}
+
+/** The context with the lab's state directory filled in. */
+export function labContext(lab: string, ctx: HostContext): HostContext {
+  return { ...ctx, stateDir: ctx.stateDir ?? join(stateRoot(), lab) };
+}
+
+/** What observe must read for t, including the forwarding sysctls the lab recorded values of (to restore them). */
+export function wantedWithRecord(t: Topology): Wanted {
   const rec = readRecord(t.lab);
   const wanted = wantedFor(t);
   if (rec.ipForwardBefore !== undefined) wanted.ipForward = true;
   if (rec.ip6ForwardBefore !== undefined) wanted.ip6Forward = true;
-  const observation = await observe(t.lab, ctx, runner, wanted, files, reuse);
-  const plan = computePlan(t, managedView(t, observation.state, rec), observation.facts, ctx, rec.ipForwardBefore, rec.ip6ForwardBefore);
-  return { plan, observation };
+  return wanted;
+}
+
+/** The plan of t against an observation made with (at least) wantedWithRecord(t). Pure but for reading the lab's record. */
+export function planFromObservation(t: Topology, observation: Observation, ctx: HostContext): Plan {
+  const rec = readRecord(t.lab);
+  return computePlan(t, managedView(t, observation.state, rec), observation.facts, labContext(t.lab, ctx), rec.ipForwardBefore, rec.ip6ForwardBefore);
 }
 
 /** ip_forward (IPv6 forwarding) is only managed while the lab routes (IPv6), or while it has a value to restore. */
@@ -214,6 +230,10 @@ export interface ApplyOptions {
   onStep?: (inv: Invocation) => void;
   /** Run these invocations instead of the plan's (a saved plan's, identical by fingerprint). */
   invocations?: Invocation[];
+  /** Called when the last changing invocation finished (the instant the change happened), before verification. */
+  onCommitted?: () => void;
+  /** Called with the observation that verified the apply (the host as it is now). */
+  onVerified?: (o: Observation) => void;
 }
 
 /**
@@ -236,10 +256,13 @@ export async function applyPlan(t: Topology, planned: Planned, ctx: HostContext,
   const journal = journalNetns({ ...ctx, stateDir: ctx.stateDir ?? join(stateRoot(), t.lab) }, invocations);
   try {
     const readBack = await runInvocations(invocations, runner, opts.onStep);
+    opts.onCommitted?.();
     await waitPortsGone(plan, ctx, runner);
     await waitBridgesIpv6Ready(t, plan, ctx, runner);
     // Verify what was asked: not re-sending links nor forcing replaces again; a --target stays.
-    await verify(t, { ...ctx, refreshLinks: false, replace: undefined }, runner, { previous: observation.state, touched: touchedNamespaces(plan), readBack });
+    // Only what the plan touched is read again (see observe/partial.ts).
+    const reuse = { previous: observation.state, touched: touchedNamespaces(plan), readBack, parts: partialParts(plan), facts: observation.facts };
+    await verify(t, { ...ctx, refreshLinks: false, replace: undefined }, runner, reuse, opts.onVerified);
   } catch (e) {
     if (opts.rollback === false) throw new ApplyError(e as Error, undefined);
     try {
@@ -359,13 +382,17 @@ export function touchedNamespaces(plan: Plan): Set<string> {
  * Re-observes until a fresh plan is empty (up to ~3 s); throws ProviumError listing
  * what remains. With `reuse`, only the namespaces the apply touched are read again.
  */
-export async function verify(t: Topology, ctx: HostContext, runner: Runner, reuse?: Reuse): Promise<Plan> {
+export async function verify(t: Topology, ctx: HostContext, runner: Runner, reuse?: Reuse, onVerified?: (o: Observation) => void): Promise<Plan> {
   let last: Plan | undefined;
   for (let attempt = 0; attempt < 12; attempt++) {
     if (attempt > 0) await new Promise((r) => setTimeout(r, Math.min(50 * 2 ** attempt, 800)));
     // The namespaces' read-back is only as fresh as the first attempt: retries read again.
-    last = (await planFor(t, ctx, runner, realFiles, attempt === 0 ? reuse : reuse && { ...reuse, readBack: undefined })).plan;
-    if (last.changes.length === 0 && last.errors.length === 0) return last;
+    const planned = await planFor(t, ctx, runner, realFiles, attempt === 0 ? reuse : reuse && { ...reuse, readBack: undefined, parts: undefined });
+    last = planned.plan;
+    if (last.changes.length === 0 && last.errors.length === 0) {
+      onVerified?.(planned.observation);
+      return last;
+    }
   }
   const what = last!.changes.map((c) => `${c.action} ${c.address}`).join(', ');
   throw new ProviumError(`verification failed: after apply the host still differs from the file (${what})`);

@@ -29,6 +29,12 @@ export interface PlanFile {
   plan: ReturnType<typeof planJson>;
   /** The exact invocations apply runs (including VM and QMP actions). */
   invocations: Plan['invocations'];
+  /**
+   * Every file the topology was merged from (`inputs`: FILE and each -f overlay, absolute;
+   * `files`: the text of each file read, extends bases included; `-` is standard input)
+   * and the variables substituted: what load/sources.ts needs to load it again.
+   */
+  sources?: { inputs: string[]; files: { path: string; text: string }[]; vars: Record<string, string> };
 }
 
 /** JSON with object keys sorted at every level (a canonical form to hash). */

@@ -17,7 +17,8 @@ import type { NicTable } from './devices.js';
 import type { InAttach, InBridge, InImpairment, InNode, Input } from './input.js';
 import { eui64, formatIpv6, parseIpv6 } from '../model/ipv6.js';
 import { formatCidr } from './ipv4.js';
-import type { Locator } from './source.js';
+import { expandGroups } from './groups.js';
+import type { PathLocator } from './tree.js';
 
 /** QEMU defaults: memory in MiB, virtual CPUs, accelerator. */
 export const QEMU_DEFAULTS = { memory_mb: 256, cpus: 1, accel: 'auto' } as const;
@@ -27,7 +28,7 @@ export interface Checked {
   input: Input;
   addressing: Addressing;
   nics: NicTable;
-  locator: Locator;
+  locator: PathLocator;
 }
 
 /**
@@ -65,6 +66,8 @@ function normalizeNode(n: InNode, c: Checked): NodeSpec {
 function normalizeBridge(b: InBridge, routes: string[], c: Checked): BridgeSpec {
   const net = c.addressing.subnets.get(b.name);
   const net6 = b.subnet6 ? parseIpv6(b.subnet6.split('/')[0]) : undefined;
+  // Group entries expand into the pairs they stand for, after the entries written pair by pair.
+  const groups = expandGroups(b, c.locator);
   return omitUndefined({
     name: b.name,
     subnet: net ? formatCidr(net) : undefined,
@@ -73,11 +76,12 @@ function normalizeBridge(b: InBridge, routes: string[], c: Checked): BridgeSpec 
     hostAddr6: net6 ? `${formatIpv6([...net6.slice(0, 7), 1])}/64` : undefined,
     mtu: b.mtu,
     attach: b.attach.map((a) => normalizeAttach(a, b, c)),
-    partitions: b.partitions.map(
-      (p): PartitionSpec => ({ kind: p.kind, a: p.a.name, b: p.b.name, pos: c.locator.pos(p.path) }),
-    ),
+    partitions: [
+      ...b.partitions.map((p): PartitionSpec => ({ kind: p.kind, a: p.a.name, b: p.b.name, pos: c.locator.pos(p.path) })),
+      ...groups.partitions,
+    ],
     partitionAll: b.partitionAll,
-    impairments: b.impairments.map((i) => normalizeImpairment(i, c)),
+    impairments: [...b.impairments.map((i) => normalizeImpairment(i, c)), ...groups.impairments],
     isolate: b.isolate.map((ref) => ref.name),
     uplink: b.uplink,
     routes,

@@ -6,6 +6,7 @@ import { LineCounter, isAlias, isMap, isPair, isScalar, isSeq, parseDocument, vi
 import type { Document, Node as YamlNode, Pair, YAMLError } from 'yaml';
 import type { Diagnostic } from '../model/diagnostics.js';
 import type { SourcePos } from '../model/topology.js';
+import { RESET_TAGS } from './tree.js';
 
 /** A path into the parsed data: mapping keys (strings) and sequence indexes (numbers). */
 export type DataPath = readonly (string | number)[];
@@ -44,7 +45,7 @@ const YAML_DETAILS: Record<string, string> = {
  */
 export function parseSource(file: string, text: string): ParsedSource {
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true, customTags: RESET_TAGS });
   const locator = new Locator(file, doc, lineCounter);
   const diagnostics: Diagnostic[] = [
     ...doc.errors.map((e) => syntaxError(e, doc, text, locator)),

@@ -48,11 +48,28 @@ export interface AttachSpec {
   pos?: SourcePos;
 }
 
+/**
+ * The group entry a pair was expanded from (`{ groups: [[a], [b, c]] }` or
+ * `{ from: [a, b], to: [c] }`): every pair of one entry shares it, and the host objects
+ * of all of them are owned by the entry's plan address (bridge.<b>.partition[<key>] or
+ * bridge.<b>.impairment[<key>]), so a plan shows the entry as one change.
+ */
+export interface GroupRef {
+  /** The entry's canonical text: "a|b,c" (groups, `others` as written), "a,b>c" (from/to); a hash when too long for an nft comment. */
+  key: string;
+  /** Directed pairs the entry covers: its specificity (fewer is more specific). */
+  pairs: number;
+  /** Order of the entry among the list's group entries (among equally specific entries, the later wins). */
+  index: number;
+}
+
 /** A partition: `symmetric` drops a->b and b->a; `directional` drops from->to only. */
 export interface PartitionSpec {
   kind: 'symmetric' | 'directional';
   a: string;
   b: string;
+  /** Set when the pair comes from a group entry. */
+  group?: GroupRef;
   pos?: SourcePos;
 }
 
@@ -71,6 +88,8 @@ export interface ImpairmentSpec {
   bandwidth_bps?: number;
   /** The named profile the entry used (its values are already merged into the fields above). */
   profile?: string;
+  /** Set when the pair comes from a group entry (then from and to are set). */
+  group?: GroupRef;
   pos?: SourcePos;
 }
 

@@ -19,6 +19,7 @@ import { mapLimit, type Runner } from '../host/runner.js';
 import { ipArgv, nftArgv, READ_BACK, sysctlArgv, tcArgv, type HostContext } from '../plan/commands.js';
 import { defaultRouteDevs, splitJsonDocs, toLinkState, toNamespaceState, toNft, toShaping, type IpLink, type IpRoute, type TcQdisc } from './parse.js';
 import { detectFeature, type Feature } from './features.js';
+import { observePartial, type Part } from './partial.js';
 
 /** Names the desired state will create: same-named objects without the lab's mark are conflicts. */
 export interface Wanted {
@@ -110,12 +111,16 @@ export interface Reuse {
   touched: Set<string>;
   /** Output of READ_BACK (`addr show` + `route show table all`, JSON) per namespace, read back by apply's batches after their writes. */
   readBack?: Map<string, string>;
+  /** Re-read only these host-wide parts (partial.ts); the rest of the state, and the facts, are `previous` and `facts`. */
+  parts?: Part[];
+  facts?: HostFacts;
 }
 
 const NS_READ = READ_BACK.join('\n') + '\n';
 const SYSCTL = { ipForward: 'net.ipv4.ip_forward', ip6Forward: 'net.ipv6.conf.all.forwarding' } as const;
 
 export async function observe(lab: string, ctx: HostContext, runner: Runner, wanted: Wanted, files: HostFiles = realFiles, reuse?: Reuse): Promise<Observation> {
+  if (reuse?.parts && reuse.facts) return observePartial(lab, ctx, runner, wanted, { state: reuse.previous, facts: reuse.facts }, reuse.parts);
   const state = emptyState();
   const facts: HostFacts = { features: { netem: false, htb: false, nftBridge: false, tun: false }, featureSource: {}, conflicts: [] };
   for (const f of ['netem', 'htb', 'nftBridge', 'tun'] as const) {

@@ -134,9 +134,9 @@ export function computePlan(t: Topology, observedIn: HostState, facts: HostFacts
   return { lab, changes, errors, invocations: errors.length ? [] : buildInvocations(lab, itemChanges, ctx) };
 }
 
-/** Whether a plan address is about node or bridge `name` (node.a, bridge.lan.attach.a, ...impairment[a>b], route[data<>lan]). */
+/** Whether a plan address is about node or bridge `name` (node.a, bridge.lan.attach.a, ...impairment[a>b], ...partition[a|b,c], route[data<>lan]). */
 export function addressMentions(address: string, name: string): boolean {
-  const tokens = address.split(/[.[\]<>*]+/).filter(Boolean);
+  const tokens = address.split(/[.[\]<>*,|]+/).filter(Boolean);
   return tokens.includes(name);
 }
 
