@@ -17,7 +17,7 @@ import { ReadError, readInputFile, readStdin } from './read.js';
 import { merge } from './merge.js';
 import { parseSource } from './source.js';
 import { buildTree, withoutKeys, type PNode, type TreeProblem } from './tree.js';
-import { interpolate, makeScope, type Scope, type VarProblem } from './vars.js';
+import { interpolate, makeScope, maskRefs, unmaskRefs, type Scope, type VarProblem } from './vars.js';
 
 /** A file to load: `name` is the path as the user gave it (`-`: standard input); `text` when already read. */
 export interface SourceInput {
@@ -115,11 +115,12 @@ export function mergeSources(sources: SourceInput[], opts: LoadOptions = {}): Me
   };
 
   const parseAndExtend = (name: string, path: string, text: string, chain: string[]): PNode | undefined => {
-    const parsed = parseSource(name, text);
+    // ${...} braces masked while parsing, so plain references work in flow collections too.
+    const parsed = parseSource(name, maskRefs(text));
     diagnostics.push(...parsed.diagnostics);
     if (!parsed.usable) return undefined;
     const problems: TreeProblem[] = [];
-    const built = buildTree(parsed.doc, parsed.locator, text, problems);
+    const built = buildTree(parsed.doc, parsed.locator, text, problems, unmaskRefs);
     const varProblems: VarProblem[] = [];
     const tree = interpolate(built, scope, varProblems, skipSteps);
     for (const p of [...problems, ...varProblems]) err(p.summary, p.detail, p.pos);
@@ -192,7 +193,7 @@ function canonical(p: string): string {
 }
 
 /** A path as shown to users: relative to the working folder when below it, else absolute. */
-function shown(abs: string, cwd: string): string {
+export function shown(abs: string, cwd: string): string {
   const r = relative(cwd, abs);
   return r && !r.startsWith('..') && !isAbsolute(r) ? r : abs;
 }

@@ -72,7 +72,7 @@ export interface TreeProblem {
  * their anchored node (shared, not copied; the parser already bounded alias expansion).
  * Keys are written as toJS() writes them (scalars stringified).
  */
-export function buildTree(doc: Document, locator: Locator, text: string, problems: TreeProblem[] = []): PNode {
+export function buildTree(doc: Document, locator: Locator, text: string, problems: TreeProblem[] = [], unmask: (s: string) => string = (s) => s): PNode {
   const memo = new Map<YamlNode, PNode>();
   const at = (n: YamlNode | null | undefined): SourcePos => locator.offsetPos(n?.range?.[0] ?? 0);
   const build = (node0: YamlNode | null | undefined, keyPos?: SourcePos): PNode => {
@@ -85,7 +85,7 @@ export function buildTree(doc: Document, locator: Locator, text: string, problem
       for (const pair of node.items) {
         if (!isPair(pair)) continue;
         const k = pair.key as YamlNode | null;
-        const key = isScalar(k) ? String(k.value) : typeof k === 'string' ? k : JSON.stringify((k as YamlNode | null)?.toJSON?.() ?? null);
+        const key = unmask(isScalar(k) ? String(k.value) : typeof k === 'string' ? k : JSON.stringify((k as YamlNode | null)?.toJSON?.() ?? null));
         const kPos = at(k);
         entries.set(key, { keyPos: kPos, value: build(pair.value as YamlNode | null, kPos) });
       }
@@ -101,11 +101,12 @@ export function buildTree(doc: Document, locator: Locator, text: string, problem
       let value = s.value as PScalar['value'];
       if (typeof value === 'bigint') value = Number(value);
       if (value !== null && typeof value === 'object') value = String(value);
+      if (typeof value === 'string') value = unmask(value);
       out = { kind: 'scalar', pos: empty && keyPos ? keyPos : at(s), value: value ?? null };
       if (empty) out.empty = true;
       if (typeof value === 'string') {
         if (s.type === 'PLAIN') out.plain = true;
-        if (value.includes('$')) out.src = text.slice(range[0], range[1]);
+        if (value.includes('$')) out.src = unmask(text.slice(range[0], range[1]));
       } else if (!empty && s.type === 'PLAIN') {
         // A number, boolean or null as written (`3`, `0.50`, `yes`): argv items keep their text.
         out.src = text.slice(range[0], range[1]);

@@ -188,3 +188,23 @@ export function interpolate(n: PNode, scope: Scope, problems: VarProblem[], skip
   }
   return changed ? { ...n, entries } : n;
 }
+
+/** Stand-ins for the braces of `${...}` while YAML parses (same length, so offsets and columns stay). */
+const OPEN = '\uE002';
+const CLOSE = '\uE001';
+
+/**
+ * Masks the braces of every `${...}` (closed on the same line) so that a plain
+ * reference is valid YAML in flow collections too (`{ drop_pct: ${DROP} }`): `{` and
+ * `}` are flow indicators. One character for one, so positions do not move; unmask
+ * restores them in parsed values. A text that already holds the stand-ins is left alone.
+ */
+export function maskRefs(text: string): string {
+  if (!text.includes('${') || text.includes(OPEN) || text.includes(CLOSE)) return text;
+  return text.replace(/\$\{([^}\n]*)\}/g, (_m, body: string) => `$${OPEN}${body}${CLOSE}`);
+}
+
+/** Restores what maskRefs masked. */
+export function unmaskRefs(s: string): string {
+  return s.includes(OPEN) ? s.replaceAll(OPEN, '{').replaceAll(CLOSE, '}') : s;
+}

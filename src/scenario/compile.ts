@@ -17,12 +17,12 @@
  * errors in the file that holds the offending text). Repeats are unrolled (each round
  * substituted with its `${i}`). Pure apart from reading files.
  */
-import { dirname, resolve } from 'node:path';
+import { dirname, isAbsolute, resolve } from 'node:path';
 import type { Diagnostic } from '../model/diagnostics.js';
 import type { SourcePos, Topology } from '../model/topology.js';
 import { checkSources, checkTree, sortDiagnostics, type LoadOptions, type LoadedFile, type SourceInput } from '../load/index.js';
 import { merge } from '../load/merge.js';
-import { mergeSources } from '../load/sources.js';
+import { mergeSources, shown } from '../load/sources.js';
 import { toData, withoutKeys, type PMap, type PNode } from '../load/tree.js';
 import { bind, interpolate, type Scope, type VarProblem } from '../load/vars.js';
 
@@ -348,7 +348,8 @@ class Compiler {
     const from = this.files.find((f) => f.name === pos.file);
     const dir = from && from.path !== '-' ? dirname(from.path) : (this.opts.cwd ?? process.cwd());
     const abs = resolve(dir, name);
-    const m = mergeSources([{ name: abs }], { ...this.opts, vars: this.opts.vars, env: this.opts.env });
+    const cwd = this.opts.cwd ?? process.cwd();
+    const m = mergeSources([{ name: isAbsolute(name) || !from || isAbsolute(from.name) ? abs : shown(abs, cwd) }], this.opts);
     for (const f of m.files) if (!this.files.some((x) => x.path === f.path)) this.files.push(f);
     for (const [k, v] of Object.entries(m.vars)) this.scope.used.set(k, v);
     if (!m.tree) {
