@@ -58,6 +58,8 @@ export interface CleanupEvent {
 export interface StartEvent {
   event: 'start';
   format_version: '1';
+  /** Wall-clock time of offset 0 (milliseconds since the Unix epoch), to line events up with other logs. */
+  epoch_ms: number;
   lab: string;
   files: string[];
   steps: number;
@@ -125,7 +127,7 @@ export async function runScenario(sc: Scenario, opts: RunOptions): Promise<boole
   let passed = 0;
   let failed: { step: string; reason: string } | undefined;
   let stopped = false;
-  emit({ event: 'start', format_version: '1', lab: sc.base.lab, files: sc.files.map((f) => f.name), steps: sc.steps.length });
+  emit({ event: 'start', format_version: '1', epoch_ms: Date.now() - (performance.now() - t0), lab: sc.base.lab, files: sc.files.map((f) => f.name), steps: sc.steps.length });
   try {
     for (const step of sc.steps) {
       if (opts.signal?.aborted) {

@@ -147,7 +147,7 @@ describe('compiling a scenario', () => {
 
   it('renders events as one line each', () => {
     const ev: RunEvent[] = [
-      { event: 'start', format_version: '1', lab: 'sc', files: ['lab.yaml', 'scen.yaml'], steps: 2 },
+      { event: 'start', format_version: '1', epoch_ms: 0, lab: 'sc', files: ['lab.yaml', 'scen.yaml'], steps: 2 },
       { event: 'step', step: '1', kind: 'apply', what: 'apply {}', start: 0, committed: 0.042, end: 0.1, outcome: 'ok', changes: 1, host_commands: 1 },
       { event: 'step', step: '2', name: 'wait for it', kind: 'until', what: 'until r1: false', start: 0.1, end: 2.1, outcome: 'failed', reason: 'not within 2s (4 tries)', exit: 1, tries: 4 },
       { event: 'restore', start: 2.1, committed: 2.15, end: 2.2, outcome: 'ok', changes: 1 },
