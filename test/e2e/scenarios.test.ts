@@ -263,6 +263,25 @@ labTest('run: a SIGKILLed run leaves a lab (and a stale lock) that the next appl
   await assertBase(lab, 'after a SIGKILL inside an apply step and one apply');
 });
 
+labTest('plan -f OVERLAY --var X --out PLANFILE: the saved plan holds every file and variable; apply PLANFILE applies the merged lab after the overlay file is gone', async (lab) => {
+  lab.write(BASE);
+  await lab.apply();
+  const overlay = join(lab.dir, 'cut.yaml');
+  writeFileSync(overlay, 'bridges: { lan: { partitions: [{ groups: [["${WHO}"], others] }] } }\n');
+  const planFile = join(lab.dir, 'cut.plan.json');
+  const p = await lab.provium(['plan', '-f', overlay, '--var', 'WHO=a', '--out', planFile]);
+  assert.equal(p.code, 0, p.stdout + p.stderr);
+  assert.match(p.stdout, /^Merged 2 files \(later wins\): .*lab\.yaml, .*cut\.yaml/);
+  assert.match(p.stdout, /bridge\.lan\.partition\[a\|others\] will be created/);
+  rmSync(overlay);
+  const a = await lab.provium(['apply', planFile], { file: false });
+  assert.equal(a.code, 0, a.stdout + a.stderr);
+  assert.equal(await udpCount(lab.ns('b'), lab.ns('a'), lab.ips('lan').a, 10), 0, 'the group partition from the saved plan is in place');
+  const back = await lab.provium(['apply', '--auto-approve']);
+  assert.equal(back.code, 0, back.stdout + back.stderr);
+  await assertBase(lab, 'after applying the base again');
+});
+
 // ---------------------------------------------------------------------------
 // The etcd example as a scenario.
 
