@@ -19,6 +19,7 @@ import type { GroupRef, ImpairmentSpec, PartitionSpec } from '../model/topology.
 import { OTHERS, type InBridge, type InGroupEntry, type InGroupSet, type Input } from './input.js';
 import { q, type Reporter } from './report.js';
 import type { PathLocator } from './tree.js';
+import { impairmentKeyPos } from './normalize.js';
 
 /** Longest readable address key: a plan address is stored as an nft element comment, at most 128 bytes. */
 const MAX_KEY = 80;
@@ -128,8 +129,9 @@ export function expandGroups(b: InBridge, locator: PathLocator): { partitions: P
       continue;
     }
     const f = e.fields!;
+    const keyPos = impairmentKeyPos(f, locator);
     for (const [x, y] of pairs) {
-      const spec: ImpairmentSpec = { from: x, to: y, group, pos };
+      const spec: ImpairmentSpec = { from: x, to: y, group, pos, ...(keyPos ? { keyPos } : {}) };
       if (f.latency_ms !== undefined) spec.latency_ms = f.latency_ms;
       if (f.jitter_ms !== undefined) spec.jitter_ms = f.jitter_ms;
       if (f.drop_pct !== undefined) spec.drop_pct = f.drop_pct;

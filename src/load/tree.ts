@@ -142,6 +142,8 @@ export function toData(n: PNode): unknown {
 /** Maps data paths to source positions (the contract of source.ts's Locator.pos). */
 export interface PathLocator {
   pos(path: DataPath, opts?: { key?: boolean }): SourcePos;
+  /** Whether a value is written at path (optional: locators that cannot tell leave it out). */
+  has?(path: DataPath): boolean;
 }
 
 /**
@@ -174,6 +176,11 @@ export class TreeLocator implements PathLocator {
     }
     if (opts.key && keyPos) return keyPos;
     return node.pos;
+  }
+
+  /** Whether a value is written at path. */
+  has(path: DataPath): boolean {
+    return this.node(path) !== undefined;
   }
 
   /** The node at path, or undefined. */

@@ -30,6 +30,8 @@ export interface NodeSpec {
   kind: NodeKind;
   qemu?: QemuSpec;
   pos?: SourcePos;
+  /** Where some settings are written (kernel, initrd, disk), possibly in another file than the node's name. */
+  keyPos?: Partial<Record<'kernel' | 'initrd' | 'disk', SourcePos>>;
 }
 
 /** One NIC of a node on a bridge. `nic` is eth0, eth1, ... in order of bridge name per node. */
@@ -91,6 +93,8 @@ export interface ImpairmentSpec {
   /** Set when the pair comes from a group entry (then from and to are set). */
   group?: GroupRef;
   pos?: SourcePos;
+  /** Where each setting is written (an overlay may add it to an entry of its base). */
+  keyPos?: Partial<Record<'latency_ms' | 'jitter_ms' | 'drop_pct' | 'bandwidth_bps' | 'profile', SourcePos>>;
 }
 
 /** A port forward: TCP/UDP host port (on the lab's host namespace addresses) to a node's port on this bridge. */
@@ -127,6 +131,8 @@ export interface BridgeSpec {
   /** DNS names <node>.<bridge> (dnsmasq); netns nodes resolve through it. */
   dns: boolean;
   pos?: SourcePos;
+  /** Where some settings are written (uplink, dhcp, dns), possibly in another file than the bridge's name. */
+  keyPos?: Partial<Record<'uplink' | 'dhcp' | 'dns', SourcePos>>;
 }
 
 export interface Topology {

@@ -374,8 +374,10 @@ export function requiredFeatures(t: Topology): { feature: 'netem' | 'htb' | 'tun
   for (const b of Object.values(t.bridges)) {
     for (const i of b.impairments) {
       const where = i.group ? addr.impairGroup(b.name, i.group.key) : i.from ? addr.impairPair(b.name, i.from, i.to!) : addr.impairWhole(b.name);
-      if (i.latency_ms !== undefined || i.jitter_ms !== undefined) out.push({ feature: 'netem', because: `${where} sets latency_ms/jitter_ms`, pos: i.pos });
-      if (i.bandwidth_bps !== undefined || i.latency_ms !== undefined) out.push({ feature: 'htb', because: `${where} needs an HTB class`, pos: i.pos });
+      // Located at the setting that needs the feature (an overlay may have added it to a base's entry).
+      const k = i.keyPos ?? {};
+      if (i.latency_ms !== undefined || i.jitter_ms !== undefined) out.push({ feature: 'netem', because: `${where} sets latency_ms/jitter_ms`, pos: k.latency_ms ?? k.jitter_ms ?? k.profile ?? i.pos });
+      if (i.bandwidth_bps !== undefined || i.latency_ms !== undefined) out.push({ feature: 'htb', because: `${where} needs an HTB class`, pos: k.bandwidth_bps ?? k.latency_ms ?? k.profile ?? i.pos });
     }
   }
   if (Object.values(t.nodes).some((n) => n.kind === 'qemu')) out.push({ feature: 'tun', because: 'qemu nodes need TAP devices' });

@@ -109,7 +109,7 @@ describe('merge rules', () => {
       `,
     });
     const t = load(dir, ['lab.yaml', 'o.yaml']);
-    assert.deepEqual(lan(t).impairments.map(({ pos: _p, ...i }) => i), [
+    assert.deepEqual(lan(t).impairments.map(({ pos: _p, keyPos: _k, ...i }) => i), [
       { drop_pct: 2, bandwidth_bps: 8000000 },
       { from: 'a', to: 'b', latency_ms: 10, bandwidth_bps: 1000000 },
       { from: 'b', to: 'a', drop_pct: 3 },
@@ -149,7 +149,7 @@ describe('merge rules', () => {
     });
     const t = load(dir, ['lab.yaml', 'o.yaml']);
     assert.deepEqual(lan(t).partitions.map((p) => `${p.a}${p.b}`), ['bc']);
-    assert.deepEqual(lan(t).impairments.map(({ pos: _p, ...i }) => i), [{ from: 'c', to: 'a', drop_pct: 7 }]);
+    assert.deepEqual(lan(t).impairments.map(({ pos: _p, keyPos: _k, ...i }) => i), [{ from: 'c', to: 'a', drop_pct: 7 }]);
     const m = load(dir, ['lab.yaml', 'm.yaml']);
     assert.deepEqual(Object.keys(m.nodes), ['a', 'b']);
     assert.deepEqual(lan(m).attach.map((a) => a.node), ['a', 'b']);
@@ -244,6 +244,19 @@ describe('positions name the file that holds the offending text', () => {
   it('a field merged into a base entry is located where it is written', () => {
     const dir = folder({ 'lab.yaml': BASE, 'o.yaml': '\nbridges: { lan: { attach: [{ node: b, link: sideways }] } }\n' });
     assert.match(problems(dir, ['lab.yaml', 'o.yaml'])[0], /^o\.yaml:2:45: error: invalid value: bridges\.lan\.attach\[1\]\.link/);
+  });
+
+  it('plan-time errors (a missing kernel feature, no default route) point at the overlay text that needs it', async () => {
+    const { computePlan } = await import('../../src/plan/index.js');
+    const { emptyState } = await import('../../src/model/state.js');
+    const dir = folder({ 'lab.yaml': BASE, 'o.yaml': '# lat\nbridges:\n  lan:\n    uplink: true\n    impairments: [{ from: a, to: b, latency_ms: 20 }]\n' });
+    const t = load(dir, ['lab.yaml', 'o.yaml']);
+    const facts = { features: { netem: false, htb: true, nftBridge: true, tun: true }, featureSource: { netem: 'test' }, conflicts: [] };
+    const plan = computePlan(t, emptyState(), facts, { stateDir: '/tmp/pv-unit-state' });
+    assert.deepEqual(plan.errors.map(formatDiagnostic).map((m) => m.split(': ').slice(0, 3).join(': ')), [
+      'o.yaml:5:36: error: missing kernel feature',
+      "o.yaml:4:5: error: uplink",
+    ]);
   });
 
   it('a YAML syntax error in an overlay names the overlay; nothing is merged', () => {
