@@ -254,7 +254,7 @@ describe('positions name the file that holds the offending text', () => {
     const facts = { features: { netem: false, htb: true, nftBridge: true, tun: true }, featureSource: { netem: 'test' }, conflicts: [] };
     const plan = computePlan(t, emptyState(), facts, { stateDir: '/tmp/pv-unit-state' });
     assert.deepEqual(plan.errors.map(formatDiagnostic).map((m) => m.split(': ').slice(0, 3).join(': ')), [
-      'o.yaml:5:36: error: missing kernel feature',
+      'o.yaml:5:37: error: missing kernel feature',
       "o.yaml:4:5: error: uplink",
     ]);
   });
