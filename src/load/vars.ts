@@ -42,9 +42,16 @@ export function makeScope(vars: Record<string, string> = {}, env: Record<string,
   };
 }
 
-/** A scope with extra bindings (e.g. `i`, the round of a repeat) over another one; records into the same `used`. */
+/** A scope with extra bindings (e.g. `i`, the round of a repeat) over another one; records the outer variables it reads into the same `used`. */
 export function bind(scope: Scope, extra: Record<string, string>): Scope {
-  return { lookup: (name) => (Object.prototype.hasOwnProperty.call(extra, name) ? extra[name] : scope.lookup(name)), used: scope.used };
+  const own = (name: string) => Object.prototype.hasOwnProperty.call(extra, name);
+  const used = new (class extends Map<string, string> {
+    override set(k: string, v: string): this {
+      if (!own(k)) scope.used.set(k, v);
+      return this;
+    }
+  })();
+  return { lookup: (name) => (own(name) ? extra[name] : scope.lookup(name)), used };
 }
 
 /**

@@ -111,19 +111,18 @@ export function checkScenario(sources: SourceInput[], opts: LoadOptions = {}): {
     return { diagnostics: sortDiagnostics(diagnostics, files), files };
   }
   // The scope the files were read with (the same variables, recorded in the same map).
-  const scope = scopeOf(sources, opts, r.vars);
+  const scope = scopeOf(opts, r.vars);
   const c = new Compiler(withoutKeys(r.merged, ['steps']), r.rootPath ?? '', r.topology, scope, files, opts);
   const steps = c.steps(stepsEntry.value);
   diagnostics.push(...c.diagnostics);
   const sorted = sortDiagnostics(diagnostics, files);
   const vars = { ...r.vars, ...Object.fromEntries(scope.used) };
-  delete vars.i;
   if (!r.topology || sorted.some((d) => d.severity === 'error')) return { diagnostics: sorted, files };
   return { scenario: { base: r.topology, steps, files, vars }, diagnostics: sorted, files };
 }
 
 /** The variables of LoadOptions as a Scope (vars over env), recording into a fresh map seeded with what loading used. */
-function scopeOf(_sources: SourceInput[], opts: LoadOptions, used: Record<string, string>): Scope {
+function scopeOf(opts: LoadOptions, used: Record<string, string>): Scope {
   const vars = opts.vars ?? {};
   const env = opts.env ?? process.env;
   return {
