@@ -214,15 +214,15 @@ async function execStep(step: ExecStep, session: LabSession, start: number, now:
   for (;;) {
     tries++;
     const left = step.timeoutMs - (now() - start);
-    const r = await session.exec(step.node, step.argv, { timeoutMs: Math.max(1, step.kind === 'until' ? left : step.timeoutMs), signal });
+    const r = await session.exec(step.node, step.argv, { timeoutMs: Math.max(1, Math.ceil(step.kind === 'until' ? left : step.timeoutMs)), signal });
     if (signal?.aborted) return end({ outcome: 'stopped', reason: `stopped by ${String(signal.reason)}`, exit: r.exitCode, tries });
     if (r.exitCode === step.expect) return end({ outcome: 'ok', exit: r.exitCode, tries });
     const output = tail(`${r.stdout}${r.stderr}`);
     const why = r.exitCode === 124 ? `timed out after ${fmtDuration(step.timeoutMs)}` : `exit ${r.exitCode} (expected ${step.expect})`;
     if (step.kind === 'exec') return end({ outcome: 'failed', reason: `${why}${output ? `: ${output.split('\n').pop()}` : ''}`, exit: r.exitCode, tries, output });
     if (now() - start + step.intervalMs >= step.timeoutMs) {
-      const last = r.exitCode === 124 ? 'the last try was still running' : `last try: exit ${r.exitCode} (expected ${step.expect})`;
-      return end({ outcome: 'failed', reason: `not within ${fmtDuration(step.timeoutMs)} (${tries} tries); ${last}${output ? `: ${output.split('\n').pop()}` : ''}`, exit: r.exitCode, tries, output });
+      const last = r.exitCode === 124 ? 'the last try was still running when the time was up' : `last try: exit ${r.exitCode} (expected ${step.expect})${output ? `: ${output.split('\n').pop()}` : ''}`;
+      return end({ outcome: 'failed', reason: `not within ${fmtDuration(step.timeoutMs)} (${tries} tries); ${last}`, exit: r.exitCode, tries, output });
     }
     await sleep(step.intervalMs, signal);
     if (signal?.aborted) return end({ outcome: 'stopped', reason: `stopped by ${String(signal.reason)}`, exit: r.exitCode, tries });
