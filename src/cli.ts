@@ -7,19 +7,18 @@ import { Command } from 'commander';
 import { Chalk } from 'chalk';
 import { createInterface } from 'node:readline/promises';
 import { existsSync } from 'node:fs';
-import { resolve as resolvePath } from 'node:path';
-import { checkSources, loadSources, loadTopology, type CheckResult, type LoadOptions, type SourceInput } from './load/index.js';
+import { stringify as yamlStringify } from 'yaml';
+import { checkSources, type CheckResult, type LoadOptions, type SourceInput } from './load/index.js';
 import { parseVarFlags } from './load/vars.js';
 import { toData, withoutKeys } from './load/tree.js';
-import { stringify as yamlStringify } from 'yaml';
 import { checkScenario } from './scenario/compile.js';
 import { renderEvent, runScenario, type RunEvent } from './scenario/run.js';
 import { InputError, ProviumError, formatDiagnostic } from './model/diagnostics.js';
 import type { Topology } from './model/topology.js';
 import { HostRunner, CommandError } from './host/runner.js';
-import { planFor, applyPlan, ApplyError, forgetRestoredIpForward } from './apply/index.js';
-import { fingerprint, PLAN_KIND, readPlanFile, sha256, writePlanFile } from './apply/planfile.js';
-import { acquireLock, removeLabDir } from './apply/statedir.js';
+import { planFor, applyPlan, ApplyError, recordApplied, recordDestroyed } from './apply/index.js';
+import { fingerprint, firstDifference, isPlanFile, loadPlanTopology, PLAN_FORMAT, PLAN_KIND, planSource, readPlanFile, writePlanFile, type PlanFile, type PlanSource } from './apply/planfile.js';
+import { acquireLock, readRecord, stateFs } from './apply/statedir.js';
 import { emptyTopology } from './plan/index.js';
 import type { HostContext } from './plan/commands.js';
 import { renderPlan, summary } from './render/text.js';
@@ -52,12 +51,57 @@ function useColor(g: Globals): boolean {
   return g.color && !process.env.NO_COLOR && process.stdout.isTTY === true;
 }
 
-function hostCtx(g: Globals): HostContext {
-  if (g.netns !== undefined) {
-    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(g.netns)) throw new ProviumError(`--netns: invalid namespace name ${JSON.stringify(g.netns)}`);
-    if (!existsSync(`/run/netns/${g.netns}`)) throw new ProviumError(`--netns: network namespace ${g.netns} does not exist`, `create it with: ip netns add ${g.netns}`);
+const warned = new Set<string>();
+/** Prints a warning on stderr (state directory problems, stale locks), each message once. */
+const warn = (m: string): void => {
+  if (warned.has(m)) return;
+  warned.add(m);
+  process.stderr.write(`warning: ${m}\n`);
+};
+
+/**
+ * The lab's host namespace: --netns, else the one recorded when the lab was applied
+ * (said on stderr), else the root namespace. A --netns other than the recorded one is
+ * refused (planning a live lab in the wrong namespace would re-create it there), unless
+ * the recorded namespace no longer exists. `fallback`: a saved plan's namespace.
+ */
+function hostCtx(g: Globals, lab: string, opts: { fallback?: string | null; command?: string; quiet?: boolean } = {}): HostContext {
+  const rec = readRecord(lab, warn);
+  const recorded = rec.hostNetns === undefined ? undefined : { ns: rec.hostNetns ?? undefined };
+  const where = (ns: string | undefined) => (ns ? `namespace ${ns}` : 'the root namespace');
+  let netns = g.netns;
+  if (netns === undefined && opts.fallback !== undefined && opts.fallback !== null) {
+    netns = opts.fallback;
+    if (!opts.quiet) process.stderr.write(`provium: the saved plan was made for namespace ${netns}: using --netns ${netns}\n`);
   }
-  return { hostNetns: g.netns };
+  if (recorded && netns === undefined && recorded.ns !== undefined && opts.fallback === undefined) {
+    netns = recorded.ns;
+    if (!existsSync(`/run/netns/${netns}`) && opts.command === 'destroy') {
+      warn(`lab ${lab} was applied in namespace ${netns}, which no longer exists (its host side went with it): destroying what is left from the root namespace`);
+      netns = undefined;
+    } else if (!opts.quiet) {
+      process.stderr.write(`provium: lab ${lab} lives in namespace ${netns} (recorded in ${stateFs().path(`${lab}/state.json`)}): using --netns ${netns}\n`);
+    }
+  } else if (recorded && netns !== recorded.ns) {
+    if (recorded.ns !== undefined && !existsSync(`/run/netns/${recorded.ns}`)) {
+      warn(`lab ${lab} was applied in namespace ${recorded.ns}, which no longer exists: using ${where(netns)}`);
+    } else {
+      throw new ProviumError(
+        `lab ${lab} lives in ${where(recorded.ns)} (recorded when it was applied), not in ${where(netns)}`,
+        `run it ${recorded.ns ? `with --netns ${recorded.ns} or without --netns` : 'without --netns'}; to move the lab, destroy it first`,
+      );
+    }
+  }
+  if (netns !== undefined) {
+    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(netns)) throw new ProviumError(`--netns: invalid namespace name ${JSON.stringify(netns)}`);
+    if (!existsSync(`/run/netns/${netns}`)) {
+      throw new ProviumError(
+        `${g.netns !== undefined ? '--netns: ' : ''}network namespace ${netns} does not exist`,
+        g.netns === undefined && recorded ? `lab ${lab} was applied there: create it again (ip netns add ${netns}) to apply there, or run provium destroy to remove what is left` : `create it with: ip netns add ${netns}`,
+      );
+    }
+  }
+  return { hostNetns: netns, warn };
 }
 
 function requireRoot(): void {
@@ -108,29 +152,49 @@ function sourcesOf(file: string, o: FileOpts): { sources: SourceInput[]; opts: L
   return { sources: [file, ...(o.file ?? [])].map((name) => ({ name })), opts: { vars } };
 }
 
-/** What was loaded: the topology, every file merged (names as shown), and the variables used. */
+/** What was loaded: the topology, and every file merged (names as shown, texts as read) and the variables used. */
 interface Loaded {
   t: Topology;
   r: CheckResult;
 }
 
 /**
- * Loads FILE with its overlays and variables; InputError when invalid. A scenario
- * file's steps are not run by this command: it says so (stderr) and uses the topology.
+ * Loads FILE with its -f overlays and --var variables; InputError when invalid (with
+ * `json`, the validate document {format_version, valid: false, diagnostics} is printed on
+ * stdout first). A scenario file's steps are not run by this command: it says so
+ * (stderr) and uses the topology.
  */
-function load(file: string, o: FileOpts, command: string): Loaded {
+function load(file: string, o: FileOpts, command: string, json = false): Loaded {
   const { sources, opts } = sourcesOf(file, o);
   const r = checkSources(sources, opts);
-  if (!r.topology) throw new InputError(r.diagnostics);
-  if (r.merged?.kind === 'map' && r.merged.entries.has('steps') && command !== 'validate') {
+  if (!r.topology) {
+    if (json) printJson({ format_version: FORMAT_VERSION, valid: false, diagnostics: r.diagnostics.map(diagnosticJson), files: r.files.map((f) => f.name) });
+    throw new InputError(r.diagnostics);
+  }
+  if (r.merged?.kind === 'map' && r.merged.entries.has('steps')) {
     process.stderr.write(`note: ${file} has steps:, which provium run runs; ${command} uses its topology and ignores them\n`);
   }
   return { t: r.topology, r };
 }
 
+/** A saved plan's sources: every file read (absolute path, `-` for standard input), with the very text that was loaded. */
+function planSources(r: CheckResult): PlanSource[] {
+  return r.files.map((f) => planSource(f.path, f.text));
+}
+
 /** "Merged 2 files (later wins): lab.yaml, cut.yaml" when more than one file was read. */
 function mergedLine(r: CheckResult): string {
   return r.files.length > 1 ? `Merged ${r.files.length} files (later wins): ${r.files.map((f) => f.name).join(', ')}\n\n` : '';
+}
+
+/** The topology of a saved plan (see apply/planfile.ts); with `json`, invalid stored text prints the validate document. */
+function loadSaved(saved: PlanFile, file: string, json: boolean): Topology {
+  try {
+    return loadPlanTopology(saved, file);
+  } catch (e) {
+    if (json && e instanceof InputError) printJson({ format_version: FORMAT_VERSION, valid: false, diagnostics: e.diagnostics.map(diagnosticJson) });
+    throw e;
+  }
 }
 
 export function buildProgram(): Command {
@@ -161,7 +225,7 @@ export function buildProgram(): Command {
     if (o.json) {
       printJson({ format_version: FORMAT_VERSION, valid: errors.length === 0, diagnostics: diagnostics.map(diagnosticJson), files });
     } else {
-      for (const d of diagnostics) process.stderr.write(formatDiagnostic(d) + '\n');
+      writeDiagnostics(diagnostics.map(formatDiagnostic));
       const what = scenario?.scenario ? `, scenario of ${scenario.scenario.steps.length} step(s)` : '';
       if (errors.length === 0) process.stdout.write(`${file}: valid (lab ${r.topology?.lab}${what}${files.length > 1 ? `; files merged: ${files.join(', ')}` : ''})\n`);
     }
@@ -179,28 +243,21 @@ export function buildProgram(): Command {
     .option('--target <name>', 'limit the plan to this node or bridge and what it depends on or what depends on it (repeatable; also -target)', collect, [])
     .option('--replace <address>', 'force a replace of the object at this plan address, e.g. node.v1 (repeatable; also -replace)', collect, [])
     .action(async (file: string, o: FileOpts & { json?: boolean; commands?: boolean; detailedExitcode?: boolean; out?: string; target: string[]; replace: string[] }) => {
-      const { t, r } = load(file, o, 'plan');
+      const { t, r } = load(file, o, 'plan', o.json === true);
       requireRoot();
-      const ctx: HostContext = { ...hostCtx(globals()), targets: o.target, replace: o.replace };
+      const ctx: HostContext = { ...hostCtx(globals(), t.lab), targets: o.target, replace: o.replace };
       const runner = new HostRunner();
       const planned = await planFor(t, ctx, runner);
       const { plan } = planned;
       if (o.json) printJson({ ...planJson(plan), files: r.files.map((f) => f.name) });
       else process.stdout.write(mergedLine(r) + renderPlan(plan, { color: useColor(globals()), commands: o.commands }));
       if (o.out && plan.errors.length === 0) {
-        const root = r.files.find((f) => f.path === r.rootPath) ?? r.files[0];
-        const text = root.text;
-        writePlanFile(o.out, {
-          format_version: '1', kind: PLAN_KIND, created: new Date().toISOString(), lab: t.lab,
-          topology: { file: t.file, text, sha256: sha256(text) }, host_netns: ctx.hostNetns ?? null,
+        const saved: PlanFile = {
+          format_version: PLAN_FORMAT, kind: PLAN_KIND, created: new Date().toISOString(), lab: t.lab,
+          sources: planSources(r), variables: r.vars, options: { targets: o.target, replace: o.replace }, host_netns: ctx.hostNetns ?? null,
           fingerprint: fingerprint(planned.observation), plan: planJson(plan), invocations: plan.invocations,
-          // Every file merged and the variables used, so apply re-loads exactly this topology.
-          sources: {
-            inputs: [file, ...o.file].map((n) => (n === '-' ? '-' : resolvePath(n))),
-            files: r.files.map((f) => ({ path: f.path, text: f.text })),
-            vars: r.vars,
-          },
-        });
+        };
+        writePlanFile(o.out, saved);
         if (!o.json) process.stdout.write(`\nSaved the plan to ${o.out}. To perform exactly these actions, run: provium${ctx.hostNetns ? ` --netns ${ctx.hostNetns}` : ''} apply ${o.out}\n`);
       }
       if (plan.errors.length) throw new ExitError(1);
@@ -221,19 +278,26 @@ export function buildProgram(): Command {
       .option('--replace <address>', 'force a replace of the object at this plan address (repeatable; also -replace)', collect, [])
       .action(async (file: string, o: FileOpts & { autoApprove?: boolean; json?: boolean; commands?: boolean; refreshLinks?: boolean; rollback?: boolean; target: string[]; replace: string[] }) => {
         // apply takes a topology file or a plan file saved by `plan --out`.
-        const saved = name === 'apply' && file !== '-' ? readPlanFile(file) : undefined;
-        if (saved && o.file.length) throw new ProviumError(`${file} is a saved plan: it holds every file it was planned from; -f cannot be added`);
-        const loaded = saved ? undefined : load(file, o, name);
-        const t = saved ? loadSaved(saved) : loaded!.t;
-        const files = loaded?.r.files.map((f) => f.name) ?? [];
+        const saved = name === 'apply' && file !== '-' && isPlanFile(file) ? readPlanFile(file) : undefined;
+        if (saved && (o.file.length > 0 || o.var.length > 0)) throw new ProviumError(`${file} is a saved plan: it holds every file and variable it was planned from; -f and --var cannot be added`);
+        const loaded = saved ? undefined : load(file, o, name, o.json === true);
+        const t = saved ? loadSaved(saved, file, o.json === true) : loaded!.t;
+        const files = loaded ? loaded.r.files.map((f) => f.name) : saved!.sources.map((x) => x.name);
         requireRoot();
         const g = globals();
-        const ctx: HostContext = { ...hostCtx(g), refreshLinks: o.refreshLinks === true, targets: o.target, replace: o.replace };
+        if (saved && g.netns !== undefined && g.netns !== (saved.host_netns ?? undefined)) {
+          throw new ProviumError(`${file} was planned for ${saved.host_netns ? `--netns ${saved.host_netns}` : 'the root namespace'}, not --netns ${g.netns}`);
+        }
+        if (saved && (o.target.length > 0 || o.replace.length > 0)) throw new ProviumError('a saved plan keeps the --target and --replace it was made with; give them to provium plan --out');
+        const ctx: HostContext = {
+          ...hostCtx(g, t.lab, { fallback: saved ? saved.host_netns : undefined, command: name }),
+          refreshLinks: o.refreshLinks === true, targets: saved ? saved.options.targets : o.target, replace: saved ? saved.options.replace : o.replace,
+        };
         if (saved && (saved.host_netns ?? undefined) !== ctx.hostNetns) {
           throw new ProviumError(`${file} was planned for ${saved.host_netns ? `--netns ${saved.host_netns}` : 'the root namespace'}, not ${ctx.hostNetns ? `--netns ${ctx.hostNetns}` : 'the root namespace'}`);
         }
         const target = name === 'apply' ? t : emptyTopology(t.lab, t.file);
-        const release = acquireLock(t.lab, `provium ${name}`, (m) => process.stderr.write(`warning: ${m}\n`));
+        const release = acquireLock(t.lab, `provium ${name}`, warn);
         const prog = await progress(!o.json);
         try {
           const runner = new HostRunner();
@@ -248,6 +312,14 @@ export function buildProgram(): Command {
               throw new ProviumError(
                 `the host changed since ${file} was planned (${saved.created}): the saved plan is stale and was not applied`,
                 `state fingerprint ${saved.fingerprint.slice(0, 19)}… is now ${now.slice(0, 19)}… (drift by hand or another apply); a fresh plan has ${n} change(s): run provium plan again`,
+              );
+            }
+            // provium runs only what it computes itself: the saved invocations must be exactly those.
+            const diff = firstDifference(saved.invocations, plan.invocations);
+            if (diff) {
+              throw new ProviumError(
+                `${file} does not hold the invocations provium computes from its topology and this host: it was not applied`,
+                `${diff}. The plan file was changed after it was saved, or was made by another provium version: run provium plan again`,
               );
             }
           }
@@ -268,7 +340,6 @@ export function buildProgram(): Command {
             const ran = await applyPlan(target, planned, ctx, runner, {
               // A failed destroy is not undone: what is left is removed by running destroy again.
               rollback: name === 'apply' && o.rollback !== false,
-              invocations: saved?.invocations,
               onStep: (inv) => prog.step(`${inv.label}: ${inv.argv.join(' ')}`),
               onProcesses: (ns, pids) => process.stderr.write(`ending ${pids.length} process(es) still running in ${ns} (pid ${pids.join(', ')}): SIGTERM, then SIGKILL after 2 s\n`),
             });
@@ -282,8 +353,8 @@ export function buildProgram(): Command {
           } else if (o.json) {
             printJson({ ...planJson(plan), files, applied: true, host_commands: 0 });
           }
-          if (name === 'destroy') removeLabDir(t.lab);
-          else forgetRestoredIpForward(t);
+          if (name === 'destroy') recordDestroyed(t.lab, planned, ctx);
+          else recordApplied(t, planned, ctx);
         } finally {
           prog.stop();
           release();
@@ -300,6 +371,8 @@ export function buildProgram(): Command {
     .argument('<cmd...>'))
     .action(async (file: string, node: string, cmd: string[], o: FileOpts) => {
       const { t } = load(file, o, 'exec');
+      // Node namespaces are named globally; a --netns given must still be the lab's.
+      if (globals().netns !== undefined) hostCtx(globals(), t.lab, { quiet: true });
       const n = t.nodes[node];
       if (!n) throw new ProviumError(`unknown node ${JSON.stringify(node)} in lab ${t.lab}`, `nodes: ${Object.keys(t.nodes).join(', ')}`);
       if (n.kind !== 'netns') throw new ProviumError(`node ${node} is a ${n.kind} node; exec runs commands in netns nodes`);
@@ -315,9 +388,9 @@ export function buildProgram(): Command {
     .argument('<file>')
     .option('--json', 'machine-readable output'))
     .action(async (file: string, o: FileOpts & { json?: boolean }) => {
-      const { t } = load(file, o, 'show');
+      const { t } = load(file, o, 'show', o.json === true);
       requireRoot();
-      const ctx = hostCtx(globals());
+      const ctx = hostCtx(globals(), t.lab);
       const runner = new HostRunner();
       const planned = await planFor(t, ctx, runner);
       const counters = await readCounters(planned.observation.state, ctx, runner);
@@ -336,7 +409,7 @@ export function buildProgram(): Command {
     .option('--filter <expr>', 'BPF (pcap-filter) expression, e.g. "icmp or arp"'))
     .action(async (file: string, target: string, o: CaptureOptions & FileOpts) => {
       const { t } = load(file, o, 'capture');
-      await captureCommand(t, target, o, hostCtx(globals()).hostNetns);
+      await captureCommand(t, target, o, hostCtx(globals(), t.lab).hostNetns);
     });
 
 
@@ -357,7 +430,7 @@ export function buildProgram(): Command {
     .argument('<file>')
     .option('--json', 'JSON instead of YAML'))
     .action((file: string, o: FileOpts & { json?: boolean }) => {
-      const { r } = load(file, o, 'render');
+      const { r } = load(file, o, 'render', o.json === true);
       const data = toData(withoutKeys(r.merged!, ['steps']));
       if (o.json) printJson(data);
       else process.stdout.write(`# provium render: ${r.files.map((f) => f.name).join(' + ')}${Object.keys(r.vars).length ? ` (variables: ${Object.keys(r.vars).sort().join(', ')})` : ''}\n${yamlStringify(data, { lineWidth: 0 })}`);
@@ -376,6 +449,7 @@ export function buildProgram(): Command {
       if (!c.scenario) throw new InputError(c.diagnostics);
       requireRoot();
       const g = globals();
+      const ctx = hostCtx(g, c.scenario.base.lab, { command: 'run' });
       const ctl = new AbortController();
       let stopping = false;
       const onSignal = (sig: NodeJS.Signals) => {
@@ -389,8 +463,8 @@ export function buildProgram(): Command {
       process.on('SIGTERM', onSignal);
       try {
         const ok = await runScenario(c.scenario, {
-          hostNetns: hostCtx(g).hostNetns, destroyAfter: o.destroyAfter, signal: ctl.signal, command: `provium run ${file}`,
-          onWarning: (m) => process.stderr.write(`warning: ${m}\n`),
+          hostNetns: ctx.hostNetns, destroyAfter: o.destroyAfter, signal: ctl.signal, command: `provium run ${file}`,
+          onWarning: warn,
           onProcesses: (ns, pids) => process.stderr.write(`ending ${pids.length} process(es) still running in ${ns} (pid ${pids.join(', ')}): SIGTERM, then SIGKILL after 2 s\n`),
           onEvent: (e: RunEvent) => process.stdout.write(o.json ? JSON.stringify(e) + '\n' : renderEvent(e)),
         });
@@ -415,17 +489,9 @@ export function buildProgram(): Command {
   return program;
 }
 
-/** The topology of a saved plan: from every file it stored and its variables (older plan files: the one topology text). */
-function loadSaved(saved: NonNullable<ReturnType<typeof readPlanFile>>): Topology {
-  const src = saved.sources;
-  if (!src) return loadTopology(saved.topology.file, saved.topology.text);
-  const texts = new Map(src.files.map((f) => [f.path, f.text]));
-  const get = (path: string) => {
-    const text = texts.get(path);
-    if (text === undefined) throw new ProviumError(`the saved plan does not hold ${path}`);
-    return text;
-  };
-  return loadSources(src.inputs.map((name) => ({ name })), { vars: src.vars, env: {}, readFile: get, readStdin: () => get('-') });
+/** Writes diagnostic lines to stderr in a few large writes (one write per line costs a system call each: 180,000 lines took 0.7 s). */
+function writeDiagnostics(lines: string[]): void {
+  for (let i = 0; i < lines.length; i += 4096) process.stderr.write(lines.slice(i, i + 4096).join('\n') + '\n');
 }
 
 /** Accumulates a repeatable option's values. */
@@ -453,7 +519,7 @@ export async function main(argv0: string[]): Promise<number> {
       return ce.code === 'commander.helpDisplayed' || ce.code === 'commander.version' ? 0 : 1;
     }
     if (e instanceof InputError) {
-      for (const d of e.diagnostics) err(c.red(formatDiagnostic(d)));
+      writeDiagnostics(e.diagnostics.map((d) => c.red(formatDiagnostic(d))));
       return 1;
     }
     if (e instanceof CommandError) {

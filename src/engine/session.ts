@@ -30,8 +30,8 @@ import { HostRunner, type RunResult, type Runner } from '../host/runner.js';
 import { observe, type Observation, type Wanted } from '../observe/index.js';
 import { emptyTopology, type Plan } from '../plan/index.js';
 import type { HostContext } from '../plan/commands.js';
-import { applyPlan, forgetRestoredIpForward, labContext, planFromObservation, wantedWithRecord } from '../apply/index.js';
-import { acquireLock, removeLabDir } from '../apply/statedir.js';
+import { applyPlan, labContext, planFromObservation, recordApplied, recordDestroyed, wantedWithRecord, type Planned } from '../apply/index.js';
+import { acquireLock } from '../apply/statedir.js';
 
 export { ApplyError } from '../apply/index.js';
 
@@ -155,7 +155,7 @@ export class LabSession {
    * observation (observed again first when `t` needs more). Pure apart from that read.
    */
   async plan(t: Topology): Promise<Plan> {
-    return (await this.planned(t)).plan;
+    return (await this.planned(t)).planned.plan;
   }
 
   /**
@@ -165,22 +165,32 @@ export class LabSession {
    * ApplyError the next call observes the host afresh.
    */
   async apply(t: Topology, opts: { rollback?: boolean } = {}): Promise<SessionApplyResult> {
+    return this.applyTo(t, opts);
+  }
+
+  /** apply(), and for a destroy the lab's records removed. */
+  private async applyTo(t: Topology, opts: { rollback?: boolean; destroy?: boolean }): Promise<SessionApplyResult> {
     this.check(t);
     const t0 = performance.now();
-    const { plan, observation, fresh } = await this.planned(t);
+    const { planned, fresh } = await this.planned(t);
+    const { plan } = planned;
     if (plan.errors.length) throw new PlanError(plan);
-    if (plan.changes.length === 0) return { plan, hostCommands: 0, totalMs: performance.now() - t0, observedFully: fresh };
+    const record = () => (opts.destroy ? recordDestroyed(this.lab, planned, this.ctx) : recordApplied(t, planned, this.ctx));
+    if (plan.changes.length === 0) {
+      record();
+      return { plan, hostCommands: 0, totalMs: performance.now() - t0, observedFully: fresh };
+    }
     let committedAt: number | undefined;
     let verified: Observation | undefined;
     try {
-      const ran = await applyPlan(t, { plan, observation }, this.ctx, this.runner, {
+      const ran = await applyPlan(t, planned, this.ctx, this.runner, {
         rollback: opts.rollback !== false,
         onProcesses: this.opts.onProcesses,
         onCommitted: () => (committedAt = performance.now()),
         onVerified: (o) => (verified = o),
       });
-      forgetRestoredIpForward(t);
-      this.obs = verified ? { observation: verified, wanted: wantedWithRecord(t) } : undefined;
+      record();
+      this.obs = verified ? { observation: verified, wanted: wantedWithRecord(t, this.ctx) } : undefined;
       return { plan, hostCommands: ran, committedMs: committedAt === undefined ? undefined : committedAt - t0, totalMs: performance.now() - t0, observedFully: fresh };
     } catch (e) {
       this.obs = undefined;
@@ -189,14 +199,12 @@ export class LabSession {
   }
 
   /**
-   * Removes every host object the lab owns (and restores the forwarding sysctls it
-   * changed), then the lab's state directory. The session stays open (an apply
-   * afterwards builds the lab again).
+   * Removes every host object the lab owns (and puts back the forwarding sysctls as the
+   * CLI's destroy does), then the lab's folder in the state directory. The session stays
+   * open (an apply afterwards builds the lab again).
    */
   async destroy(): Promise<SessionApplyResult> {
-    const r = await this.apply(emptyTopology(this.lab), { rollback: false });
-    removeLabDir(this.lab);
-    return r;
+    return this.applyTo(emptyTopology(this.lab), { rollback: false, destroy: true });
   }
 
   /**
@@ -225,21 +233,20 @@ export class LabSession {
   }
 
   /** The cached observation when it covers t, else a fresh one; and the plan of t against it. */
-  private async planned(t: Topology): Promise<{ plan: Plan; observation: Observation; fresh: boolean }> {
+  private async planned(t: Topology): Promise<{ planned: Planned; fresh: boolean }> {
     this.check(t);
-    const want = wantedWithRecord(t);
+    const want = wantedWithRecord(t, this.ctx);
     let fresh = false;
     if (!this.obs || !covers(this.obs.wanted, want)) {
       await this.observeFor(t);
       fresh = true;
     }
-    const observation = this.obs!.observation;
-    return { plan: planFromObservation(t, observation, this.ctx), observation, fresh };
+    return { planned: planFromObservation(t, this.obs!.observation, this.ctx), fresh };
   }
 
-  /** Observes the host for t (its names and facts, plus what the cache already covered). */
+  /** Observes the host for t (its names and facts). */
   private async observeFor(t: Topology): Promise<void> {
-    const want = wantedWithRecord(t);
+    const want = wantedWithRecord(t, this.ctx);
     const observation = await observe(this.lab, this.ctx, this.runner, want);
     this.obs = { observation, wanted: want };
   }

@@ -9,15 +9,16 @@
  * IPv6 default routes), while the lab routes 1 `sysctl -n` (ip_forward and IPv6
  * forwarding in one process).
  */
-import { readdirSync, existsSync, readFileSync } from 'node:fs';
-import { observeVms } from './vms.js';
+import { readdirSync, existsSync } from 'node:fs';
+import { observeVms, vmFolderConflicts } from './vms.js';
 import { observeServices, type Services } from './services.js';
 import type { HostFacts, HostState, LinkState, VmState } from '../model/state.js';
 import { emptyState } from '../model/state.js';
 import { netnsPrefix, nftTable, nodeNetns, ownerPrefix, parseAlias } from '../model/names.js';
 import { mapLimit, type Runner } from '../host/runner.js';
 import { ipArgv, nftArgv, READ_BACK, sysctlArgv, tcArgv, type HostContext } from '../plan/commands.js';
-import { defaultRouteDevs, splitJsonDocs, toLinkState, toNamespaceState, toNft, toShaping, type IpLink, type IpRoute, type TcQdisc } from './parse.js';
+import { defaultRouteDevs, forwardingLabs, splitJsonDocs, toLinkState, toNamespaceState, toNft, toShaping, type IpLink, type IpRoute, type TcQdisc } from './parse.js';
+import { readJournal } from '../apply/statedir.js';
 import { detectFeature, type Feature } from './features.js';
 import { observePartial, type Part } from './partial.js';
 
@@ -35,6 +36,8 @@ export interface Wanted {
   files?: string[];
   /** The topology boots VMs: look for qemu-system-x86_64. */
   qemu?: boolean;
+  /** Nodes whose VM the topology boots (their state folders must be the lab's). */
+  vms?: string[];
   /** Forwarded host ports ("tcp/8080"): look for listening sockets on them. */
   forwardPorts?: string[];
   /** Namespaces whose resolv.conf the file wants. */
@@ -54,11 +57,7 @@ export interface Observation {
  * is still the lab's, even if that apply was killed before marking it.
  */
 export function pendingNetns(ctx: HostContext): Set<string> {
-  try {
-    return new Set(JSON.parse(readFileSync(`${ctx.stateDir}/pending-netns.json`, 'utf8')) as string[]);
-  } catch {
-    return new Set();
-  }
+  return ctx.stateDir ? new Set(readJournal(ctx.stateDir, ctx.warn)) : new Set();
 }
 
 /** "tcp/8080"-style ports of listening sockets from `ss -H -l -n -t -u` output (Netid State Recv-Q Send-Q Local Peer). */
@@ -164,7 +163,7 @@ export async function observe(lab: string, ctx: HostContext, runner: Runner, wan
   const services = files.observeServices(ctx.stateDir, lab, wanted.resolv ?? []);
   state.dnsmasq = services.dnsmasq;
   state.resolv = services.resolv;
-  facts.conflicts.push(...services.conflicts);
+  facts.conflicts.push(...services.conflicts, ...vmFolderConflicts(ctx, wanted.vms ?? []));
 
   const links = JSON.parse(linksOut.stdout || '[]') as IpLink[];
   for (const l of links) {
@@ -172,6 +171,7 @@ export async function observe(lab: string, ctx: HostContext, runner: Runner, wan
     else if (wantLinks.has(l.ifname)) facts.conflicts.push({ kind: 'link', name: l.ifname, found: l.ifalias ? `ifalias "${l.ifalias}"` : 'no provium ifalias' });
   }
 
+  const pending = candidates.length + fresh.length > 0 ? pendingNetns(ctx) : new Set<string>();
   const outs = [
     ...candidates.map((ns, i) => ({ ns, ok: nsOuts[i].exitCode === 0, stdout: nsOuts[i].stdout })),
     ...fresh.map((ns) => ({ ns, ok: true, stdout: reuse!.readBack!.get(ns)! })),
@@ -182,7 +182,7 @@ export async function observe(lab: string, ctx: HostContext, runner: Runner, wan
     const lo = (addrs ?? []).find((l) => l.ifname === 'lo');
     const a = parseAlias(lo?.ifalias);
     if (a?.kind === 'node' && a.lab === lab) state.namespaces[ns] = toNamespaceState(ns, a.node, addrs ?? [], routes ?? []);
-    else if (!lo?.ifalias && pendingNetns(ctx).has(ns)) {
+    else if (!lo?.ifalias && pending.has(ns)) {
       // Created by an apply that stopped before marking it (see apply's journal): ours, unmarked.
       state.namespaces[ns] = toNamespaceState(ns, ns.slice(prefix.length), addrs ?? [], routes ?? []);
     }
@@ -208,7 +208,9 @@ export async function observe(lab: string, ctx: HostContext, runner: Runner, wan
   }
   state.shaping = toShaping(qdiscs, classText, ports);
 
-  const nft = toNft(JSON.parse(nftOut.stdout || '{"nftables":[]}'), nftTable(lab), ownerPrefix(lab));
+  const ruleset = JSON.parse(nftOut.stdout || '{"nftables":[]}');
+  const nft = toNft(ruleset, nftTable(lab), ownerPrefix(lab));
+  facts.forwardingLabs = forwardingLabs(ruleset, links, lab);
   if (nft.bridge) state.nft.bridge = nft.bridge;
   if (nft.inet) state.nft.inet = nft.inet;
   for (const fam of nft.conflicts) facts.conflicts.push({ kind: 'nft-table', name: `${fam} ${nftTable(lab)}`, found: 'no set carries the lab\'s comment mark' });
