@@ -124,7 +124,7 @@ export class LabSession {
       throw new ProviumError(`network namespace ${opts.hostNetns} does not exist`, `create it with: ip netns add ${opts.hostNetns}`);
     }
     const release = opts.lock === false ? () => {} : acquireLock(t.lab, opts.command ?? 'provium session', opts.onWarning);
-    const s = new LabSession(t.lab, labContext(t.lab, { hostNetns: opts.hostNetns }), opts.runner ?? new HostRunner(), release, opts);
+    const s = new LabSession(t.lab, labContext(t.lab, { hostNetns: opts.hostNetns, warn: opts.onWarning }), opts.runner ?? new HostRunner(), release, opts);
     try {
       await s.observeFor(t);
     } catch (e) {
