@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pair in ip:iproute2 tc:iproute2 bridge:iproute2 nft:nftables iperf3:iperf3 tcpdump:tcpdump ping:iputils-ping socat:socat dnsmasq:dnsmasq-base pgrep:procps sysctl:procps etcd:etcd-server etcdctl:etcd-client; do
+for pair in ip:iproute2 tc:iproute2 bridge:iproute2 nft:nftables iperf3:iperf3 tcpdump:tcpdump ping:iputils-ping socat:socat dnsmasq:dnsmasq-base pgrep:procps sysctl:procps conntrack:conntrack etcd:etcd-server etcdctl:etcd-client; do
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

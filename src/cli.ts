@@ -375,7 +375,7 @@ export function buildProgram(): Command {
       if (globals().netns !== undefined) hostCtx(globals(), t.lab, { quiet: true });
       const n = t.nodes[node];
       if (!n) throw new ProviumError(`unknown node ${JSON.stringify(node)} in lab ${t.lab}`, `nodes: ${Object.keys(t.nodes).join(', ')}`);
-      if (n.kind !== 'netns') throw new ProviumError(`node ${node} is a ${n.kind} node; exec runs commands in netns nodes`);
+      if (n.kind !== 'netns' && n.kind !== 'router') throw new ProviumError(`node ${node} is a ${n.kind} node; exec runs commands in netns nodes and routers`);
       const ns = nodeNetns(t.lab, node);
       if (!existsSync(`/run/netns/${ns}`)) throw new ProviumError(`node ${node} is not running (no namespace ${ns}); run provium apply first`);
       const code = await new HostRunner().interactive(['ip', 'netns', 'exec', ns, ...cmd]);

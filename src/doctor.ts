@@ -138,6 +138,7 @@ const TOOLS: ToolSpec[] = [
   { program: 'bridge', versionArgs: ['-V'], required: false, pkg: 'iproute2', enables: ['inspecting bridge ports and FDB while debugging a lab (bridge link, bridge fdb)'] },
   { program: 'sysctl', versionArgs: ['--version'], required: false, pkg: 'procps', enables: ['uplink', 'routes (net.ipv4.ip_forward, net.ipv6.conf.all.forwarding)'] },
   { program: 'qemu-system-x86_64', versionArgs: ['--version'], required: false, pkg: 'qemu-system-x86', enables: ['qemu nodes (booting VMs)'] },
+  { program: 'conntrack', versionArgs: ['--version'], required: false, pkg: 'conntrack', enables: ['changing a router\'s nat: or firewall: in place (its conntrack entries are flushed)'] },
   { program: 'tcpdump', versionArgs: ['--version'], required: false, pkg: 'tcpdump', enables: ['provium capture (packet capture on a bridge or NIC)'] },
   { program: 'iperf3', versionArgs: ['--version'], required: false, pkg: 'iperf3', enables: ['throughput checks (npm run demo, end-to-end tests)'] },
   { program: 'socat', versionArgs: ['-V'], required: false, pkg: 'socat', enables: ['UDP/TCP probes and VM control in the end-to-end tests'] },

@@ -158,9 +158,10 @@ export async function runInvocations(invs: Invocation[], runner: Runner, onStep?
   let i = 0;
   while (i < invs.length) {
     const isNs = (x: Invocation) => x.label.startsWith('namespace ') || x.vmStart !== undefined || x.vmStop !== undefined;
-    if (isNs(invs[i])) {
+    const groupOf = (x: Invocation) => (isNs(x) ? 'namespaces' : x.parallel);
+    if (groupOf(invs[i]) !== undefined) {
       let j = i;
-      while (j < invs.length && isNs(invs[j])) j++;
+      while (j < invs.length && groupOf(invs[j]) === groupOf(invs[i])) j++;
       const group = invs.slice(i, j);
       await mapLimit(group, 8, async (inv) => {
         onStep?.(inv);
@@ -420,7 +421,7 @@ export function touchedNamespaces(plan: Plan): Set<string> {
   const out = new Set<string>();
   for (const it of plan.changes.flatMap((c) => c.items)) {
     const ref = (it.after ?? it.before)!.ref;
-    if (ref.kind === 'netns' || ref.kind === 'nic' || ref.kind === 'routes') out.add(ref.ns);
+    if (ref.kind === 'netns' || ref.kind === 'nic' || ref.kind === 'routes' || ref.kind === 'router' || ref.kind === 'router-nat' || ref.kind === 'router-fw') out.add(ref.ns);
     if (ref.kind === 'link') {
       for (const side of [it.before, it.after]) {
         const a = parseAlias((side?.value as { alias?: string } | undefined)?.alias);

@@ -208,7 +208,7 @@ export class LabSession {
   }
 
   /**
-   * Runs argv inside netns node `node` (`ip netns exec pv-<lab>-<node> argv...`), output
+   * Runs argv inside node `node` (a netns node or router) (`ip netns exec pv-<lab>-<node> argv...`), output
    * captured; never throws on a non-zero exit. `timeoutMs` (default 60 s) kills it
    * (exit 124); `signal` stops it (exit 130). Throws ProviumError when the node's
    * namespace does not exist.

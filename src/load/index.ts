@@ -23,6 +23,7 @@ import { Reporter } from './report.js';
 import { validateSchema } from './schema.js';
 import { mergeSources, type LoadOptions, type LoadedFile, type SourceInput } from './sources.js';
 import { TreeLocator, toData, withoutKeys, type PEntry, type PNode } from './tree.js';
+import { checkRouting, normalizeRouting, readRouting } from './routers.js';
 
 export { schemaPath } from './schema.js';
 export type { LoadOptions, LoadedFile, SourceInput } from './sources.js';
@@ -73,12 +74,16 @@ export function checkTree(tree: PNode, absFile: string): { topology?: Topology; 
   checkReferences(input, r);
   checkGroups(input, r);
   checkLimits(input, r);
+  const routing = readRouting(data);
+  checkRouting(input, routing, r);
   const addressing = assignAddresses(input, r);
   const nics = numberNics(input);
   checkDevices(input, nics, r);
   const diagnostics = [...schemaDiagnostics, ...r.diagnostics];
   if (diagnostics.some((d) => d.severity === 'error')) return { diagnostics };
-  return { topology: normalize(absFile, { input, addressing, nics, locator }), diagnostics };
+  const topology = normalize(absFile, { input, addressing, nics, locator });
+  normalizeRouting(topology, input, routing);
+  return { topology, diagnostics };
 }
 
 /**

@@ -116,6 +116,8 @@ export interface InBridge {
   forwards: InForward[];
   dhcp: boolean;
   dns: boolean;
+  /** The router named by `gateway:` (load/routers.ts checks it). */
+  gateway?: string;
 }
 
 /** The whole file. nodes/bridges are undefined when absent or not mappings (then references cannot be checked). */
@@ -157,7 +159,7 @@ function readNode(name: string, v: unknown): InNode {
   return {
     name,
     path: ['nodes', name],
-    kind: oneOf(o.kind, ['netns', 'qemu'] as const),
+    kind: oneOf(o.kind, ['netns', 'qemu', 'router'] as const),
     kernel: str(o.kernel),
     initrd: str(o.initrd),
     append: str(o.append),
@@ -192,6 +194,7 @@ function readBridge(name: string, v: unknown): InBridge {
     forwards: list(o.forwards).flatMap((item, i) => readForward(item, [...path, 'forwards', i])),
     dhcp: o.dhcp === true,
     dns: o.dns === true,
+    gateway: str(o.gateway),
   };
 }
 

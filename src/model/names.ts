@@ -59,17 +59,22 @@ export function nodeAlias(lab: string, node: string): string {
   return `provium:${lab}:node:${node}`;
 }
 
+/** ifalias of a router namespace's loopback: "provium:demo:router:home" (a router's namespace is marked as one). */
+export function routerAlias(lab: string, node: string): string {
+  return `provium:${lab}:router:${node}`;
+}
+
 /** Parses an ifalias written by provium; undefined for anything else. */
 export function parseAlias(alias: string | undefined):
   | { lab: string; kind: 'bridge'; bridge: string }
   | { lab: string; kind: 'port'; node: string; bridge: string }
-  | { lab: string; kind: 'node'; node: string }
+  | { lab: string; kind: 'node' | 'router'; node: string }
   | undefined {
   if (!alias || !alias.startsWith('provium:')) return undefined;
   const p = alias.split(':');
   if (p[2] === 'bridge' && p.length === 4) return { lab: p[1], kind: 'bridge', bridge: p[3] };
   if (p[2] === 'port' && p.length === 5) return { lab: p[1], kind: 'port', node: p[3], bridge: p[4] };
-  if (p[2] === 'node' && p.length === 4) return { lab: p[1], kind: 'node', node: p[3] };
+  if ((p[2] === 'node' || p[2] === 'router') && p.length === 4) return { lab: p[1], kind: p[2], node: p[3] };
   return undefined;
 }
 

@@ -212,6 +212,57 @@ export interface DnsmasqState {
   pid?: number;
 }
 
+/**
+ * A router's own settings in its namespace (see model/router.ts): forwarding sysctls,
+ * conntrack timeouts (the mapping timers of its NAT) and its nft table. Observed with
+ * `sysctl` and `nft -j list table inet provium_<lab>` run in the router's namespace.
+ */
+export interface RouterState {
+  ns: string;
+  node: string;
+  /** net.ipv4.ip_forward and net.ipv6.conf.all.forwarding in the router's namespace. */
+  ipForward?: boolean;
+  ip6Forward?: boolean;
+  /**
+   * conntrack timeouts in seconds (net.netfilter.nf_conntrack_udp_timeout,
+   * _udp_timeout_stream, _tcp_timeout_established); undefined in desired state means
+   * "leave as is" (routers without NAT), observed undefined when conntrack is not loaded.
+   */
+  ctUdp?: number;
+  ctUdpStream?: number;
+  ctTcpEstablished?: number;
+  /** The router's table `inet provium_<lab>`; undefined when absent. */
+  table?: RouterTableState;
+  /** Desired state only: the nft text creating the table (plan/router-nft.ts), not compared. */
+  nftText?: string;
+  /** Observed only: a table of that name exists (even one provium cannot read back), so a rewrite deletes it first. */
+  tableExists?: boolean;
+}
+
+/**
+ * The parts of a router's nft table provium compares. `nat`/`firewall` are the
+ * canonical configuration codes carried by the comment of its `config` set
+ * (plan/router-nft.ts: natCode, firewallCode); the rest are set elements and the
+ * fingerprints (set names/types, chain hooks, rule comments) of its base, NAT and
+ * firewall rules.
+ */
+export interface RouterTableState {
+  nat: string;
+  firewall: string;
+  /** Upstream interface(s) (set `wan`), downstream interfaces (set `lan`), public IPv4 address (set `public4`). */
+  wan: string[];
+  lan: string[];
+  public4: string[];
+  /** Firewall port lists ("80", "8000-8100"), sorted; undefined when the set is absent (every port allowed). */
+  fwOutTcp?: string[];
+  fwOutUdp?: string[];
+  fwInTcp?: string[];
+  fwInUdp?: string[];
+  base: string;
+  natRules: string;
+  fwRules: string;
+}
+
 /** Everything provium manages for one lab, in one host namespace plus the node namespaces. */
 export interface HostState {
   /** By bridge name. */
@@ -220,6 +271,8 @@ export interface HostState {
   resolv: Record<string, string>;
   vms: Record<string, VmState>;
   namespaces: Record<string, NamespaceState>;
+  /** Routers' own settings, by namespace (`kind: router` nodes; their links, addresses and routes are in `namespaces`). */
+  routers?: Record<string, RouterState>;
   links: Record<string, LinkState>;
   shaping: Record<string, PortShaping>;
   nft: NftState;
@@ -247,6 +300,8 @@ export interface HostFacts {
   qemuBinary?: string;
   /** Path of dnsmasq when the topology serves DHCP/DNS and it was found. */
   dnsmasqBinary?: string;
+  /** Path of conntrack (conntrack-tools) when the topology has routers and it was found. */
+  conntrackBinary?: string;
   /** Forwarded host ports ("tcp/8080") that a socket in the lab's host namespace listens on. */
   portsInUse?: string[];
   /** How each feature was determined (for messages). */
@@ -273,5 +328,5 @@ export interface Conflict {
 
 /** An empty host state. */
 export function emptyState(): HostState {
-  return { dnsmasq: {}, resolv: {}, vms: {}, namespaces: {}, links: {}, shaping: {}, nft: {} };
+  return { dnsmasq: {}, resolv: {}, vms: {}, namespaces: {}, routers: {}, links: {}, shaping: {}, nft: {} };
 }

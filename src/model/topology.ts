@@ -4,6 +4,7 @@
  * Every object keeps the source position of the YAML node it came from, so
  * later stages (plan conflicts, missing kernel features) can point at the file.
  */
+import type { RouterSpec } from './router.js';
 
 /** A position in a topology file: 1-based line and column (yaml's LineCounter). */
 export interface SourcePos {
@@ -12,7 +13,12 @@ export interface SourcePos {
   col: number;
 }
 
-export type NodeKind = 'netns' | 'qemu';
+export type NodeKind = 'netns' | 'qemu' | 'router';
+
+/** Kinds of node that live in a network namespace of their own (netns nodes and routers). */
+export function hasNamespace(kind: NodeKind): boolean {
+  return kind === 'netns' || kind === 'router';
+}
 
 /** QEMU settings of a `kind: qemu` node (booted by a later issue; its TAPs exist now). */
 export interface QemuSpec {
@@ -29,6 +35,10 @@ export interface NodeSpec {
   name: string;
   kind: NodeKind;
   qemu?: QemuSpec;
+  /** `kind: router` only: upstream, downstream bridges, NAT and firewall (model/router.ts). */
+  router?: RouterSpec;
+  /** netns nodes: the bridge whose gateway (router or uplink host side) carries its default route. */
+  defaultRoute?: string;
   pos?: SourcePos;
   /** Where some settings are written (kernel, initrd, disk), possibly in another file than the node's name. */
   keyPos?: Partial<Record<'kernel' | 'initrd' | 'disk', SourcePos>>;
@@ -116,6 +126,14 @@ export interface BridgeSpec {
   subnet6?: string;
   /** The host side's IPv6 address: ::1 of subnet6, e.g. "fd00:40::1/64". */
   hostAddr6?: string;
+  /**
+   * The router that is this bridge's gateway (`gateway: R`): R's NIC takes the subnet's
+   * first address (gatewayAddr, and ::1 of subnet6 as gatewayAddr6), members route by
+   * default through it, and the host side has no address (hostAddr/hostAddr6 unset).
+   */
+  gateway?: string;
+  gatewayAddr?: string;
+  gatewayAddr6?: string;
   mtu?: number;
   attach: AttachSpec[];
   partitions: PartitionSpec[];

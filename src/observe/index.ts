@@ -21,6 +21,7 @@ import { defaultRouteDevs, forwardingLabs, splitJsonDocs, toLinkState, toNamespa
 import { readJournal } from '../apply/statedir.js';
 import { detectFeature, type Feature } from './features.js';
 import { observePartial, type Part } from './partial.js';
+import { observeRouters } from './routers.js';
 
 /** Names the desired state will create: same-named objects without the lab's mark are conflicts. */
 export interface Wanted {
@@ -44,6 +45,8 @@ export interface Wanted {
   resolv?: string[];
   /** The topology serves DHCP/DNS: look for dnsmasq. */
   dnsmasq?: boolean;
+  /** Namespaces of the file's routers (read as routers even before they carry a router mark); look for conntrack. */
+  routers?: string[];
 }
 
 export interface Observation {
@@ -181,13 +184,23 @@ export async function observe(lab: string, ctx: HostContext, runner: Runner, wan
     const [addrs, routes] = splitJsonDocs(stdout).slice(-2) as [IpLink[], IpRoute[]];
     const lo = (addrs ?? []).find((l) => l.ifname === 'lo');
     const a = parseAlias(lo?.ifalias);
-    if (a?.kind === 'node' && a.lab === lab) state.namespaces[ns] = toNamespaceState(ns, a.node, addrs ?? [], routes ?? []);
+    if ((a?.kind === 'node' || a?.kind === 'router') && a.lab === lab) state.namespaces[ns] = toNamespaceState(ns, a.node, addrs ?? [], routes ?? []);
     else if (!lo?.ifalias && pending.has(ns)) {
       // Created by an apply that stopped before marking it (see apply's journal): ours, unmarked.
       state.namespaces[ns] = toNamespaceState(ns, ns.slice(prefix.length), addrs ?? [], routes ?? []);
     }
     else if (wantNs.has(ns)) facts.conflicts.push({ kind: 'netns', name: ns, found: lo?.ifalias ? `lo ifalias "${lo.ifalias}"` : 'no provium mark on its lo' });
   });
+
+  // Routers: namespaces marked as routers, and unmarked ones the file wants as routers.
+  const wantRouters = new Set(wanted.routers ?? []);
+  const routerNs = new Map(Object.values(state.namespaces)
+    .filter((n) => parseAlias(n.owner)?.kind === 'router' || (n.owner === undefined && wantRouters.has(n.name)))
+    .map((n) => [n.name, n.node]));
+  const reusedRouters = reuse ? [...routerNs.keys()].filter((n) => !reuse.touched.has(n) && reuse.previous.routers?.[n]) : [];
+  for (const n of reusedRouters) routerNs.delete(n);
+  state.routers = { ...Object.fromEntries(reusedRouters.map((n) => [n, reuse!.previous.routers![n]])), ...(await observeRouters(lab, runner, routerNs)) };
+  if (wantRouters.size > 0) facts.conntrackBinary = inPath('conntrack');
 
   // A veth port's peer, from its mark and the node's namespace: what re-creating it needs (rollback).
   for (const l of Object.values(state.links)) {

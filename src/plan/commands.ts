@@ -167,6 +167,10 @@ export function buildInvocations(lab: string, changes: ItemChange[], ctx: HostCo
   const services: Invocation[] = [];
   const serviceStarts: Invocation[] = [];
   const vmStarts: Invocation[] = [];
+  /** Routers whose table is (re)written, whose sysctls are set, whose conntrack is flushed: by namespace. */
+  const routerNft = new Map<string, { text: string; replace: boolean }>();
+  const routerSysctl = new Map<string, string[]>();
+  const routerFlush = new Set<string>();
   const qmpPre = new Map<string, QmpStep[]>();
   const qmpPost = new Map<string, QmpStep[]>();
   const steps = (m: Map<string, QmpStep[]>, node: string) => {
@@ -315,6 +319,24 @@ export function buildInvocations(lab: string, changes: ItemChange[], ctx: HostCo
         serviceStarts.push({ argv: ['write', path], label: `resolv.conf of ${ref.ns}`, writeFiles: [{ path, content: after.content }] });
         break;
       }
+      case 'router':
+      case 'router-nat':
+      case 'router-fw': {
+        if (!after) break; // goes with the router's namespace
+        const m = c.after!.meta as V;
+        // One nft transaction per router rewrites its whole table (deleting the old one in
+        // the same transaction), whichever of its items changed.
+        if (c.fields.some((f) => f.field !== 'ip_forward' && f.field !== 'ipv6_forwarding' && !f.field.endsWith('_timeout_s')) || !before) {
+          routerNft.set(ref.ns, { text: String(m.nftText), replace: !!(c.before?.meta as V | undefined)?.hadTable && !recreate });
+        }
+        if (!before || c.fields.some((f) => f.field === 'ip_forward' || f.field === 'ipv6_forwarding' || f.field.endsWith('_timeout_s'))) {
+          routerSysctl.set(ref.ns, m.sysctls as string[]);
+        }
+        // A changed NAT or firewall must hold at once: connections tracked under the old
+        // rules keep their mappings and verdicts until flushed.
+        if (ref.kind !== 'router' && c.action === 'update') routerFlush.add(ref.ns);
+        break;
+      }
       case 'vm': {
         const p = vmPaths(ctx, ref.node);
         if (c.before && (!after || recreate)) {
@@ -373,6 +395,17 @@ export function buildInvocations(lab: string, changes: ItemChange[], ctx: HostCo
   if (tc.length) inv.push({ argv: [...tcArgv(ctx), '-batch', '-'], stdin: lines(tc), label: 'traffic control' });
   const nft = [...nftDel, ...nftAdd];
   if (nft.length) inv.push({ argv: [...nftArgv(ctx), '-f', '-'], stdin: lines(nft), label: 'nftables transaction' });
+  // Routers: table first (it loads conntrack, whose sysctls exist only then), then sysctls, then the flush.
+  const byNs = <T>(m: Map<string, T>) => [...m].sort(([a], [b]) => (a < b ? -1 : 1));
+  for (const [ns, t] of byNs(routerNft)) {
+    inv.push({ argv: ['ip', 'netns', 'exec', ns, 'nft', '-f', '-'], stdin: (t.replace ? `delete table inet ${nftTable(lab)}\n` : '') + t.text, label: `router ${ns} nft`, parallel: 'router-nft' });
+  }
+  for (const [ns, kv] of byNs(routerSysctl)) {
+    if (kv.length) inv.push({ argv: ['ip', 'netns', 'exec', ns, 'sysctl', '-q', '-w', ...kv], label: `router ${ns} sysctl`, parallel: 'router-sysctl' });
+  }
+  for (const ns of [...routerFlush].sort()) {
+    inv.push({ argv: ['ip', 'netns', 'exec', ns, 'conntrack', '-F'], label: `router ${ns} conntrack flush`, parallel: 'router-flush' });
+  }
   // Services and VMs start once their bridges and TAPs exist; then hotplug, link state and resume.
   inv.push(...serviceStarts, ...vmStarts);
   // Per VM: hotplug first (the NIC must exist), then link state, then resume.

@@ -3,6 +3,7 @@
  * tells observe what names to check for conflicts and which optional facts to read.
  */
 import type { Topology } from '../model/topology.js';
+import { hasNamespace } from '../model/topology.js';
 import type { Diagnostic } from '../model/diagnostics.js';
 import type { HostState, HostFacts } from '../model/state.js';
 import * as names from '../model/names.js';
@@ -25,7 +26,8 @@ export function wantedFor(t: Topology, observedHint?: HostState): Wanted {
     links.push(names.bridgeDev(t.lab, b.name));
     for (const a of b.attach) links.push(names.portDev(t.lab, a.node, a.nicIndex));
   }
-  for (const n of Object.values(t.nodes)) if (n.kind === 'netns') namespaces.push(names.nodeNetns(t.lab, n.name));
+  for (const n of Object.values(t.nodes)) if (hasNamespace(n.kind)) namespaces.push(names.nodeNetns(t.lab, n.name));
+  const routers = Object.values(t.nodes).filter((n) => n.kind === 'router').map((n) => names.nodeNetns(t.lab, n.name));
   const l3 = needsForwarding(t);
   const vms = Object.values(t.nodes).filter(bootsVm);
   const files = vms.flatMap((n) => [n.qemu!.kernel, n.qemu!.initrd, n.qemu!.disk]).filter((x): x is string => !!x).map((f) => resolve(dirname(t.file), f));
@@ -36,6 +38,7 @@ export function wantedFor(t: Topology, observedHint?: HostState): Wanted {
     defaultRoute: Object.values(t.bridges).some((b) => b.uplink),
     ipForward: l3 || observedHint?.nft.inet !== undefined,
     ip6Forward: needsForwarding6(t),
+    ...(routers.length ? { routers } : {}),
   };
 }
 
@@ -132,7 +135,15 @@ export function computePlan(t: Topology, observedIn: HostState, facts: HostFacts
   let itemChanges = diffItems(dItems, oItems, forced);
   if (ctx.targets?.length) itemChanges = targetChanges(itemChanges, (address) => ctx.targets!.some((x) => addressMentions(address, x)));
   const changes = groupChanges(itemChanges, dItems, oItems);
-  return { lab, changes, errors, invocations: errors.length ? [] : buildInvocations(lab, itemChanges, ctx) };
+  const invocations = errors.length ? [] : buildInvocations(lab, itemChanges, ctx);
+  if (invocations.some((i) => i.label.endsWith('conntrack flush')) && !facts.conntrackBinary) {
+    errors.push({
+      severity: 'error', summary: 'conntrack not found: a router\'s NAT or firewall changes in place',
+      detail: 'the connections tracked under the old rules are flushed with conntrack -F in the router\'s namespace; install it (Debian: apt-get install conntrack)',
+    });
+    return { lab, changes, errors, invocations: [] };
+  }
+  return { lab, changes, errors, invocations };
 }
 
 /** Whether a plan address is about node or bridge `name` (node.a, bridge.lan.attach.a, ...impairment[a>b], ...partition[a|b,c], route[data<>lan]). */

@@ -11,8 +11,9 @@ import { createHash } from 'node:crypto';
 import { nodeNetns, parseAlias } from '../model/names.js';
 import { addr } from './owners.js';
 import { classid, DEFAULT_MINOR, tcRateString, UNSHAPED_BPS } from './ids.js';
+import { routerItems } from './router-items.js';
 
-export type ItemKind = 'netns' | 'nic' | 'routes' | 'link' | 'qdisc' | 'class' | 'nft-table' | 'elem' | 'sysctl' | 'vm' | 'vm-nic' | 'vm-link' | 'dnsmasq' | 'resolv';
+export type ItemKind = 'netns' | 'nic' | 'routes' | 'link' | 'qdisc' | 'class' | 'nft-table' | 'elem' | 'sysctl' | 'vm' | 'vm-nic' | 'vm-link' | 'dnsmasq' | 'resolv' | 'router' | 'router-nat' | 'router-fw';
 
 /** Identity of an item for command building. */
 export type ItemRef =
@@ -29,7 +30,8 @@ export type ItemRef =
   | { kind: 'vm-nic'; node: string; tap: string }
   | { kind: 'vm-link'; node: string; tap: string }
   | { kind: 'dnsmasq'; bridge: string }
-  | { kind: 'resolv'; ns: string };
+  | { kind: 'resolv'; ns: string }
+  | { kind: 'router' | 'router-nat' | 'router-fw'; ns: string };
 
 export interface Item {
   key: string;
@@ -84,6 +86,7 @@ export function itemize(s: HostState, portOfNic: (ns: string, ifname: string) =>
       });
     }
   }
+  out.push(...routerItems(s));
   for (const l of Object.values(s.links)) {
     // A veth port goes with its node's namespace: deleting the namespace deletes the pair.
     const a = parseAlias(l.alias);

@@ -13,6 +13,8 @@
  * Per-pair impairment fields override the whole-bridge field of the same name.
  */
 import type { Topology, BridgeSpec, GroupRef, ImpairmentSpec, NodeSpec } from '../model/topology.js';
+import { hasNamespace } from '../model/topology.js';
+import { defaultGateways, realizeRouters, returnRoutes } from './routers.js';
 import { dirname, resolve } from 'node:path';
 import type { HostState, PortShaping, NftBridgeTable, NftInetTable, RouteState } from '../model/state.js';
 import { emptyState, routeOrder } from '../model/state.js';
@@ -121,11 +123,12 @@ export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
     return names.portDev(lab, node, a.nicIndex);
   };
 
-  // Node namespaces (netns nodes).
+  // Node namespaces (netns nodes and routers; a router's lo carries a router mark).
   for (const n of Object.values(t.nodes)) {
-    if (n.kind !== 'netns') continue;
+    if (!hasNamespace(n.kind)) continue;
     const ns = names.nodeNetns(lab, n.name);
-    s.namespaces[ns] = { name: ns, node: n.name, owner: names.nodeAlias(lab, n.name), loUp: true, nics: {}, routes: [] };
+    const owner = n.kind === 'router' ? names.routerAlias(lab, n.name) : names.nodeAlias(lab, n.name);
+    s.namespaces[ns] = { name: ns, node: n.name, owner, loUp: true, nics: {}, routes: [] };
   }
 
   // Bridges, ports, NICs.
@@ -138,7 +141,7 @@ export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
     for (const a of b.attach) {
       const node = t.nodes[a.node];
       const port = names.portDev(lab, a.node, a.nicIndex);
-      const isNetns = node.kind === 'netns';
+      const isNetns = hasNamespace(node.kind);
       // A VM's link state is its NIC's (QMP set_link); the TAP itself stays up.
       const vm = bootsVm(node);
       if (vm) {
@@ -161,8 +164,9 @@ export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
   // VMs without any attachment still boot.
   for (const n of Object.values(t.nodes)) if (bootsVm(n)) vmOf(s, t, n, ctx);
 
-  // Routes inside nodes: to routed bridges' subnets and a default route for uplinks.
+  // Routes inside nodes: to routed bridges' subnets, default routes (uplink or gateway), routers' return routes.
   for (const ns of Object.values(s.namespaces)) ns.routes = nodeRoutes(t, ns.node);
+  realizeRouters(t, s);
 
   // DHCP/DNS per bridge, and resolv.conf for netns nodes on a bridge with DNS (first in NIC order).
   for (const b of Object.values(t.bridges)) {
@@ -340,10 +344,12 @@ function effective(b: string, whole: ImpairmentSpec | undefined, specs: Impairme
 }
 
 /**
- * Routes of one netns node: routed bridges' subnets via the attached bridge's host
- * address; default via the first uplink bridge (in bridge-name order). The same for
- * IPv6 where both bridges have subnet6: their subnet6 via the host side's ::1, and an
- * IPv6 default route via the first uplink bridge with subnet6. Sorted by routeOrder.
+ * Routes of one netns node or router: routed bridges' subnets via the attached bridge's
+ * host address; default routes through a gateway router or an uplink bridge's host side
+ * (routers.ts defaultGateways: `default_route` first, else the first such bridge in
+ * bridge-name order; a router's through its upstream); routers' return routes (routers.ts
+ * returnRoutes). The same for IPv6 where bridges have subnet6: their subnet6 via the host
+ * side's ::1, defaults via ::1 of the gateway or uplink bridge. Sorted by routeOrder.
  */
 export function nodeRoutes(t: Topology, node: string): RouteState[] {
   const mine = Object.values(t.bridges)
@@ -358,12 +364,18 @@ export function nodeRoutes(t: Topology, node: string): RouteState[] {
       const sub = subnetOf(t.bridges[r]);
       if (sub && !attached.has(r) && !m.has(sub)) m.set(sub, gw);
     }
-    if (b.uplink && !m.has('default')) m.set('default', gw);
   };
   for (const b of mine) {
     const me = b.attach.find((a) => a.node === node)!;
     if (b.hostAddr && me.ip) add(routes, b, b.hostAddr, (r) => r.subnet);
     if (b.hostAddr6 && me.ip6) add(routes6, b, b.hostAddr6, (r) => r.subnet6);
+  }
+  const d = defaultGateways(t, node);
+  if (d.v4) routes.set('default', d.v4);
+  if (d.v6) routes6.set('default', d.v6);
+  for (const r of returnRoutes(t, node)) {
+    const m = r.via.includes(':') ? routes6 : routes;
+    if (!m.has(r.dst)) m.set(r.dst, r.via);
   }
   return [...routes, ...routes6].map(([dst, via]) => ({ dst, via })).sort(routeOrder);
 }

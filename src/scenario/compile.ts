@@ -19,7 +19,7 @@
  */
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { Diagnostic } from '../model/diagnostics.js';
-import type { SourcePos, Topology } from '../model/topology.js';
+import { hasNamespace, type SourcePos, type Topology } from '../model/topology.js';
 import { checkSources, checkTree, sortDiagnostics, type LoadOptions, type LoadedFile, type SourceInput } from '../load/index.js';
 import { merge } from '../load/merge.js';
 import { mergeSources, shown } from '../load/sources.js';
@@ -146,7 +146,7 @@ class Compiler {
     private readonly files: LoadedFile[],
     private readonly opts: LoadOptions,
   ) {
-    this.netnsNodes = base ? Object.values(base.nodes).filter((n) => n.kind === 'netns').map((n) => n.name) : [];
+    this.netnsNodes = base ? Object.values(base.nodes).filter((n) => hasNamespace(n.kind)).map((n) => n.name) : [];
   }
 
   private error(pos: SourcePos, summary: string, detail: string): void {
@@ -256,11 +256,11 @@ class Compiler {
     const nodeNode = v.entries.get('node')?.value;
     const node = scalar(nodeNode);
     if (typeof node !== 'string') {
-      this.error(nodeNode?.pos ?? v.pos, 'missing node', `${kind} needs node: the netns node to run in (${this.netnsNodes.join(', ') || 'none in this lab'})`);
+      this.error(nodeNode?.pos ?? v.pos, 'missing node', `${kind} needs node: the netns node or router to run in (${this.netnsNodes.join(', ') || 'none in this lab'})`);
       ok = false;
     } else if (this.base && !this.netnsNodes.includes(node)) {
-      const what = this.base.nodes[node] ? `is a ${this.base.nodes[node].kind} node; commands run in netns nodes` : 'is not a node of the lab';
-      this.error(nodeNode!.pos, 'unknown node', `${JSON.stringify(node)} ${what} (netns nodes: ${this.netnsNodes.join(', ') || 'none'})`);
+      const what = this.base.nodes[node] ? `is a ${this.base.nodes[node].kind} node; commands run in netns nodes and routers` : 'is not a node of the lab';
+      this.error(nodeNode!.pos, 'unknown node', `${JSON.stringify(node)} ${what} (netns nodes and routers: ${this.netnsNodes.join(', ') || 'none'})`);
       ok = false;
     }
     const runNode = v.entries.get('run')?.value;

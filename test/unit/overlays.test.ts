@@ -232,12 +232,12 @@ describe('positions name the file that holds the offending text', () => {
             bogus: 1
       `,
     });
-    const p = problems(dir, ['lab.yaml', 'o.yaml']);
+    const p = problems(dir, ['lab.yaml', 'o.yaml']).map((m) => m.split('; expected one of')[0]);
     assert.deepEqual(p, [
       'lab.yaml:10:11: error: wrong type: bridges.lan.dhcp must be true or false, not the string "yes"',
       'o.yaml:4:10: error: out of range: bridges.lan.mtu is the number 20, must be >= 68',
       'o.yaml:5:22: error: unknown node: partition names node "zz", which is not defined under nodes',
-      'o.yaml:6:5: error: unknown key: "bogus" is not allowed in bridges.lan; expected one of: subnet, mtu, attach, partitions, partition_all, impairments, isolate, uplink, routes, forwards, dhcp, dns, subnet6',
+      'o.yaml:6:5: error: unknown key: "bogus" is not allowed in bridges.lan',
     ]);
   });
 

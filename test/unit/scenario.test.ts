@@ -113,8 +113,8 @@ describe('compiling a scenario', () => {
     assert.deepEqual(errs(compile(dir)), [
       'scen.yaml:3:11: error: invalid duration: wait takes a duration such as 500ms, 5s or 2m, not "5 sec"',
       'scen.yaml:4:12: error: missing timeout: until needs timeout: how long to keep trying, e.g. timeout: 30s',
-      'scen.yaml:5:19: error: unknown node: "v" is a qemu node; commands run in netns nodes (netns nodes: r1, r2, r3)',
-      'scen.yaml:6:19: error: unknown node: "r9" is not a node of the lab (netns nodes: r1, r2, r3)',
+      'scen.yaml:5:19: error: unknown node: "v" is a qemu node; commands run in netns nodes and routers (netns nodes and routers: r1, r2, r3)',
+      'scen.yaml:6:19: error: unknown node: "r9" is not a node of the lab (netns nodes and routers: r1, r2, r3)',
       'scen.yaml:6:28: error: invalid run: run is the command as a list of arguments (no shell), e.g. run: [ping, -c, 1, b]; for a shell pipeline: run: [sh, -c, "..."]',
       'scen.yaml:7:5: error: invalid step: step 5 has apply and wait; a step has exactly one action (use two steps)',
       'scen.yaml:8:7: error: unknown key: "sleep" is not allowed in a step; expected one of: name, apply, wait, exec, until, repeat',
