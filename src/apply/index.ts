@@ -101,39 +101,70 @@ function testHooks(): { killAfter?: number; failLabel?: string } {
 }
 
 /**
- * Runs one invocation: a host command, or a VM action (start, stop, QMP steps). Returns a
- * command's stdout. Files are written and removed only under the state directory and
- * /etc/netns, through their safe trees (no symbolic link followed, atomic writes).
+ * The invocations that are not host commands (files, processes, VMs), done on one host:
+ * this machine by default (localActions); a remote host's over SSH (src/hosts/remote.ts).
  */
-async function runOne(inv: Invocation, runner: Runner): Promise<string> {
-  for (const f of inv.writeFiles ?? []) {
-    const { fs, rel } = treeOf(f.path);
-    if (f.content === undefined) fs.ensureFile(rel);
-    else fs.write(rel, f.content);
-  }
-  if (inv.removeFiles) {
-    for (const f of inv.removeFiles.files) {
+export interface InvocationActions {
+  /** Writes files atomically (content undefined: create empty when absent). */
+  writeFiles(files: { path: string; content?: string }[]): Promise<void>;
+  /** Removes files, then these folders when empty. */
+  removeFiles(files: string[], dirsIfEmpty: string[]): Promise<void>;
+  /** Ends the process a pidfile names if its command line contains `match`. */
+  stopPidfile(pidfile: string, match: string): Promise<void>;
+  startVm(inv: Invocation, runner: Runner): Promise<void>;
+  stopVm(inv: Invocation): Promise<void>;
+  runQmp(inv: Invocation): Promise<void>;
+}
+
+/**
+ * This machine's actions. Files are written and removed only under the state directory
+ * and /etc/netns, through their safe trees (no symbolic link followed, atomic writes).
+ */
+export const localActions: InvocationActions = {
+  writeFiles: async (files) => {
+    for (const f of files) {
+      const { fs, rel } = treeOf(f.path);
+      if (f.content === undefined) fs.ensureFile(rel);
+      else fs.write(rel, f.content);
+    }
+  },
+  removeFiles: async (files, dirs) => {
+    for (const f of files) {
       const { fs, rel } = treeOf(f);
       fs.remove(rel);
     }
-    for (const d of inv.removeFiles.dirsIfEmpty) {
+    for (const d of dirs) {
       if (d === ETC_NETNS) etcNetnsFs().removeDirIfEmpty('');
       else {
         const { fs, rel } = treeOf(d);
         fs.removeDirIfEmpty(rel);
       }
     }
+  },
+  stopPidfile: async (pidfile, match) => {
+    const pid = livePid(pidfile, match);
+    if (pid !== undefined) await terminate([pid]);
+  },
+  startVm: (inv, runner) => startVm(inv, runner),
+  stopVm: (inv) => stopVm(inv),
+  runQmp: (inv) => runQmp(inv),
+};
+
+/** Runs one invocation: a host command, or a VM action (start, stop, QMP steps). Returns a command's stdout. */
+async function runOne(inv: Invocation, runner: Runner, actions: InvocationActions = localActions): Promise<string> {
+  if (inv.writeFiles?.length) await actions.writeFiles(inv.writeFiles);
+  if (inv.removeFiles) {
+    await actions.removeFiles(inv.removeFiles.files, inv.removeFiles.dirsIfEmpty);
     return '';
   }
   if (inv.stopPidfile) {
-    const pid = livePid(inv.stopPidfile.pidfile, inv.stopPidfile.match);
-    if (pid !== undefined) await terminate([pid]);
+    await actions.stopPidfile(inv.stopPidfile.pidfile, inv.stopPidfile.match);
     return '';
   }
   if (inv.writeFiles && inv.argv[0] === 'write') return '';
-  if (inv.vmStart) await startVm(inv, runner);
-  else if (inv.vmStop) await stopVm(inv);
-  else if (inv.qmp) await runQmp(inv);
+  if (inv.vmStart) await actions.startVm(inv, runner);
+  else if (inv.vmStop) await actions.stopVm(inv);
+  else if (inv.qmp) await actions.runQmp(inv);
   else return (await runner.run(inv.argv, { stdin: inv.stdin })).stdout;
   return '';
 }
@@ -141,9 +172,10 @@ async function runOne(inv: Invocation, runner: Runner): Promise<string> {
 /**
  * Runs invocations in order; consecutive per-namespace batches and VM starts/stops run
  * 8 at a time. Returns what the namespace batches read back (namespace -> JSON output).
+ * `actions`: where files, processes and VMs are handled (this machine by default).
  * Throws CommandError.
  */
-export async function runInvocations(invs: Invocation[], runner: Runner, onStep?: (inv: Invocation) => void): Promise<Map<string, string>> {
+export async function runInvocations(invs: Invocation[], runner: Runner, onStep?: (inv: Invocation) => void, actions?: InvocationActions): Promise<Map<string, string>> {
   const readBack = new Map<string, string>();
   const hook = testHooks();
   let done = 0;
@@ -151,7 +183,7 @@ export async function runInvocations(invs: Invocation[], runner: Runner, onStep?
     if (hook.failLabel !== undefined && inv.label === hook.failLabel) {
       throw new CommandError({ argv: inv.argv, exitCode: 1, stdout: '', stderr: `injected failure (PROVIUM_TEST_FAIL_AT=${hook.failLabel})`, ms: 0 }, inv.stdin);
     }
-    const out = await runOne(inv, runner);
+    const out = await runOne(inv, runner, actions);
     if (hook.killAfter !== undefined && ++done >= hook.killAfter) process.kill(process.pid, 'SIGKILL');
     return out;
   };
@@ -199,7 +231,7 @@ export class ApplyError extends ProviumError {
 }
 
 /** Names of the node namespaces a list of invocations deletes. */
-function deletedNetns(invs: Invocation[]): string[] {
+export function deletedNetns(invs: Invocation[]): string[] {
   return invs.flatMap((i) => (i.label === 'delete node namespaces' ? (i.stdin ?? '').split('\n').filter((l) => l.startsWith('netns del ')).map((l) => l.slice(10)) : []));
 }
 
@@ -244,7 +276,7 @@ function forgetRestored(planned: Planned, ctx: HostContext): void {
  * started with provium exec): `ip netns del` only removes the name, and a process
  * inside keeps the namespace and its veth pair alive. SIGTERM, then SIGKILL after 2 s.
  */
-async function endProcessesIn(namespaces: string[], _runner: Runner, report?: (ns: string, pids: number[]) => void): Promise<void> {
+export async function endProcessesIn(namespaces: string[], _runner: Runner, report?: (ns: string, pids: number[]) => void): Promise<void> {
   if (namespaces.length === 0) return;
   // One pass over /proc: a process is in a namespace when /proc/<pid>/ns/net names the
   // inode of /run/netns/<name> (what `ip netns pids` compares, without a process per namespace).
@@ -374,7 +406,7 @@ async function rollback(t: Topology, before: HostState, ctx: HostContext, runner
  * sockets still closing hold it): ports still there after 1 s are deleted explicitly
  * (deleting one end of a veth pair removes both), then waited for up to 15 s.
  */
-async function waitPortsGone(plan: Plan, ctx: HostContext, runner: Runner): Promise<void> {
+export async function waitPortsGone(plan: Plan, ctx: HostContext, runner: Runner): Promise<void> {
   const names = new Set(plan.changes.flatMap((c) => c.items).filter((i) => i.implied && i.before?.ref.kind === 'link').map((i) => (i.before!.ref as { name: string }).name));
   if (names.size === 0) return;
   const t0 = Date.now();
@@ -402,7 +434,7 @@ async function waitPortsGone(plan: Plan, ctx: HostContext, runner: Runner): Prom
  * returns only once IPv6 forwarding really works. Bounded: after 5 s it goes on
  * (verification and traffic will tell).
  */
-async function waitBridgesIpv6Ready(t: Topology, plan: Plan, ctx: HostContext, runner: Runner): Promise<void> {
+export async function waitBridgesIpv6Ready(t: Topology, plan: Plan, ctx: HostContext, runner: Runner): Promise<void> {
   if (!needsForwarding6(t)) return;
   const bridges = new Set(Object.values(t.bridges).filter((b) => b.subnet6).map((b) => bridgeDev(t.lab, b.name)));
   const touched = plan.changes.flatMap((c) => c.items).some((i) => i.after?.ref.kind === 'link' && bridges.has(i.after.ref.name));

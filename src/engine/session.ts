@@ -120,6 +120,7 @@ export class LabSession {
    * need more). Throws ProviumError when --netns names a missing namespace.
    */
   static async open(t: Topology, opts: SessionOptions = {}): Promise<LabSession> {
+    if (t.hosts) throw new ProviumError(`lab ${t.lab} spans hosts (hosts:): sessions and provium run work on one-host labs only yet`, 'apply each step with provium apply FILE -f STEP.yaml, which handles hosts:');
     if (opts.hostNetns !== undefined && !existsSync(`/run/netns/${opts.hostNetns}`)) {
       throw new ProviumError(`network namespace ${opts.hostNetns} does not exist`, `create it with: ip netns add ${opts.hostNetns}`);
     }

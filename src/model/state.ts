@@ -76,6 +76,13 @@ export interface LinkState {
   peerName?: string;
   /** Ports only: the peer's MAC address. */
   peerMac?: string;
+  /**
+   * VXLAN ports only (kind "vxlan", multi-host labs): VNI, UDP destination port, local
+   * underlay address (iproute2 linkinfo.info_data id/port/local) and the peers' underlay
+   * addresses of its all-zeros FDB entries (`bridge fdb append 00:00:00:00:00:00 dst PEER`:
+   * head-end replication of broadcast and unknown unicast).
+   */
+  vxlan?: { vni: number; port: number; local: string; peers: string[] };
 }
 
 /**
@@ -107,7 +114,11 @@ export interface PortShaping {
   classes: Record<number, ClassState>;
 }
 
-/** Directed pair of ports, "iif>oif" (port device names). */
+/**
+ * Directed pair "<sender MAC>><receiver port>", e.g. "02:1a:2b:3c:4d:5e>demo-b-0": the
+ * sender by its NIC's MAC (nft `ether saddr`), the receiver by its port device
+ * (`oifname`), so a sender on another host (frames arriving over VXLAN) is matched too.
+ */
 export type PortPair = string;
 
 /** Element value plus its owner: the plan address stored in the element's nft comment. */
@@ -118,7 +129,8 @@ export interface Owned<T = true> {
 
 /**
  * The lab's `table bridge provium_<lab>`: partitions, isolation, drop and class selection.
- * Element keys are port device names; every element carries its owner as comment.
+ * Pair keys are sender MAC and receiver port (PortPair); isolation keys are port device
+ * names; every element carries its owner as comment.
  */
 export interface NftBridgeTable {
   /** Fingerprint of sets/chains/rules (not elements): equal when the table's structure is intact. */
@@ -127,7 +139,7 @@ export interface NftBridgeTable {
   blocked: Record<PortPair, Owned>;
   /** Ports cut off from every other port (ARP exempt). */
   isolated: Record<string, Owned>;
-  /** Drop rate per directed pair in hundredths of a percent (1 % = 100); nft element iif . oif . 0-(n-1) over numgen mod 10000. */
+  /** Drop rate per directed pair in hundredths of a percent (1 % = 100); nft element saddr . oif . 0-(n-1) over numgen mod 10000. */
   loss: Record<PortPair, Owned<number>>;
   /** HTB class per directed pair: classid "<major hex>:<minor hex>", set as skb->priority by the `prio` map. */
   prio: Record<PortPair, Owned<string>>;
@@ -166,6 +178,8 @@ export interface VmNic {
   mac: string;
   /** PCI slot (0x10 + NIC index), so guest eth<i> order follows bridge names. */
   slot: number;
+  /** MTU the guest is told (virtio-net host_mtu), bytes: set on bridges spanning hosts only. */
+  mtu?: number;
 }
 
 /** How a VM is launched; any change restarts it. Paths are absolute. */
@@ -312,6 +326,8 @@ export interface HostFacts {
   defaultRouteDev6?: string;
   /** Objects with a name provium wants that carry no (or another lab's) mark. */
   conflicts: Conflict[];
+  /** Every address of the lab's host namespace (no prefix) -> MTU of its link: the underlay MTU of multi-host labs. */
+  addressMtu?: Record<string, number>;
   /**
    * Other labs in the same host namespace that still need forwarding (from their nft
    * tables, see observe/parse.ts forwardingLabs): a forwarding sysctl is restored only

@@ -35,6 +35,8 @@ export interface NodeSpec {
   name: string;
   kind: NodeKind;
   qemu?: QemuSpec;
+  /** Multi-host labs: the host (Topology.hosts) this node runs on. */
+  host?: string;
   /** `kind: router` only: upstream, downstream bridges, NAT and firewall (model/router.ts). */
   router?: RouterSpec;
   /** netns nodes: the bridge whose gateway (router or uplink host side) carries its default route. */
@@ -57,6 +59,12 @@ export interface AttachSpec {
   nic: string;
   /** Index of that NIC (0 for eth0). */
   nicIndex: number;
+  /**
+   * Set in a per-host projection (src/hosts/project.ts) on members placed on another host:
+   * that host's name. Such a member has no port here; it is only a sender whose MAC this
+   * host's partitions, drop and shaping match.
+   */
+  remote?: string;
   pos?: SourcePos;
 }
 
@@ -148,9 +156,46 @@ export interface BridgeSpec {
   dhcp: boolean;
   /** DNS names <node>.<bridge> (dnsmasq); netns nodes resolve through it. */
   dns: boolean;
+  /** Multi-host labs: the host holding the host address, DHCP/DNS, routes, uplink and forwards. */
+  home?: string;
+  /** Multi-host labs: VXLAN network identifier (1-16777215), given or derived from lab and bridge. */
+  vni?: number;
+  /** Set in a per-host projection only: what this host holds of the bridge. */
+  placement?: BridgePlacement;
   pos?: SourcePos;
   /** Where some settings are written (uplink, dhcp, dns), possibly in another file than the bridge's name. */
   keyPos?: Partial<Record<'uplink' | 'dhcp' | 'dns', SourcePos>>;
+}
+
+/**
+ * What one host holds of a bridge in a multi-host lab (per-host projection). `home`:
+ * this host has the host address, DHCP/DNS, routes, uplink and forwards. `vxlan`: the
+ * bridge has members on other hosts, reached through this VXLAN port: VNI, UDP port,
+ * this host's underlay address (`local`), the other hosts' underlay addresses (`peers`,
+ * head-end replication: `bridge fdb append 00:00:00:00:00:00 dst PEER` each).
+ */
+export interface BridgePlacement {
+  home: boolean;
+  /** The bridge is not on this host at all; kept so that node routes know its subnet. */
+  absent?: boolean;
+  vxlan?: { vni: number; port: number; local: string; peers: string[] };
+}
+
+/**
+ * A host of a multi-host lab: the machine provium runs on (`local`) or one reached over
+ * SSH. Paths (identity, sshConfig) are absolute; `underlay` is the IPv4 address VXLAN
+ * peers send to; `stateDir` the host's state folder (lock, VM and dnsmasq files).
+ */
+export interface HostSpec {
+  name: string;
+  local: boolean;
+  ssh?: string;
+  port?: number;
+  identity?: string;
+  sshConfig?: string;
+  underlay: string;
+  stateDir?: string;
+  pos?: SourcePos;
 }
 
 export interface Topology {
@@ -162,5 +207,11 @@ export interface Topology {
   macPrefix?: string;
   nodes: Record<string, NodeSpec>;
   bridges: Record<string, BridgeSpec>;
+  /** Multi-host labs: the hosts, by name. Absent: the whole lab is on this machine. */
+  hosts?: Record<string, HostSpec>;
+  /** Multi-host labs: UDP port of the VXLAN tunnels (default 4789). */
+  vxlanPort?: number;
+  /** Set in a per-host projection only: the host this topology is the part of. */
+  placement?: string;
   pos?: SourcePos;
 }

@@ -11,13 +11,14 @@
  */
 import { readdirSync, existsSync } from 'node:fs';
 import { observeVms, vmFolderConflicts } from './vms.js';
+import type { SyncFs } from '../host/fs.js';
 import { observeServices, type Services } from './services.js';
-import type { HostFacts, HostState, LinkState, VmState } from '../model/state.js';
+import type { Conflict, HostFacts, HostState, LinkState, VmState } from '../model/state.js';
 import { emptyState } from '../model/state.js';
 import { netnsPrefix, nftTable, nodeNetns, ownerPrefix, parseAlias } from '../model/names.js';
 import { mapLimit, type Runner } from '../host/runner.js';
 import { ipArgv, nftArgv, READ_BACK, sysctlArgv, tcArgv, type HostContext } from '../plan/commands.js';
-import { defaultRouteDevs, forwardingLabs, splitJsonDocs, toLinkState, toNamespaceState, toNft, toShaping, type IpLink, type IpRoute, type TcQdisc } from './parse.js';
+import { addressMtus, defaultRouteDevs, forwardingLabs, splitJsonDocs, toLinkState, toNamespaceState, toNft, toShaping, vxlanPeers, type FdbEntry, type IpLink, type IpRoute, type TcQdisc } from './parse.js';
 import { readJournal } from '../apply/statedir.js';
 import { detectFeature, type Feature } from './features.js';
 import { observePartial, type Part } from './partial.js';
@@ -95,7 +96,11 @@ export interface HostFiles {
   /** A file exists (VM kernels, initrds, disks; the qemu binary). */
   exists(path: string): boolean;
   /** dnsmasq instances and nodes' resolv.conf (files and processes). */
-  observeServices(stateDir: string | undefined, lab: string, wantedResolv: string[]): Services;
+  observeServices(stateDir: string | undefined, lab: string, wantedResolv: string[], fs?: SyncFs, host?: string): Services;
+  /** The namespace journal (a remote host's from its snapshot; this machine's state directory by default). */
+  pendingNetns?(ctx: HostContext): Set<string>;
+  /** VM folders that are not the lab's (this machine's by default; a remote host's are checked by their records). */
+  vmFolderConflicts?(ctx: HostContext, nodes: string[]): Conflict[];
 }
 
 export function kvmUsable(): boolean {
@@ -163,18 +168,26 @@ export async function observe(lab: string, ctx: HostContext, runner: Runner, wan
     facts.portsInUse = listeningPorts(ss.stdout).filter((p) => wanted.forwardPorts!.includes(p));
   }
   state.vms = vms;
-  const services = files.observeServices(ctx.stateDir, lab, wanted.resolv ?? []);
+  const services = files.observeServices(ctx.stateDir, lab, wanted.resolv ?? [], undefined, ctx.placement);
   state.dnsmasq = services.dnsmasq;
   state.resolv = services.resolv;
-  facts.conflicts.push(...services.conflicts, ...vmFolderConflicts(ctx, wanted.vms ?? []));
+  facts.conflicts.push(...services.conflicts, ...(files.vmFolderConflicts ?? vmFolderConflicts)(ctx, wanted.vms ?? []));
 
   const links = JSON.parse(linksOut.stdout || '[]') as IpLink[];
+  facts.addressMtu = addressMtus(links);
   for (const l of links) {
     if (mine(l.ifalias)) state.links[l.ifname] = toLinkState(l);
     else if (wantLinks.has(l.ifname)) facts.conflicts.push({ kind: 'link', name: l.ifname, found: l.ifalias ? `ifalias "${l.ifalias}"` : 'no provium ifalias' });
   }
+  // VXLAN ports (multi-host labs): their unicast peers, one `bridge -batch` for all.
+  const vx = Object.values(state.links).filter((l) => l.vxlan).map((l) => l.name).sort();
+  if (vx.length > 0) {
+    const r = await runner.run([...(ctx.hostNetns ? ['bridge', '-n', ctx.hostNetns] : ['bridge']), '-j', '-batch', '-'], { stdin: vx.map((d) => `fdb show dev ${d}`).join('\n') + '\n' });
+    const docs = splitJsonDocs(r.stdout) as FdbEntry[][];
+    vx.forEach((d, i) => (state.links[d].vxlan!.peers = vxlanPeers(docs[i] ?? [])));
+  }
 
-  const pending = candidates.length + fresh.length > 0 ? pendingNetns(ctx) : new Set<string>();
+  const pending = candidates.length + fresh.length > 0 ? (files.pendingNetns ?? pendingNetns)(ctx) : new Set<string>();
   const outs = [
     ...candidates.map((ns, i) => ({ ns, ok: nsOuts[i].exitCode === 0, stdout: nsOuts[i].stdout })),
     ...fresh.map((ns) => ({ ns, ok: true, stdout: reuse!.readBack!.get(ns)! })),
@@ -184,7 +197,11 @@ export async function observe(lab: string, ctx: HostContext, runner: Runner, wan
     const [addrs, routes] = splitJsonDocs(stdout).slice(-2) as [IpLink[], IpRoute[]];
     const lo = (addrs ?? []).find((l) => l.ifname === 'lo');
     const a = parseAlias(lo?.ifalias);
-    if ((a?.kind === 'node' || a?.kind === 'router') && a.lab === lab) state.namespaces[ns] = toNamespaceState(ns, a.node, addrs ?? [], routes ?? []);
+    // In a multi-host lab the mark names the host: another host's namespace (hosts that
+    // share /run/netns, as test hosts on one machine do) is neither ours nor a conflict.
+    const ours = (a?.kind === 'node' || a?.kind === 'router') && a.lab === lab;
+    if (ours && a.host === ctx.placement) state.namespaces[ns] = toNamespaceState(ns, a.node, addrs ?? [], routes ?? []);
+    else if (ours && ctx.placement !== undefined && a.host !== undefined) return;
     else if (!lo?.ifalias && pending.has(ns)) {
       // Created by an apply that stopped before marking it (see apply's journal): ours, unmarked.
       state.namespaces[ns] = toNamespaceState(ns, ns.slice(prefix.length), addrs ?? [], routes ?? []);

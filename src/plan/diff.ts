@@ -10,11 +10,11 @@ import type { Action, Change, FieldDiff, ItemChange } from './types.js';
 
 /** Fields whose change cannot be done in place. */
 const IDENTITY: Record<string, string[]> = {
-  link: ['kind'],
+  link: ['kind', 'vxlan'],
   qdisc: ['major', 'defaultMinor'],
   'nft-table': ['skeleton'],
   vm: ['kernel', 'initrd', 'append', 'disk', 'memoryMb', 'cpus', 'accel', 'alive'],
-  'vm-nic': ['mac', 'slot'],
+  'vm-nic': ['mac', 'slot', 'mtu'],
   dnsmasq: ['config', 'alive'],
 };
 
@@ -91,6 +91,9 @@ export function diffItems(desired: Item[], observed: Item[], forceReplace: (i: I
       if (!o) continue;
       const cause = d.deps.find((k) => {
         const dc = changes.get(k);
+        // A node's routes survive a NIC that is only added (they go through its other
+        // NICs): updated in place, so that the routes it no longer needs are deleted.
+        if (dc?.action === 'create' && d.ref.kind === 'routes') return false;
         return dc && (dc.action === 'create' || dc.action === 'replace');
       });
       if (!cause) continue;

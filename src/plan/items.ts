@@ -13,7 +13,7 @@ import { addr } from './owners.js';
 import { classid, DEFAULT_MINOR, tcRateString, UNSHAPED_BPS } from './ids.js';
 import { routerItems } from './router-items.js';
 
-export type ItemKind = 'netns' | 'nic' | 'routes' | 'link' | 'qdisc' | 'class' | 'nft-table' | 'elem' | 'sysctl' | 'vm' | 'vm-nic' | 'vm-link' | 'dnsmasq' | 'resolv' | 'router' | 'router-nat' | 'router-fw';
+export type ItemKind = 'netns' | 'nic' | 'routes' | 'link' | 'fdb' | 'qdisc' | 'class' | 'nft-table' | 'elem' | 'sysctl' | 'vm' | 'vm-nic' | 'vm-link' | 'dnsmasq' | 'resolv' | 'router' | 'router-nat' | 'router-fw';
 
 /** Identity of an item for command building. */
 export type ItemRef =
@@ -21,6 +21,7 @@ export type ItemRef =
   | { kind: 'nic'; ns: string; ifname: string }
   | { kind: 'routes'; ns: string }
   | { kind: 'link'; name: string }
+  | { kind: 'fdb'; dev: string }
   | { kind: 'qdisc'; dev: string }
   | { kind: 'class'; dev: string; minor: number }
   | { kind: 'nft-table'; family: 'bridge' | 'inet' }
@@ -49,6 +50,7 @@ export interface Item {
 function linkOwner(l: LinkState | undefined, fallback: string): string {
   const a = parseAlias(l?.alias);
   if (a?.kind === 'bridge') return addr.bridge(a.bridge);
+  if (a?.kind === 'vxlan') return addr.vxlan(a.bridge);
   if (a?.kind === 'port') return addr.attach(a.bridge, a.node);
   return fallback;
 }
@@ -94,10 +96,20 @@ export function itemize(s: HostState, portOfNic: (ns: string, ifname: string) =>
     out.push({
       key: `link:${l.name}`, ref: { kind: 'link', name: l.name }, owner: linkOwner(l, `link.${l.name}`),
       ...(nsParent ? { parent: nsParent } : {}),
-      value: { kind: l.kind, alias: l.alias, master: l.master, mtu: l.mtu, up: l.up, addrs: l.addrs, addrs6: l.addrs6 },
-      meta: { peerNetns: l.peerNetns, peerName: l.peerName, peerMac: l.peerMac },
+      value: {
+        kind: l.kind, alias: l.alias, master: l.master, mtu: l.mtu, up: l.up, addrs: l.addrs, addrs6: l.addrs6,
+        ...(l.vxlan ? { vxlan: `vni ${l.vxlan.vni} port ${l.vxlan.port} local ${l.vxlan.local}` } : {}),
+      },
+      meta: { peerNetns: l.peerNetns, peerName: l.peerName, peerMac: l.peerMac, vxlan: l.vxlan },
       deps: [...(l.peerNetns ? [`netns:${l.peerNetns}`] : []), ...(l.master ? [`link:${l.master}`] : [])],
     });
+    // A VXLAN port's unicast peers (head-end replication), changed in place.
+    if (l.vxlan) {
+      out.push({
+        key: `fdb:${l.name}`, ref: { kind: 'fdb', dev: l.name }, owner: linkOwner(l, `link.${l.name}`), value: { peers: [...l.vxlan.peers].sort() },
+        parent: `link:${l.name}`, deps: [`link:${l.name}`],
+      });
+    }
   }
   for (const sh of Object.values(s.shaping)) {
     const qKey = `qdisc:${sh.dev}`;
@@ -164,7 +176,7 @@ export function itemize(s: HostState, portOfNic: (ns: string, ifname: string) =>
       const nKey = `vm-nic:${vm.node}:${nic.tap}`;
       const owner = linkOwner(s.links[nic.tap], addr.node(vm.node));
       out.push({
-        key: nKey, ref: { kind: 'vm-nic', node: vm.node, tap: nic.tap }, owner, value: { mac: nic.mac, slot: nic.slot },
+        key: nKey, ref: { kind: 'vm-nic', node: vm.node, tap: nic.tap }, owner, value: { mac: nic.mac, slot: nic.slot, ...(nic.mtu ? { mtu: nic.mtu } : {}) },
         meta: { nic }, parent: vKey, deps: [vKey, `link:${nic.tap}`],
       });
       const link = vm.links[nic.tap];

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import type { Topology } from '../model/topology.js';
 import type { Planned } from '../apply/index.js';
 import { parseAlias } from '../model/names.js';
+import { nicMacOf } from '../plan/realize.js';
 import { planJson } from './json.js';
 import type { NicCounters } from '../observe/counters.js';
 import { firewallFields, parseNatCode } from '../plan/router-nft.js';
@@ -48,7 +49,10 @@ export function showJson(t: Topology, planned: Planned, counters: Record<string,
     const a = parseAlias(l.alias);
     if (a?.kind === 'port') who.set(l.name, { node: a.node, bridge: a.bridge });
   }
-  const name = (dev: string) => who.get(dev)?.node ?? dev;
+  // Senders of pair elements are MACs (the file's NICs): named back through the file.
+  const macs = new Map<string, string>();
+  for (const b of Object.values(t.bridges)) for (const a of b.attach) macs.set(nicMacOf(t, a.node, b.name), a.node);
+  const name = (devOrMac: string) => who.get(devOrMac)?.node ?? macs.get(devOrMac) ?? devOrMac;
   const pair = (k: string) => k.split('>').map(name).join('->');
   const bridges: Record<string, unknown> = {};
   for (const l of Object.values(s.links)) {
@@ -74,7 +78,7 @@ export function showJson(t: Topology, planned: Planned, counters: Record<string,
     const dm = s.dnsmasq[a.bridge];
     const names = dm ? [...dm.config.matchAll(/^host-record=([^,\n]+),(.+)$/gm)].map((m) => ({ name: m[1], addresses: m[2].split(',') })) : [];
     const leases = dm ? readLeases(dm.config) : [];
-    const inBridge = (k: string) => devs.has(k.split('>')[0]);
+    const inBridge = (k: string) => devs.has(k.split('>')[1]);
     const bt = s.nft.bridge;
     bridges[a.bridge] = {
       device: l.name, up: l.up, host_addresses: [...l.addrs, ...(l.addrs6 ?? [])], mtu: l.mtu, ports,

@@ -47,8 +47,9 @@ export function describeItem(c: ItemChange): string {
     case 'routes': return `routes in ${ref.ns}`;
     case 'link': {
       const k = ((c.after ?? c.before)!.value as { kind?: string }).kind;
-      return `${k === 'bridge' ? 'bridge' : k === 'tun' ? 'TAP port' : 'veth port'} ${ref.name}`;
+      return `${k === 'bridge' ? 'bridge' : k === 'tun' ? 'TAP port' : k === 'vxlan' ? 'VXLAN port' : 'veth port'} ${ref.name}`;
     }
+    case 'fdb': return `VXLAN peers of ${ref.dev} (head-end replication)`;
     case 'qdisc': return `HTB qdisc on ${ref.dev}`;
     case 'class': return `HTB class on ${ref.dev} (minor ${ref.minor.toString(16)})`;
     case 'nft-table': return `nft table ${ref.family} (sets, chains, rules)`;

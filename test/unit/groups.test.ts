@@ -10,7 +10,10 @@ import { formatDiagnostic } from '../../src/model/diagnostics.js';
 import { emptyState, type HostFacts, type HostState } from '../../src/model/state.js';
 import type { Topology } from '../../src/model/topology.js';
 import { computePlan } from '../../src/plan/index.js';
-import { realize } from '../../src/plan/realize.js';
+import { nicMacOf, realize } from '../../src/plan/realize.js';
+
+/** The nft element key of a directed pair on bridge lan: the sender's NIC MAC, then the receiver's port (plan/realize.ts). */
+const key = (t: Topology, x: string, y: string): string => `${nicMacOf(t, x, 'lan')}>gr-${y}-0`;
 import { yaml } from './helpers.js';
 
 process.env.PROVIUM_STATE_DIR = '/nonexistent/provium-unit';
@@ -161,12 +164,12 @@ describe('overlapping definitions: the override rule', () => {
     const s = realize(t);
     const port = (n: string) => `gr-${n}-0`; // NICs in bridge-name order: lan is eth0 for r1 too (wan is eth1)
     const loss = s.nft.bridge!.loss;
-    assert.deepEqual(loss[`${port('r1')}>${port('r2')}`], { owner: 'bridge.lan.impairment[r1>r2]', value: 200 });
-    assert.deepEqual(loss[`${port('r1')}>${port('r3')}`], { owner: 'bridge.lan.impairment[others|r1]', value: 1000 });
-    assert.deepEqual(loss[`${port('r2')}>${port('r1')}`], { owner: 'bridge.lan.impairment[others|r1]', value: 1000 });
-    assert.deepEqual(loss[`${port('r2')}>${port('r3')}`], { owner: 'bridge.lan.impairment[*]', value: 100 });
+    assert.deepEqual(loss[key(t, 'r1', 'r2')], { owner: 'bridge.lan.impairment[r1>r2]', value: 200 });
+    assert.deepEqual(loss[key(t, 'r1', 'r3')], { owner: 'bridge.lan.impairment[others|r1]', value: 1000 });
+    assert.deepEqual(loss[key(t, 'r2', 'r1')], { owner: 'bridge.lan.impairment[others|r1]', value: 1000 });
+    assert.deepEqual(loss[key(t, 'r2', 'r3')], { owner: 'bridge.lan.impairment[*]', value: 100 });
     // r1 -> r2: latency from the group (the pair entry sets none), rate from the whole bridge; the class is the group's.
-    const prio = s.nft.bridge!.prio[`${port('r1')}>${port('r2')}`];
+    const prio = s.nft.bridge!.prio[key(t, 'r1', 'r2')];
     assert.equal(prio.owner, 'bridge.lan.impairment[others|r1]');
     const [, minor] = prio.value.split(':');
     const cls = s.shaping[port('r2')].classes[parseInt(minor, 16)];
@@ -182,7 +185,7 @@ describe('overlapping definitions: the override rule', () => {
         - { from: [r5], to: [r3, r4], drop_pct: 40 }
     `));
     const loss = realize(t).nft.bridge!.loss;
-    const get = (x: string, y: string) => loss[`gr-${x}-0>gr-${y}-0`];
+    const get = (x: string, y: string) => loss[key(t, x, y)];
     assert.deepEqual(get('r1', 'r3'), { owner: 'bridge.lan.impairment[r1,r4>r3]', value: 3000 }, 'two 2-pair entries cover r1>r3: the later wins');
     assert.deepEqual(get('r2', 'r3'), { owner: 'bridge.lan.impairment[r1,r2>r3]', value: 2000 });
     assert.deepEqual(get('r1', 'r2'), { owner: 'bridge.lan.impairment[others|r1]', value: 1000 }, 'only the 8-pair group covers r1>r2');
@@ -192,9 +195,9 @@ describe('overlapping definitions: the override rule', () => {
   it('partitions: a pair entry owns its elements over a group; groups in the same order as impairments', () => {
     const t = load(lab('partitions: [{ groups: [[r1], others] }, [r1, r2], { from: [r1], to: [r3, r4] }]'));
     const o = owners(t, 'blocked');
-    assert.equal(o['gr-r1-0>gr-r2-0'], 'bridge.lan.partition[r1<>r2]');
-    assert.equal(o['gr-r1-0>gr-r3-0'], 'bridge.lan.partition[r1>r3,r4]');
-    assert.equal(o['gr-r3-0>gr-r1-0'], 'bridge.lan.partition[others|r1]');
+    assert.equal(o[key(t, 'r1', 'r2')], 'bridge.lan.partition[r1<>r2]');
+    assert.equal(o[key(t, 'r1', 'r3')], 'bridge.lan.partition[r1>r3,r4]');
+    assert.equal(o[key(t, 'r3', 'r1')], 'bridge.lan.partition[others|r1]');
     assert.equal(Object.keys(o).length, 8, 'each directed pair once');
   });
 });
