@@ -21,6 +21,7 @@ import { ipArgv, nftArgv, READ_BACK, sysctlArgv, tcArgv, type HostContext } from
 import { addressMtus, defaultRouteDevs, forwardingLabs, splitJsonDocs, toLinkState, toNamespaceState, toNft, toShaping, vxlanPeers, type FdbEntry, type IpLink, type IpRoute, type TcQdisc } from './parse.js';
 import { readJournal } from '../apply/statedir.js';
 import { detectFeature, type Feature } from './features.js';
+import { observePartial, type Part } from './partial.js';
 import { observeRouters } from './routers.js';
 
 /** Names the desired state will create: same-named objects without the lab's mark are conflicts. */
@@ -119,12 +120,16 @@ export interface Reuse {
   touched: Set<string>;
   /** Output of READ_BACK (`addr show` + `route show table all`, JSON) per namespace, read back by apply's batches after their writes. */
   readBack?: Map<string, string>;
+  /** Re-read only these host-wide parts (partial.ts); the rest of the state, and the facts, are `previous` and `facts`. */
+  parts?: Part[];
+  facts?: HostFacts;
 }
 
 const NS_READ = READ_BACK.join('\n') + '\n';
 const SYSCTL = { ipForward: 'net.ipv4.ip_forward', ip6Forward: 'net.ipv6.conf.all.forwarding' } as const;
 
 export async function observe(lab: string, ctx: HostContext, runner: Runner, wanted: Wanted, files: HostFiles = realFiles, reuse?: Reuse): Promise<Observation> {
+  if (reuse?.parts && reuse.facts) return observePartial(lab, ctx, runner, wanted, { state: reuse.previous, facts: reuse.facts }, reuse.parts);
   const state = emptyState();
   const facts: HostFacts = { features: { netem: false, htb: false, nftBridge: false, tun: false }, featureSource: {}, conflicts: [] };
   for (const f of ['netem', 'htb', 'nftBridge', 'tun'] as const) {

@@ -471,6 +471,11 @@ function merge(facts: Fact[], limit = 8): string[] {
     } else out.push(p);
     done.add(p);
   }
+  // Partition lines by name (their elements are keyed by the sender's MAC, whose order means nothing).
+  const isPart = (l: string) => /^(no )?partition /.test(l);
+  const parts = out.filter(isPart).sort((x, y) => (x < y ? -1 : x > y ? 1 : 0));
+  const first = out.findIndex(isPart);
+  if (first >= 0) out.splice(0, out.length, ...out.slice(0, first).filter((l) => !isPart(l)), ...parts, ...out.slice(first).filter((l) => !isPart(l)));
   for (const [text, subjects] of bySubject) {
     // "into a", "into b" -> "into a, b".
     const into = subjects.every((x) => x.startsWith('into '));

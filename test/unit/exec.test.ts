@@ -43,6 +43,9 @@ describe('exec: reading the file', () => {
     assert.equal(peekFile('{ unclosed'), undefined);
     assert.equal(peekFile('lab: demo\nhosts: { h1: { local: true, underlay: 192.0.2.1 } }\nnodes: { a: { kind: netns, host: h1 } }\n'), undefined, 'a multi-host file: the full CLI checks where the node runs');
     assert.deepEqual(peekFile('lab: demo\nnodes: { r: { kind: router } }\n'), { lab: 'demo', nodes: { r: 'router' } });
+    assert.equal(peekFile('extends: lab.yaml\nlab: demo\nnodes: { a: { kind: netns } }\n'), undefined, 'an overlay: the full loader merges it');
+    assert.equal(peekFile('lab: demo\nnodes: { a: { kind: "${KIND}" } }\n'), undefined, 'variables: the full loader substitutes them');
+    assert.equal(peekFile('lab: demo\nnodes: { a: { kind: netns } }\nsteps: []\n'), undefined, 'a scenario');
   });
 
   test('the cache: keyed by the bytes, in the state root only, never through a symlink', () => {
