@@ -188,8 +188,10 @@ export class Lab {
    */
   static async up(file: LabSource, opts: LabOptions = {}): Promise<Lab> {
     const warn = opts.onWarning;
-    const source: SourceInput = typeof file === 'string' ? { name: file } : file && typeof file === 'object' && typeof file.text === 'string' ? { name: file.name ?? '<text>', text: file.text } : { name: '' };
-    if (!source.name && source.text === undefined) throw argError('Lab.up', 'give a file name or { text }');
+    let source: SourceInput;
+    if (typeof file === 'string' && file !== '') source = { name: file };
+    else if (file && typeof file === 'object' && typeof file.text === 'string') source = { name: file.name ?? '<text>', text: file.text };
+    else throw argError('Lab.up', 'give a file name or { text, name? }');
     if (opts.files !== undefined && (!Array.isArray(opts.files) || !opts.files.every((f) => typeof f === 'string' && f !== ''))) throw argError('Lab.up', 'files is a list of overlay file names');
     const load: LoadOptions = { vars: opts.vars ? { ...opts.vars } : undefined, env: opts.env, cwd: opts.cwd };
     const r = checkSources([source, ...(opts.files ?? []).map((name) => ({ name }))], load);

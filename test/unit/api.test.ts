@@ -435,6 +435,7 @@ describe('Lab.up refuses before touching the host', () => {
     await assert.rejects(Lab.up(join(dir, 'bad.yaml')), (e: unknown) => e instanceof InputError && /bad\.yaml:3:\d+: error: .*ghost/.test(e.message));
     await assert.rejects(Lab.up({ text: 'lab: ${NAME}\n' }, { env: {} }), isInput(/undefined variable: \$\{NAME\}/));
     await assert.rejects(Lab.up('lab.yaml', { cwd: dir, files: ['nope.yaml'] }), isInput(/nope\.yaml/));
+    await assert.rejects(Lab.up(''), isInput(/give a file name or \{ text, name\? \}/));
   });
 
   it('a missing host namespace: ProviumError naming it', async () => {
