@@ -7,6 +7,7 @@ import type { Topology } from '../model/topology.js';
 import type { HostState } from '../model/state.js';
 import { ProviumError } from '../model/diagnostics.js';
 import { CommandError, mapLimit, type Runner } from '../host/runner.js';
+import { namespaceIO, type NsDump } from '../host/namespaces.js';
 import { observe, realFiles, type HostFiles, type Observation, type Reuse } from '../observe/index.js';
 import { bridgeDev, nodeNetns, parseAlias } from '../model/names.js';
 import { computePlan, planToState, wantedFor, type Plan } from '../plan/index.js';
@@ -59,8 +60,12 @@ function testHooks(): { killAfter?: number; failLabel?: string } {
   return { killAfter: k ? Number(k) : undefined, failLabel: process.env.PROVIUM_TEST_FAIL_AT || undefined };
 }
 
-/** Runs one invocation: a host command, or a VM action (start, stop, QMP steps). Returns a command's stdout. */
-async function runOne(inv: Invocation, runner: Runner): Promise<string> {
+/**
+ * Runs one invocation: a host command, a node namespace's batch (through the runner's
+ * NamespaceIO: the netlink helper or `ip -n NS -batch`), or a VM action (start, stop,
+ * QMP steps). Returns what a namespace batch read back.
+ */
+async function runOne(inv: Invocation, runner: Runner): Promise<NsDump | undefined> {
   for (const f of inv.writeFiles ?? []) {
     mkdirSync(dirname(f.path), { recursive: true, mode: 0o700 });
     writeFileSync(f.path, f.content, { mode: 0o600 });
@@ -74,31 +79,33 @@ async function runOne(inv: Invocation, runner: Runner): Promise<string> {
         /* absent or not empty */
       }
     }
-    return '';
+    return undefined;
   }
   if (inv.stopPidfile) {
     const pid = livePid(inv.stopPidfile.pidfile, inv.stopPidfile.match);
     if (pid !== undefined) await terminate([pid]);
-    return '';
+    return undefined;
   }
-  if (inv.writeFiles && inv.argv[0] === 'write') return '';
+  if (inv.writeFiles && inv.argv[0] === 'write') return undefined;
+  if (inv.readsBack) return namespaceIO(runner).applyNamespace(inv.readsBack, inv.stdin ?? '');
   if (inv.vmStart) await startVm(inv, runner);
   else if (inv.vmStop) await stopVm(inv);
   else if (inv.qmp) await runQmp(inv);
-  else return (await runner.run(inv.argv, { stdin: inv.stdin })).stdout;
-  return '';
+  else await runner.run(inv.argv, { stdin: inv.stdin });
+  return undefined;
 }
 
 /**
  * Runs invocations in order; consecutive per-namespace batches and VM starts/stops run
- * 8 at a time. Returns what the namespace batches read back (namespace -> JSON output).
- * Throws CommandError.
+ * together (8 at a time; the netlink helper takes every namespace batch at once and runs
+ * them in order). Returns what the namespace batches read back (namespace -> links and
+ * routes after the writes). Throws CommandError.
  */
-export async function runInvocations(invs: Invocation[], runner: Runner, onStep?: (inv: Invocation) => void): Promise<Map<string, string>> {
-  const readBack = new Map<string, string>();
+export async function runInvocations(invs: Invocation[], runner: Runner, onStep?: (inv: Invocation) => void): Promise<Map<string, NsDump>> {
+  const readBack = new Map<string, NsDump>();
   const hook = testHooks();
   let done = 0;
-  const runOneHooked = async (inv: Invocation): Promise<string> => {
+  const runOneHooked = async (inv: Invocation): Promise<NsDump | undefined> => {
     if (hook.failLabel !== undefined && inv.label === hook.failLabel) {
       throw new CommandError({ argv: inv.argv, exitCode: 1, stdout: '', stderr: `injected failure (PROVIUM_TEST_FAIL_AT=${hook.failLabel})`, ms: 0 }, inv.stdin);
     }
@@ -113,10 +120,11 @@ export async function runInvocations(invs: Invocation[], runner: Runner, onStep?
       let j = i;
       while (j < invs.length && isNs(invs[j])) j++;
       const group = invs.slice(i, j);
-      await mapLimit(group, 8, async (inv) => {
+      const netlink = namespaceIO(runner).mechanism === 'netlink' && group.every((x) => x.readsBack);
+      await mapLimit(group, netlink ? group.length : 8, async (inv) => {
         onStep?.(inv);
         const out = await runOneHooked(inv);
-        if (inv.readsBack) readBack.set(inv.readsBack, out);
+        if (inv.readsBack && out) readBack.set(inv.readsBack, out);
       });
       i = j;
     } else {
@@ -302,9 +310,9 @@ async function waitPortsGone(plan: Plan, ctx: HostContext, runner: Runner): Prom
   if (names.size === 0) return;
   const t0 = Date.now();
   let forced = false;
+  const io = namespaceIO(runner);
   for (let delay = 10; ; delay = Math.min(delay * 2, 200)) {
-    const r = await runner.run([...ipArgv(ctx), '-j', 'link', 'show']);
-    const left = (JSON.parse(r.stdout || '[]') as { ifname: string }[]).filter((l) => names.has(l.ifname)).map((l) => l.ifname);
+    const left = (await io.hostLinks(ctx.hostNetns)).filter((l) => names.has(l.ifname)).map((l) => l.ifname);
     if (left.length === 0) return;
     if (!forced && Date.now() - t0 > 1000) {
       forced = true;
@@ -318,8 +326,8 @@ async function waitPortsGone(plan: Plan, ctx: HostContext, runner: Runner): Prom
 
 /**
  * When the lab forwards IPv6 and this apply created or changed one of its bridges:
- * waits until no address on the lab's bridges is tentative (`ip -j -6 addr show
- * tentative`, iproute2 JSON: one entry per link with its matching addr_info). A new
+ * waits until no IPv6 address on the lab's bridges is tentative ("tentative": true in
+ * the addr_info of iproute2's `ip -j addr show`, or of the netlink helper's read). A new
  * bridge's link-local address goes through duplicate address detection (~1-2 s);
  * until then the host cannot resolve the neighbours it forwards IPv6 to, so apply
  * returns only once IPv6 forwarding really works. Bounded: after 5 s it goes on
@@ -331,10 +339,10 @@ async function waitBridgesIpv6Ready(t: Topology, plan: Plan, ctx: HostContext, r
   const touched = plan.changes.flatMap((c) => c.items).some((i) => i.after?.ref.kind === 'link' && bridges.has(i.after.ref.name));
   if (!touched) return;
   const t0 = Date.now();
+  const io = namespaceIO(runner);
   for (let delay = 20; Date.now() - t0 < 5000; delay = Math.min(delay * 2, 200)) {
-    const r = await runner.run([...ipArgv(ctx), '-j', '-6', 'addr', 'show', 'tentative']);
-    const links = JSON.parse(r.stdout || '[]') as { ifname: string; addr_info?: unknown[] }[];
-    if (!links.some((l) => bridges.has(l.ifname) && (l.addr_info?.length ?? 0) > 0)) return;
+    const links = await io.hostLinks(ctx.hostNetns);
+    if (!links.some((l) => bridges.has(l.ifname) && (l.addr_info ?? []).some((a) => a.family === 'inet6' && a.tentative))) return;
     await new Promise((res) => setTimeout(res, delay));
   }
 }

@@ -2,12 +2,13 @@
  * observe: reads what the host has for one lab and lifts it into a HostState of the
  * same shape as the desired one, plus HostFacts (features, default route, conflicts).
  * Read-only: runs only reader commands (ip/tc/nft show, sysctl -n).
- * Invocations: 1 `ip -j -d addr show` + 1 `tc -j qdisc show` (+1 `tc -batch` class
- * show when shaped ports exist) + 1 `nft -j list ruleset` + 1 per node namespace
- * (`ip -j -d -n NS -batch -` with addr show and route show table all: both families),
- * run 8 at a time; with uplink 1 `ip -j route show table all default` (the IPv4 and
- * IPv6 default routes), while the lab routes 1 `sysctl -n` (ip_forward and IPv6
- * forwarding in one process).
+ * Reads: the host namespace's links with their addresses and every node namespace's
+ * links, addresses and routes (both families) through the runner's NamespaceIO (the
+ * netlink helper: requests to one process; or iproute2: `ip -j -d addr show` plus one
+ * `ip -j -d -n NS -batch -` per namespace, 8 at a time), + 1 `tc -j qdisc show` (+1
+ * `tc -batch` class show when shaped ports exist) + 1 `nft -j list ruleset`; with uplink
+ * 1 `ip -j route show table all default` (the IPv4 and IPv6 default routes), while the
+ * lab routes 1 `sysctl -n` (ip_forward and IPv6 forwarding in one process).
  */
 import { readdirSync, existsSync, readFileSync } from 'node:fs';
 import { observeVms } from './vms.js';
@@ -15,9 +16,10 @@ import { observeServices, type Services } from './services.js';
 import type { HostFacts, HostState, LinkState, VmState } from '../model/state.js';
 import { emptyState } from '../model/state.js';
 import { netnsPrefix, nftTable, nodeNetns, ownerPrefix, parseAlias } from '../model/names.js';
-import { mapLimit, type Runner } from '../host/runner.js';
-import { ipArgv, nftArgv, READ_BACK, sysctlArgv, tcArgv, type HostContext } from '../plan/commands.js';
-import { defaultRouteDevs, splitJsonDocs, toLinkState, toNamespaceState, toNft, toShaping, type IpLink, type IpRoute, type TcQdisc } from './parse.js';
+import type { Runner } from '../host/runner.js';
+import { ipArgv, nftArgv, sysctlArgv, tcArgv, type HostContext } from '../plan/commands.js';
+import { defaultRouteDevs, toLinkState, toNamespaceState, toNft, toShaping, type IpRoute, type TcQdisc } from './parse.js';
+import { namespaceIO, type NsDump } from '../host/namespaces.js';
 import { detectFeature, type Feature } from './features.js';
 
 /** Names the desired state will create: same-named objects without the lab's mark are conflicts. */
@@ -108,11 +110,9 @@ export const realFiles: HostFiles = { listNetns, detectFeature, kvmUsable, obser
 export interface Reuse {
   previous: HostState;
   touched: Set<string>;
-  /** Output of READ_BACK (`addr show` + `route show table all`, JSON) per namespace, read back by apply's batches after their writes. */
-  readBack?: Map<string, string>;
+  /** Namespaces as read back by apply's batches after their writes (NamespaceIO.applyNamespace). */
+  readBack?: Map<string, NsDump>;
 }
-
-const NS_READ = READ_BACK.join('\n') + '\n';
 const SYSCTL = { ipForward: 'net.ipv4.ip_forward', ip6Forward: 'net.ipv6.conf.all.forwarding' } as const;
 
 export async function observe(lab: string, ctx: HostContext, runner: Runner, wanted: Wanted, files: HostFiles = realFiles, reuse?: Reuse): Promise<Observation> {
@@ -142,11 +142,12 @@ export async function observe(lab: string, ctx: HostContext, runner: Runner, wan
   if (wanted.qemu) facts.qemuBinary = inPath('qemu-system-x86_64');
   if (wanted.dnsmasq) facts.dnsmasqBinary = inPath('dnsmasq');
   const sysctls = (['ipForward', 'ip6Forward'] as const).filter((k) => wanted[k]);
-  const [linksOut, qdiscOut, nftOut, nsOuts, routeOut, fwdOut, vms] = await Promise.all([
-    runner.run([...ipArgv(ctx), '-j', '-d', 'addr', 'show']),
+  const io = namespaceIO(runner);
+  const [links, qdiscOut, nftOut, nsDumps, routeOut, fwdOut, vms] = await Promise.all([
+    io.hostLinks(ctx.hostNetns),
     runner.run([...tcArgv(ctx), '-j', 'qdisc', 'show']),
     runner.run([...nftArgv(ctx), '-j', 'list', 'ruleset']),
-    mapLimit(candidates, 8, (ns) => runner.run(['ip', '-j', '-d', '-n', ns, '-batch', '-'], { stdin: NS_READ, allowFail: true })),
+    io.readNamespaces(candidates),
     wanted.defaultRoute ? runner.run([...ipArgv(ctx), '-j', 'route', 'show', 'table', 'all', 'default']) : Promise.resolve(undefined),
     sysctls.length ? runner.run([...sysctlArgv(ctx), '-n', ...sysctls.map((k) => SYSCTL[k])]) : Promise.resolve(undefined),
     files.observeVms(ctx),
@@ -161,25 +162,24 @@ export async function observe(lab: string, ctx: HostContext, runner: Runner, wan
   state.resolv = services.resolv;
   facts.conflicts.push(...services.conflicts);
 
-  const links = JSON.parse(linksOut.stdout || '[]') as IpLink[];
   for (const l of links) {
     if (mine(l.ifalias)) state.links[l.ifname] = toLinkState(l);
     else if (wantLinks.has(l.ifname)) facts.conflicts.push({ kind: 'link', name: l.ifname, found: l.ifalias ? `ifalias "${l.ifalias}"` : 'no provium ifalias' });
   }
 
   const outs = [
-    ...candidates.map((ns, i) => ({ ns, ok: nsOuts[i].exitCode === 0, stdout: nsOuts[i].stdout })),
-    ...fresh.map((ns) => ({ ns, ok: true, stdout: reuse!.readBack!.get(ns)! })),
+    ...candidates.map((ns, i) => ({ ns, dump: nsDumps[i] })),
+    ...fresh.map((ns) => ({ ns, dump: reuse!.readBack!.get(ns) })),
   ];
-  outs.forEach(({ ns, ok, stdout }) => {
-    if (!ok) return; // vanished between listing and reading
-    const [addrs, routes] = splitJsonDocs(stdout).slice(-2) as [IpLink[], IpRoute[]];
-    const lo = (addrs ?? []).find((l) => l.ifname === 'lo');
+  outs.forEach(({ ns, dump }) => {
+    if (!dump) return; // vanished between listing and reading
+    const { links: addrs, routes } = dump;
+    const lo = addrs.find((l) => l.ifname === 'lo');
     const a = parseAlias(lo?.ifalias);
-    if (a?.kind === 'node' && a.lab === lab) state.namespaces[ns] = toNamespaceState(ns, a.node, addrs ?? [], routes ?? []);
+    if (a?.kind === 'node' && a.lab === lab) state.namespaces[ns] = toNamespaceState(ns, a.node, addrs, routes);
     else if (!lo?.ifalias && pendingNetns(ctx).has(ns)) {
       // Created by an apply that stopped before marking it (see apply's journal): ours, unmarked.
-      state.namespaces[ns] = toNamespaceState(ns, ns.slice(prefix.length), addrs ?? [], routes ?? []);
+      state.namespaces[ns] = toNamespaceState(ns, ns.slice(prefix.length), addrs, routes);
     }
     else if (wantNs.has(ns)) facts.conflicts.push({ kind: 'netns', name: ns, found: lo?.ifalias ? `lo ifalias "${lo.ifalias}"` : 'no provium mark on its lo' });
   });

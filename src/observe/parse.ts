@@ -44,7 +44,8 @@ export interface IpLink {
   master?: string;
   ifalias?: string;
   linkinfo?: { info_kind?: string; info_data?: { type?: string } };
-  addr_info?: { family: string; local: string; prefixlen: number; scope?: string; dynamic?: boolean }[];
+  /** Addresses; "dynamic": not permanent (SLAAC), "tentative": IPv6 duplicate address detection not done yet. */
+  addr_info?: { family: string; local: string; prefixlen: number; scope?: string; dynamic?: boolean; tentative?: boolean }[];
 }
 
 function v4addrs(l: IpLink): string[] {
