@@ -8,6 +8,7 @@ import { Chalk } from 'chalk';
 import { createInterface } from 'node:readline/promises';
 import { existsSync, readFileSync } from 'node:fs';
 import { checkTopology, loadTopology } from './load/index.js';
+import { loadTopologyCached } from './load/cache.js';
 import { InputError, ProviumError, formatDiagnostic } from './model/diagnostics.js';
 import type { Topology } from './model/topology.js';
 import { HostRunner, CommandError } from './host/runner.js';
@@ -86,6 +87,11 @@ function load(file: string): Topology {
   return loadTopology(file);
 }
 
+/** load for the commands that read the host as root (plan, apply, destroy, show, exec, capture): through the topology cache (load/cache.ts). */
+function loadForHost(file: string): Topology {
+  return loadTopologyCached(file);
+}
+
 export function buildProgram(): Command {
   const program = new Command();
   program
@@ -125,7 +131,7 @@ export function buildProgram(): Command {
     .option('--target <name>', 'limit the plan to this node or bridge and what it depends on or what depends on it (repeatable; also -target)', collect, [])
     .option('--replace <address>', 'force a replace of the object at this plan address, e.g. node.v1 (repeatable; also -replace)', collect, [])
     .action(async (file: string, o: { json?: boolean; commands?: boolean; detailedExitcode?: boolean; out?: string; target: string[]; replace: string[] }) => {
-      const t = load(file);
+      const t = loadForHost(file);
       requireRoot();
       const ctx: HostContext = { ...hostCtx(globals()), targets: o.target, replace: o.replace };
       const runner = new HostRunner();
@@ -161,7 +167,7 @@ export function buildProgram(): Command {
       .action(async (file: string, o: { autoApprove?: boolean; json?: boolean; commands?: boolean; refreshLinks?: boolean; rollback?: boolean; target: string[]; replace: string[] }) => {
         // apply takes a topology file or a plan file saved by `plan --out`.
         const saved = name === 'apply' ? readPlanFile(file) : undefined;
-        const t = saved ? loadTopology(saved.topology.file, saved.topology.text) : load(file);
+        const t = saved ? loadTopology(saved.topology.file, saved.topology.text) : loadForHost(file);
         requireRoot();
         const g = globals();
         const ctx: HostContext = { ...hostCtx(g), refreshLinks: o.refreshLinks === true, targets: o.target, replace: o.replace };
@@ -235,7 +241,7 @@ export function buildProgram(): Command {
     .argument('<node>')
     .argument('<cmd...>')
     .action(async (file: string, node: string, cmd: string[]) => {
-      const t = load(file);
+      const t = loadForHost(file);
       const n = t.nodes[node];
       if (!n) throw new ProviumError(`unknown node ${JSON.stringify(node)} in lab ${t.lab}`, `nodes: ${Object.keys(t.nodes).join(', ')}`);
       if (n.kind !== 'netns') throw new ProviumError(`node ${node} is a ${n.kind} node; exec runs commands in netns nodes`);
@@ -251,7 +257,7 @@ export function buildProgram(): Command {
     .argument('<file>')
     .option('--json', 'machine-readable output')
     .action(async (file: string, o: { json?: boolean }) => {
-      const t = load(file);
+      const t = loadForHost(file);
       requireRoot();
       const ctx = hostCtx(globals());
       const runner = new HostRunner();
@@ -271,7 +277,7 @@ export function buildProgram(): Command {
     .option('--count <n>', 'stop after n packets')
     .option('--filter <expr>', 'BPF (pcap-filter) expression, e.g. "icmp or arp"')
     .action(async (file: string, target: string, o: CaptureOptions) => {
-      const t = load(file);
+      const t = loadForHost(file);
       await captureCommand(t, target, o, hostCtx(globals()).hostNetns);
     });
 

@@ -32,9 +32,13 @@ export function checkReferences(input: Input, r: Reporter): void {
   warnUnattached(input, r);
 }
 
-/** Names of the nodes attached to a bridge. */
+const attachedSets = new WeakMap<InBridge, Set<string>>();
+
+/** Names of the nodes attached to a bridge (built once per bridge: every partition and impairment asks). */
 function attachedTo(bridge: InBridge): Set<string> {
-  return new Set(bridge.attach.map((a) => a.node));
+  let s = attachedSets.get(bridge);
+  if (!s) attachedSets.set(bridge, (s = new Set(bridge.attach.map((a) => a.node))));
+  return s;
 }
 
 /**

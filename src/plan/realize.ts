@@ -116,10 +116,9 @@ interface Effective {
 export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
   const s = emptyState();
   const lab = t.lab;
-  const portOf = (node: string, bridge: string): string => {
-    const a = t.bridges[bridge].attach.find((x) => x.node === node)!;
-    return names.portDev(lab, node, a.nicIndex);
-  };
+  // Port device of each attachment, by bridge and node (looked up for every pair of members).
+  const ports = new Map(Object.values(t.bridges).map((b) => [b.name, new Map(b.attach.map((a) => [a.node, names.portDev(lab, a.node, a.nicIndex)]))]));
+  const portOf = (node: string, bridge: string): string => ports.get(bridge)!.get(node)!;
 
   // Node namespaces (netns nodes).
   for (const n of Object.values(t.nodes)) {
@@ -197,13 +196,23 @@ export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
     for (const n of b.isolate) bt.isolated[portOf(n, b.name)] = { owner: addr.isolate(b.name, n), value: true };
 
     const whole = b.impairments.find((i) => !i.from);
-    const pairs = new Map(b.impairments.filter((i) => i.from).map((i) => [`${i.from}>${i.to}`, i]));
+    // Per-pair impairments by source, then destination node.
+    const pairs = new Map<string, Map<string, ImpairmentSpec>>();
+    for (const i of b.impairments) if (i.from) pairs.set(i.from, (pairs.get(i.from) ?? new Map()).set(i.to!, i));
+    // Pairs without their own impairment share the whole-bridge drop (one owner string, one value).
+    const wholeDrop = whole?.drop_pct !== undefined && Math.round(whole.drop_pct * 100) > 0 ? { owner: addr.impairWhole(b.name), value: Math.min(10000, Math.round(whole.drop_pct * 100)) } : undefined;
     for (const x of members) {
+      const px = portOf(x, b.name);
+      const mine = pairs.get(x);
       for (const y of members) {
         if (x === y) continue;
-        const eff = effective(b.name, whole, pairs.get(`${x}>${y}`), x, y);
-        const px = portOf(x, b.name);
         const py = portOf(y, b.name);
+        const pair = mine?.get(y);
+        if (!pair) {
+          if (wholeDrop) bt.loss[`${px}>${py}`] = wholeDrop;
+          continue;
+        }
+        const eff = effective(b.name, whole, pair, x, y);
         if (eff.drop && Math.round(eff.drop.pct * 100) > 0) {
           bt.loss[`${px}>${py}`] = { owner: eff.drop.owner, value: Math.min(10000, Math.round(eff.drop.pct * 100)) };
         }
