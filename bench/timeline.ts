@@ -37,6 +37,7 @@ const READ_LINE = /^\s*(addr|route|link|class|qdisc)\s+show\b/;
  * lines they stand for), else `-j` output without a batch, or `sysctl -n`.
  */
 export function isReader(e: { argv: string[]; stdin?: string }): boolean {
+  if (e.argv[0] === 'provium-nl' && e.argv.includes('show')) return true; // the nftables generation
   if (e.argv.includes('-batch') && e.stdin !== undefined) return e.stdin.split('\n').filter((l) => l.trim()).every((l) => READ_LINE.test(l));
   if (e.argv.includes('-j')) return true;
   if (e.argv.includes('sysctl') && e.argv.includes('-n')) return true;

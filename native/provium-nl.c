@@ -14,6 +14,9 @@
  *                route-replace DST GW | route-del DST GW      (DST "default" or a CIDR)
  *                dump    (links with their addresses, and routes of every table)
  *                links   (links with their addresses)
+ *                nft-gen (the nftables ruleset generation and the namespace's cookie:
+ *                         "gen":N,"cookie":"HEX"; the generation changes with every
+ *                         committed nftables transaction in that namespace)
  *              NAMESPACE is a name under /run/netns, or "" for the helper's own namespace.
  *   response = one JSON line:
  *              {"id":ID,"ok":true[,"links":[...]][,"routes":[...]],"us":T}
@@ -44,6 +47,8 @@
 #include <linux/if_addr.h>
 #include <linux/if_link.h>
 #include <linux/neighbour.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <sched.h>
@@ -166,9 +171,9 @@ static int valid_dev(const char *s)
 	return 1;
 }
 
-static struct mnl_socket *open_socket(void)
+static struct mnl_socket *open_socket(int proto)
 {
-	struct mnl_socket *nl = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC);
+	struct mnl_socket *nl = mnl_socket_open2(proto, SOCK_CLOEXEC);
 	if (!nl)
 		return NULL;
 	if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
@@ -184,11 +189,11 @@ static struct mnl_socket *open_socket(void)
 	return nl;
 }
 
-/* A NETLINK_ROUTE socket bound to namespace `ns` ("" = the helper's own). NULL with errno set. */
-static struct mnl_socket *ns_socket(const char *ns)
+/* A netlink socket (NETLINK_ROUTE, NETLINK_NETFILTER) bound to namespace `ns` ("" = the helper's own). NULL with errno set. */
+static struct mnl_socket *ns_socket(const char *ns, int proto)
 {
 	if (ns[0] == 0)
-		return open_socket();
+		return open_socket(proto);
 	if (!valid_ns_name(ns)) {
 		errno = EINVAL;
 		return NULL;
@@ -205,7 +210,7 @@ static struct mnl_socket *ns_socket(const char *ns)
 		return NULL;
 	}
 	close(fd);
-	struct mnl_socket *nl = open_socket();
+	struct mnl_socket *nl = open_socket(proto);
 	int e = errno;
 	if (setns(self_ns, CLONE_NEWNET) < 0) {
 		perror("provium-nl: cannot return to its own network namespace");
@@ -986,6 +991,69 @@ static int op_dump(struct mnl_socket *nl, struct out *o, int routes, struct err 
 	return r;
 }
 
+/* ---------- nftables generation ---------- */
+
+static int gen_cb(const struct nlmsghdr *nlh, void *data)
+{
+	uint32_t *gen = data;
+	const struct nlattr *a;
+	mnl_attr_for_each(a, nlh, sizeof(struct nfgenmsg))
+	{
+		if (mnl_attr_get_type(a) == NFTA_GEN_ID && mnl_attr_validate(a, MNL_TYPE_U32) == 0)
+			*gen = ntohl(mnl_attr_get_u32(a));
+	}
+	return MNL_CB_OK;
+}
+
+/*
+ * ,"gen":N,"cookie":"HEX": the nftables ruleset generation of the namespace (bumped by
+ * every committed transaction there) and the namespace's cookie (SO_NETNS_COOKIE: unique
+ * for the boot, never reused), so a reader can tell that neither changed.
+ */
+static int op_nftgen(const char *ns, struct out *o, struct err *e)
+{
+	struct mnl_socket *nl = ns_socket(ns, NETLINK_NETFILTER);
+	if (!nl) {
+		e->no = errno;
+		return -1;
+	}
+	uint64_t cookie = 0;
+	socklen_t clen = sizeof(cookie);
+	if (getsockopt(mnl_socket_get_fd(nl), SOL_SOCKET, 71 /* SO_NETNS_COOKIE */, &cookie, &clen) < 0) {
+		e->no = errno;
+		snprintf(e->ext, sizeof(e->ext), "no network namespace cookie (SO_NETNS_COOKIE needs Linux 5.14)");
+		mnl_socket_close(nl);
+		return -1;
+	}
+	char req[MNL_SOCKET_BUFFER_SIZE];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(req);
+	nlh->nlmsg_type = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN;
+	nlh->nlmsg_flags = NLM_F_REQUEST;
+	nlh->nlmsg_seq = ++seq;
+	struct nfgenmsg *g = mnl_nlmsg_put_extra_header(nlh, sizeof(*g));
+	g->nfgen_family = AF_UNSPEC;
+	g->version = NFNETLINK_V0;
+	g->res_id = 0;
+	uint32_t gen = 0;
+	int r = -1;
+	if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0) {
+		e->no = errno;
+	} else {
+		static char buf[RECV_BUF];
+		ssize_t n = mnl_socket_recvfrom(nl, buf, sizeof(buf));
+		if (n < 0) {
+			e->no = errno;
+		} else if (mnl_cb_run(buf, (size_t)n, seq, mnl_socket_get_portid(nl), gen_cb, &gen) < 0) {
+			e->no = errno;
+		} else {
+			out_fmt(o, ",\"gen\":%u,\"cookie\":\"%llx\"", gen, (unsigned long long)cookie);
+			r = 0;
+		}
+	}
+	mnl_socket_close(nl);
+	return r;
+}
+
 /* ---------- requests ---------- */
 
 struct opdef {
@@ -996,7 +1064,7 @@ struct opdef {
 static const struct opdef OPS[] = {
 	{ "up", 1 }, { "down", 1 }, { "mtu", 2 }, { "address", 2 }, { "alias", 2 },
 	{ "addr-add", 2 }, { "addr-add-nodad", 2 }, { "addr-del", 2 },
-	{ "route-replace", 2 }, { "route-del", 2 }, { "dump", 0 }, { "links", 0 },
+	{ "route-replace", 2 }, { "route-del", 2 }, { "dump", 0 }, { "links", 0 }, { "nft-gen", 0 },
 };
 
 static const struct opdef *find_op(const char *s)
@@ -1080,7 +1148,7 @@ static void handle(const char *p, size_t len, struct out *o)
 		}
 		i += 1 + (size_t)d->nargs;
 	}
-	struct mnl_socket *nl = ns_socket(f[1]);
+	struct mnl_socket *nl = ns_socket(f[1], NETLINK_ROUTE);
 	if (!nl) {
 		e.op = -1;
 		e.no = errno;
@@ -1106,6 +1174,8 @@ static void handle(const char *p, size_t len, struct out *o)
 		int r;
 		if (strcmp(op, "dump") == 0 || strcmp(op, "links") == 0)
 			r = op_dump(nl, o, op[0] == 'd', &e);
+		else if (strcmp(op, "nft-gen") == 0)
+			r = op_nftgen(f[1], o, &e);
 		else if (strncmp(op, "addr-", 5) == 0)
 			r = op_addr(nl, op, a1, a2, &e);
 		else if (strncmp(op, "route-", 6) == 0)

@@ -44,6 +44,12 @@ export interface NamespaceIO {
   applyNamespace(ns: string, batch: string): Promise<NsDump>;
   /** Links with their addresses in the lab's host namespace (`hostNetns`, or the root one when undefined). */
   hostLinks(hostNetns?: string): Promise<IpLink[]>;
+  /**
+   * The nftables ruleset generation of the lab's host namespace and that namespace's
+   * cookie (netlink path only; undefined when the kernel cannot tell): equal values mean
+   * no nftables transaction was committed there in between (observe/nft-cache.ts).
+   */
+  nftGeneration?(hostNetns?: string): Promise<{ gen: number; cookie: string } | undefined>;
 }
 
 /**

@@ -44,6 +44,9 @@ export interface HelperResponse {
   error?: string;
   /** The kernel's extended-ack message, or the helper's detail. */
   ext?: string;
+  /** nft-gen: the nftables ruleset generation and the namespace cookie (hex). */
+  gen?: number;
+  cookie?: string;
 }
 
 /**
@@ -254,6 +257,14 @@ export class NetlinkIO implements NamespaceIO {
     const r = await this.call(ns, ops, batch);
     if (!r.ok) throw batchError(['provium-nl', '-n', ns, '-batch', '-'], batch, describeFailure(ns, ops, r), (r.us ?? 0) / 1000);
     return { links: r.links ?? [], routes: r.routes ?? [] };
+  }
+
+  async nftGeneration(hostNetns?: string): Promise<{ gen: number; cookie: string } | undefined> {
+    const ns = hostNetns ?? '';
+    const r = await this.helper.request(ns, [['nft-gen']]);
+    // Traced as a read ("show"), like the dumps.
+    traceCommand(['provium-nl', ...(ns ? ['-n', ns] : []), 'show', 'nft-gen'], r.ok ? 0 : 1, (r.us ?? 0) / 1000);
+    return r.ok && typeof r.gen === 'number' && typeof r.cookie === 'string' ? { gen: r.gen, cookie: r.cookie } : undefined;
   }
 
   async hostLinks(hostNetns?: string): Promise<IpLink[]> {

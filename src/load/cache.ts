@@ -7,7 +7,7 @@
  * sha256(build id, path as given, absolute path, text), and read it back (a few ms) while none of the
  * three changed. A changed file, another path or another build is a miss: loaded anew.
  *
- * Only the bundled CLI uses it (dist/provium.mjs: its build id, dist/build-id, is the
+ * Only the bundled CLI uses it (model/build.ts: its build id, dist/build-id, is the
  * hash of the bundle and the schema validator, written by scripts/bundle.mjs); the
  * modules under dist/src never do. Entries live in $PROVIUM_CACHE_DIR (default
  * /var/cache/provium, mode 0700; "off" disables the cache), at most MAX_ENTRIES of them,
@@ -17,8 +17,8 @@
 import { createHash } from 'node:crypto';
 import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Topology } from '../model/topology.js';
+import { buildId } from '../model/build.js';
 import { loadTopology } from './index.js';
 
 /** Entries kept; older ones (by modification time) are removed when a new one is written. */
@@ -28,23 +28,6 @@ export const MAX_ENTRIES = 32;
 export function cacheDir(env: NodeJS.ProcessEnv = process.env): string | undefined {
   const d = env.PROVIUM_CACHE_DIR ?? '/var/cache/provium';
   return d === 'off' || d === '' ? undefined : d;
-}
-
-let buildIdMemo: string | null | undefined;
-
-/** The bundle's build id (dist/build-id next to dist/provium.mjs); undefined outside the bundle. */
-function buildId(): string | undefined {
-  if (buildIdMemo !== undefined) return buildIdMemo ?? undefined;
-  buildIdMemo = null;
-  const self = fileURLToPath(import.meta.url);
-  if (!self.endsWith('/provium.mjs')) return undefined;
-  try {
-    const id = readFileSync(join(self, '..', 'build-id'), 'utf8').trim();
-    if (/^[0-9a-f]{64}$/.test(id)) buildIdMemo = id;
-  } catch {
-    /* not built by scripts/bundle.mjs */
-  }
-  return buildIdMemo ?? undefined;
 }
 
 /** The cache key of a file's text, at its path as given (source positions name it) and its absolute path, under a build. */

@@ -19,7 +19,8 @@ import { netnsPrefix, nftTable, nodeNetns, ownerPrefix, parseAlias } from '../mo
 import type { Runner } from '../host/runner.js';
 import { ipArgv, nftArgv, sysctlArgv, tcArgv, type HostContext } from '../plan/commands.js';
 import { defaultRouteDevs, toLinkState, toNamespaceState, toNft, toShaping, type IpRoute, type TcQdisc } from './parse.js';
-import { namespaceIO, type NsDump } from '../host/namespaces.js';
+import { namespaceIO, type NamespaceIO, type NsDump } from '../host/namespaces.js';
+import { readNftCache, writeNftCache, type NftReading } from './nft-cache.js';
 import { detectFeature, type Feature } from './features.js';
 
 /** Names the desired state will create: same-named objects without the lab's mark are conflicts. */
@@ -115,6 +116,22 @@ export interface Reuse {
 }
 const SYSCTL = { ipForward: 'net.ipv4.ip_forward', ip6Forward: 'net.ipv6.conf.all.forwarding' } as const;
 
+/**
+ * The lab's nftables tables from `nft -j list ruleset`, or, on the netlink path, the
+ * stored reading when the ruleset generation and namespace cookie show that nothing
+ * was committed since it was taken (observe/nft-cache.ts).
+ */
+async function readNft(lab: string, ctx: HostContext, runner: Runner, io: NamespaceIO): Promise<NftReading> {
+  const gen = io.nftGeneration ? await io.nftGeneration(ctx.hostNetns).catch(() => undefined) : undefined;
+  const stamp = gen && { ...gen, table: nftTable(lab), owner: ownerPrefix(lab) };
+  const kept = stamp ? readNftCache(ctx.stateDir, stamp) : undefined;
+  if (kept) return kept;
+  const out = await runner.run([...nftArgv(ctx), '-j', 'list', 'ruleset']);
+  const reading = toNft(JSON.parse(out.stdout || '{"nftables":[]}'), nftTable(lab), ownerPrefix(lab));
+  if (stamp) writeNftCache(ctx.stateDir, stamp, reading);
+  return reading;
+}
+
 export async function observe(lab: string, ctx: HostContext, runner: Runner, wanted: Wanted, files: HostFiles = realFiles, reuse?: Reuse): Promise<Observation> {
   const state = emptyState();
   const facts: HostFacts = { features: { netem: false, htb: false, nftBridge: false, tun: false }, featureSource: {}, conflicts: [] };
@@ -143,10 +160,10 @@ export async function observe(lab: string, ctx: HostContext, runner: Runner, wan
   if (wanted.dnsmasq) facts.dnsmasqBinary = inPath('dnsmasq');
   const sysctls = (['ipForward', 'ip6Forward'] as const).filter((k) => wanted[k]);
   const io = namespaceIO(runner);
-  const [links, qdiscOut, nftOut, nsDumps, routeOut, fwdOut, vms] = await Promise.all([
+  const [links, qdiscOut, nftRead, nsDumps, routeOut, fwdOut, vms] = await Promise.all([
     io.hostLinks(ctx.hostNetns),
     runner.run([...tcArgv(ctx), '-j', 'qdisc', 'show']),
-    runner.run([...nftArgv(ctx), '-j', 'list', 'ruleset']),
+    readNft(lab, ctx, runner, io),
     io.readNamespaces(candidates),
     wanted.defaultRoute ? runner.run([...ipArgv(ctx), '-j', 'route', 'show', 'table', 'all', 'default']) : Promise.resolve(undefined),
     sysctls.length ? runner.run([...sysctlArgv(ctx), '-n', ...sysctls.map((k) => SYSCTL[k])]) : Promise.resolve(undefined),
@@ -203,7 +220,7 @@ export async function observe(lab: string, ctx: HostContext, runner: Runner, wan
   }
   state.shaping = toShaping(qdiscs, classText, ports);
 
-  const nft = toNft(JSON.parse(nftOut.stdout || '{"nftables":[]}'), nftTable(lab), ownerPrefix(lab));
+  const nft = nftRead;
   if (nft.bridge) state.nft.bridge = nft.bridge;
   if (nft.inet) state.nft.inet = nft.inet;
   for (const fam of nft.conflicts) facts.conflicts.push({ kind: 'nft-table', name: `${fam} ${nftTable(lab)}`, found: 'no set carries the lab\'s comment mark' });

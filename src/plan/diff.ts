@@ -18,7 +18,19 @@ const IDENTITY: Record<string, string[]> = {
   dnsmasq: ['config', 'alive'],
 };
 
+/**
+ * Deep equality as JSON would see it. Primitives and arrays of primitives (nearly every
+ * field) are compared directly; other objects through JSON.stringify (a no-op plan of a
+ * big lab compares hundreds of thousands of fields).
+ */
 function same(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return JSON.stringify(a) === JSON.stringify(b);
+  if (Array.isArray(a) && Array.isArray(b)) {
+    if (a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!same(a[i], b[i])) return false;
+    return true;
+  }
   return JSON.stringify(a) === JSON.stringify(b);
 }
 

@@ -103,6 +103,17 @@ labTest('netlink helper and iproute2 read and write namespaces alike', async (la
   // Planned as unchanged on the other path.
   assert.deepEqual(await planChanges(lab, 'off'), [], 'the iproute2 path plans no change on the helper-built lab');
 
+  // The nftables reading is kept while the ruleset generation stays: a plan runs no nft;
+  // a change by hand (one element) bumps the generation, so the next plan reads and sees it.
+  lab.clearTrace();
+  assert.deepEqual(await planChanges(lab, 'on'), []);
+  assert.ok(!lab.trace(true).some((l) => l.argv.includes('nft')), 'a plan with the ruleset unchanged runs no nft');
+  await must(['ip', 'netns', 'exec', lab.hostNs, 'nft', 'delete', 'element', 'inet', `provium_${lab.name}`, 'routed', `{ "${lab.bridge('lan')}" . "${lab.bridge('data')}" }`]);
+  const afterNft = await planChanges(lab, 'on');
+  assert.ok(lab.trace(true).some((l) => l.argv.includes('nft') && l.argv.includes('list')), 'after a change by hand, plan reads the ruleset');
+  assert.ok(afterNft.some((c) => c.includes('routed')), `the element deleted by hand is planned: ${afterNft.join('; ')}`);
+  await applyOn(lab, 'on');
+
   // Drift by hand, then both paths read the same and plan the same.
   const a = lab.ns('a');
   const b = lab.ns('b');

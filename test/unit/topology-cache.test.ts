@@ -11,6 +11,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, u
 import { join } from 'node:path';
 import { loadTopology } from '../../src/load/index.js';
 import { cacheDir, cacheKey, MAX_ENTRIES, readEntry, writeEntry } from '../../src/load/cache.js';
+import { readNftCache, writeNftCache } from '../../src/observe/nft-cache.js';
 import { repoDir, yamlFiles } from './helpers.js';
 
 describe('topology cache', () => {
@@ -101,6 +102,35 @@ describe('topology cache', () => {
       }
     } finally {
       rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('nftables observation cache', () => {
+  test('a reading is used only under the same generation, cookie, table, owner mark and build, and only in an existing lab directory', () => {
+    const root = mkdtempSync('/tmp/pv-nftc-');
+    try {
+      const stamp = { gen: 7, cookie: '2278', table: 'provium_x', owner: 'provium:x:' };
+      const reading = { bridge: undefined, inet: undefined, conflicts: ['bridge' as const] };
+      const lab = join(root, 'x');
+      writeNftCache(lab, stamp, reading, 'b1');
+      assert.equal(existsSync(lab), false, 'plan does not create the lab directory');
+      mkdirSync(lab);
+      writeNftCache(lab, stamp, reading, 'b1');
+      assert.deepEqual(readNftCache(lab, stamp, 'b1'), { conflicts: ['bridge'] });
+      for (const other of [{ ...stamp, gen: 8 }, { ...stamp, cookie: '1' }, { ...stamp, table: 'provium_y' }, { ...stamp, owner: 'provium:y:' }]) {
+        assert.equal(readNftCache(lab, other, 'b1'), undefined, JSON.stringify(other));
+      }
+      assert.equal(readNftCache(lab, stamp, 'b2'), undefined, 'another build');
+      assert.equal(readNftCache(lab, stamp, undefined), undefined, 'outside the bundle');
+      assert.deepEqual(readdirSync(lab), ['nft-observed.json'], 'no temporary file left');
+      // Never read through a symlink.
+      const other = join(root, 'y');
+      mkdirSync(other);
+      symlinkSync(join(lab, 'nft-observed.json'), join(other, 'nft-observed.json'));
+      assert.equal(readNftCache(other, stamp, 'b1'), undefined);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
     }
   });
 });
