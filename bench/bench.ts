@@ -12,10 +12,12 @@
  * Options (env): PVB_RUNS (apply/destroy/baseline repetitions, default 3),
  * PVB_PLAN_RUNS (no-op plan repetitions, default 5), PVB_SIZES (default "50,200"),
  * PVB_BIG (nodes of the memory lab, default 1000; 0 skips it), PVB_NO_MININET=1,
- * PVB_NO_VM=1, PVB_NO_WRITE=1 (do not touch BENCHMARKS.md).
+ * PVB_NO_VM=1, PVB_NO_DIAG=1 (no diagnostics timing, bench/diagnostics.ts),
+ * PVB_NO_WRITE=1 (do not touch BENCHMARKS.md).
  */
 import { execFileSync } from 'node:child_process';
 import { vmBench, type VmResult } from './vm.js';
+import { best, diagnosticsBench, type DiagnosticsResult } from './diagnostics.js';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -447,6 +449,22 @@ function vmRows(vm: VmResult): Row[] {
   return rows;
 }
 
+/** Rows of bench/diagnostics.ts: the issue's 4 MB broken file under 2 s, and linear growth. */
+function diagnosticsRows(d: DiagnosticsResult): Row[] {
+  const [big, half, valid, dense] = d.cases;
+  const rows: Row[] = [];
+  rows.push({
+    metric: `validate: ${big.name} (${big.nodes} qemu nodes, ${big.diagnostics} diagnostics)`, value: `${secs(best(big))} s`,
+    reference: `${secs(best(valid))} s without the errors`, ratio: `${(best(big) / best(valid)).toFixed(2)}x`, target: '< 2 s', ok: best(big) < 2000,
+  });
+  rows.push({
+    metric: 'validate: growth from 2 MB to 4 MB of such a file (2 = linear, 4 = quadratic)', value: `${(best(big) / best(half)).toFixed(2)}x`,
+    reference: `${secs(best(half))} s at 2 MB`, ratio: '-', target: '<= 2.5x', ok: best(big) / best(half) <= 2.5,
+  });
+  rows.push({ metric: `validate: ${dense.name} (${dense.nodes} netns nodes, ${dense.diagnostics} diagnostics)`, value: `${secs(best(dense))} s`, reference: '-', ratio: '-', target: '(info)', ok: undefined });
+  return rows;
+}
+
 function table(rows: Row[]): string {
   const head = ['metric', 'provium', 'reference', 'ratio', 'target', 'result'];
   const body = rows.map((r) => [r.metric, r.value, r.reference, r.ratio, r.target, r.ok === undefined ? '-' : r.ok ? 'PASS' : 'FAIL']);
@@ -539,6 +557,7 @@ async function main(): Promise<number> {
   let mnVersion: string | undefined;
   let vm: VmResult | undefined;
   let big: BigResult | undefined;
+  let diag: DiagnosticsResult | undefined;
   try {
     await bench.setup();
     log(`host namespace ${bench.host}, baseline host namespace ${bench.baseHost}, state dir ${bench.stateDir}`);
@@ -571,6 +590,10 @@ async function main(): Promise<number> {
         }
       }
     }
+    if (process.env.PVB_NO_DIAG !== '1') {
+      await waitQuiet();
+      diag = await diagnosticsBench(bench.provBin, log);
+    }
     if (process.env.PVB_NO_VM !== '1') {
       await waitQuiet();
       vm = await vmBench(REPO, bench.provBin, log);
@@ -581,6 +604,7 @@ async function main(): Promise<number> {
 
   const rows = buildRows(results, helpMs, big);
   if (vm) rows.push(...vmRows(vm));
+  if (diag) rows.push(...diagnosticsRows(diag));
   const tbl = table(rows);
   process.stdout.write(`\n${tbl}\n\n`);
   const elapsed = (performance.now() - started) / 1000;

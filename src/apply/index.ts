@@ -14,38 +14,57 @@ import { computePlan, planToState, wantedFor, type Plan } from '../plan/index.js
 import { needsForwarding, needsForwarding6 } from '../plan/realize.js';
 import { ipArgv, type HostContext } from '../plan/commands.js';
 import type { Invocation } from '../plan/types.js';
-import { readRecord, writeRecord, stateRoot, type LabRecord } from './statedir.js';
+import { ETC_NETNS, etcNetnsFs, removeLabDir, readRecord, readHostNsRecord, writeHostNsRecord, updateRecord, stateRoot, treeOf, readJournal, writeJournal, removeJournal, type LabRecord, type HostNsRecord } from './statedir.js';
 import { startVm, stopVm, runQmp } from './vm.js';
-import { livePid, processAlive, terminate } from '../host/proc.js';
-import { dirname, join } from 'node:path';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, rmdirSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { processAlive, livePid, terminate } from '../host/proc.js';
+import { join } from 'node:path';
+import { readdirSync, readlinkSync, statSync } from 'node:fs';
 
 export interface Planned {
   plan: Plan;
   observation: Observation;
+  /**
+   * Forwarding sysctls this plan puts back to the value found before the first lab of
+   * the host namespace turned them on (this lab no longer forwards, relied on it, and no
+   * other lab there still forwards, by the host's nft tables).
+   */
+  restore?: { ipForward?: boolean; ip6Forward?: boolean };
+}
+
+/** The values found before the labs of this host namespace turned forwarding on, and whether this lab relies on them. */
+function forwardingRecords(lab: string, ctx: HostContext): { rec: LabRecord; ns: HostNsRecord; before4?: boolean; before6?: boolean; relies4: boolean; relies6: boolean } {
+  const rec = readRecord(lab, ctx.warn);
+  const ns = readHostNsRecord(ctx.hostNetns, ctx.warn);
+  // Records written before 0.2 kept the value found in the lab's own record.
+  const before4 = ns.ipForwardBefore ?? rec.ipForwardBefore;
+  const before6 = ns.ip6ForwardBefore ?? rec.ip6ForwardBefore;
+  return { rec, ns, before4, before6, relies4: rec.forwards === true || rec.ipForwardBefore !== undefined, relies6: rec.forwards6 === true || rec.ip6ForwardBefore !== undefined };
 }
 
 /**
- * Observes the host and computes the plan for a topology. When the lab recorded the
- * ip_forward (IPv6 forwarding) value it found, a topology that no longer routes
- * (IPv6) restores it.
+ * Observes the host and computes the plan for a topology. A lab that no longer routes
+ * (IPv6) puts ip_forward (IPv6 forwarding) back to the value found before the first lab
+ * of its host namespace turned it on, once no other lab there forwards.
  */
 export async function planFor(t: Topology, ctx0: HostContext, runner: Runner, files: HostFiles = realFiles, reuse?: Reuse): Promise<Planned> {
   const ctx: HostContext = { ...ctx0, stateDir: ctx0.stateDir ?? join(stateRoot(), t.lab) };
-  const rec = readRecord(t.lab);
+  const f = forwardingRecords(t.lab, ctx);
   const wanted = wantedFor(t);
-  if (rec.ipForwardBefore !== undefined) wanted.ipForward = true;
-  if (rec.ip6ForwardBefore !== undefined) wanted.ip6Forward = true;
+  if (f.relies4 && f.before4 !== undefined) wanted.ipForward = true;
+  if (f.relies6 && f.before6 !== undefined) wanted.ip6Forward = true;
   const observation = await observe(t.lab, ctx, runner, wanted, files, reuse);
-  const plan = computePlan(t, managedView(t, observation.state, rec), observation.facts, ctx, rec.ipForwardBefore, rec.ip6ForwardBefore);
-  return { plan, observation };
+  const others = observation.facts.forwardingLabs ?? { v4: [], v6: [] };
+  const restore4 = !needsForwarding(t) && f.relies4 && others.v4.length === 0 ? f.before4 : undefined;
+  const restore6 = !needsForwarding6(t) && f.relies6 && others.v6.length === 0 ? f.before6 : undefined;
+  const plan = computePlan(t, managedView(t, observation.state, restore4, restore6), observation.facts, ctx, restore4, restore6);
+  return { plan, observation, restore: { ...(restore4 !== undefined ? { ipForward: restore4 } : {}), ...(restore6 !== undefined ? { ip6Forward: restore6 } : {}) } };
 }
 
-/** ip_forward (IPv6 forwarding) is only managed while the lab routes (IPv6), or while it has a value to restore. */
-function managedView(t: Topology, s: HostState, rec: LabRecord): HostState {
+/** ip_forward (IPv6 forwarding) is only managed while the lab routes (IPv6), or while it puts back a value. */
+function managedView(t: Topology, s: HostState, restore4: boolean | undefined, restore6: boolean | undefined): HostState {
   const out = { ...s };
-  if (!needsForwarding(t) && rec.ipForwardBefore === undefined) out.ipForward = undefined;
-  if (!needsForwarding6(t) && rec.ip6ForwardBefore === undefined) out.ip6Forward = undefined;
+  if (!needsForwarding(t) && restore4 === undefined) out.ipForward = undefined;
+  if (!needsForwarding6(t) && restore6 === undefined) out.ip6Forward = undefined;
   return out;
 }
 
@@ -63,20 +82,26 @@ function testHooks(): { killAfter?: number; failLabel?: string } {
 /**
  * Runs one invocation: a host command, a node namespace's batch (through the runner's
  * NamespaceIO: the netlink helper or `ip -n NS -batch`), or a VM action (start, stop,
- * QMP steps). Returns what a namespace batch read back.
+ * QMP steps). Returns what a namespace batch read back. Files are written and removed
+ * only under the state directory and /etc/netns, through their safe trees (no symbolic
+ * link followed, atomic writes).
  */
 async function runOne(inv: Invocation, runner: Runner): Promise<NsDump | undefined> {
   for (const f of inv.writeFiles ?? []) {
-    mkdirSync(dirname(f.path), { recursive: true, mode: 0o700 });
-    writeFileSync(f.path, f.content, { mode: 0o600 });
+    const { fs, rel } = treeOf(f.path);
+    if (f.content === undefined) fs.ensureFile(rel);
+    else fs.write(rel, f.content);
   }
   if (inv.removeFiles) {
-    for (const f of inv.removeFiles.files) rmSync(f, { force: true });
+    for (const f of inv.removeFiles.files) {
+      const { fs, rel } = treeOf(f);
+      fs.remove(rel);
+    }
     for (const d of inv.removeFiles.dirsIfEmpty) {
-      try {
-        rmdirSync(d);
-      } catch {
-        /* absent or not empty */
+      if (d === ETC_NETNS) etcNetnsFs().removeDirIfEmpty('');
+      else {
+        const { fs, rel } = treeOf(d);
+        fs.removeDirIfEmpty(rel);
       }
     }
     return undefined;
@@ -162,21 +187,39 @@ function deletedNetns(invs: Invocation[]): string[] {
 }
 
 /**
- * After a successful apply: once the lab no longer forwards (IPv6) and ip_forward
- * (IPv6 forwarding) is back to what the lab found, the recorded value is no longer needed.
+ * After a successful apply (also one with nothing to do): records where the lab lives
+ * and whether it relies on forwarding, and forgets a forwarding value that the plan put
+ * back (or that is back to what was found).
  */
-export function forgetRestoredIpForward(t: Topology): void {
-  const rec = readRecord(t.lab);
-  let changed = false;
-  if (!needsForwarding(t) && rec.ipForwardBefore !== undefined) {
-    delete rec.ipForwardBefore;
-    changed = true;
-  }
-  if (!needsForwarding6(t) && rec.ip6ForwardBefore !== undefined) {
+export function recordApplied(t: Topology, planned: Planned, ctx: HostContext): void {
+  updateRecord(t.lab, (rec) => {
+    rec.hostNetns = ctx.hostNetns ?? null;
+    if (needsForwarding(t)) rec.forwards = true;
+    else delete rec.forwards;
+    if (needsForwarding6(t)) rec.forwards6 = true;
+    else delete rec.forwards6;
+    delete rec.ipForwardBefore; // moved to the host namespace's record (applyPlan)
     delete rec.ip6ForwardBefore;
-    changed = true;
-  }
-  if (changed) writeRecord(t.lab, rec);
+  }, ctx.warn);
+  forgetRestored(planned, ctx);
+}
+
+/**
+ * After a successful destroy (also one with nothing to do): forgets a forwarding value
+ * the plan put back, then removes the lab's folder from the state directory.
+ */
+export function recordDestroyed(lab: string, planned: Planned, ctx: HostContext): void {
+  forgetRestored(planned, ctx);
+  removeLabDir(lab);
+}
+
+/** Removes from the host namespace's record the forwarding values this plan put back. */
+function forgetRestored(planned: Planned, ctx: HostContext): void {
+  const ns = readHostNsRecord(ctx.hostNetns, ctx.warn);
+  const next: HostNsRecord = { ...ns };
+  if (planned.restore?.ipForward !== undefined) delete next.ipForwardBefore;
+  if (planned.restore?.ip6Forward !== undefined) delete next.ip6ForwardBefore;
+  if (JSON.stringify(next) !== JSON.stringify(ns)) writeHostNsRecord(ctx.hostNetns, next);
 }
 
 /**
@@ -220,8 +263,6 @@ export interface ApplyOptions {
   /** Undo a failed apply (default true); false keeps the partial state for debugging. */
   rollback?: boolean;
   onStep?: (inv: Invocation) => void;
-  /** Run these invocations instead of the plan's (a saved plan's, identical by fingerprint). */
-  invocations?: Invocation[];
 }
 
 /**
@@ -233,15 +274,25 @@ export interface ApplyOptions {
 export async function applyPlan(t: Topology, planned: Planned, ctx: HostContext, runner: Runner, opts: ApplyOptions = {}): Promise<number> {
   const { plan, observation } = planned;
   if (plan.errors.length) throw new ProviumError('the plan has errors; nothing was changed');
-  const rec = readRecord(t.lab);
+  const labDir = ctx.stateDir ?? join(stateRoot(), t.lab);
+  // Before any host change: where the lab lives, whether it relies on forwarding, and the
+  // forwarding values found (per host namespace: shared with the other labs there).
+  const rec = updateRecord(t.lab, (r) => {
+    r.hostNetns = ctx.hostNetns ?? null;
+    if (needsForwarding(t)) r.forwards = true;
+    if (needsForwarding6(t)) r.forwards6 = true;
+  }, ctx.warn);
   const sets = (name: string) => plan.invocations.some((x) => x.label === 'sysctl' && x.argv.includes(`${name}=1`));
-  const found: LabRecord = {};
-  if (sets('net.ipv4.ip_forward') && rec.ipForwardBefore === undefined && observation.state.ipForward === false) found.ipForwardBefore = false;
-  if (sets('net.ipv6.conf.all.forwarding') && rec.ip6ForwardBefore === undefined && observation.state.ip6Forward === false) found.ip6ForwardBefore = false;
-  if (Object.keys(found).length) writeRecord(t.lab, { ...rec, ...found });
-  const invocations = opts.invocations ?? plan.invocations;
+  const ns = readHostNsRecord(ctx.hostNetns, ctx.warn);
+  const found: HostNsRecord = { ...ns };
+  if (found.ipForwardBefore === undefined && rec.ipForwardBefore !== undefined) found.ipForwardBefore = rec.ipForwardBefore;
+  if (found.ip6ForwardBefore === undefined && rec.ip6ForwardBefore !== undefined) found.ip6ForwardBefore = rec.ip6ForwardBefore;
+  if (sets('net.ipv4.ip_forward') && found.ipForwardBefore === undefined && observation.state.ipForward === false) found.ipForwardBefore = false;
+  if (sets('net.ipv6.conf.all.forwarding') && found.ip6ForwardBefore === undefined && observation.state.ip6Forward === false) found.ip6ForwardBefore = false;
+  if (JSON.stringify(found) !== JSON.stringify(ns)) writeHostNsRecord(ctx.hostNetns, found);
+  const invocations = plan.invocations;
   await endProcessesIn(deletedNetns(invocations), runner, opts.onProcesses);
-  const journal = journalNetns({ ...ctx, stateDir: ctx.stateDir ?? join(stateRoot(), t.lab) }, invocations);
+  const journal = journalNetns(labDir, invocations, ctx.warn);
   try {
     const readBack = await runInvocations(invocations, runner, opts.onStep);
     await waitPortsGone(plan, ctx, runner);
@@ -258,28 +309,22 @@ export async function applyPlan(t: Topology, planned: Planned, ctx: HostContext,
       throw new ApplyError(e as Error, false, re as Error);
     }
   } finally {
-    if (journal) rmSync(journal, { force: true });
+    if (journal) removeJournal(labDir);
   }
   return invocations.length;
 }
 
 /**
  * Writes the names of the namespaces this apply creates to the lab's state directory
- * (synced) before creating them: a namespace carries its mark (lo's ifalias) only once
- * its own batch ran, so an apply killed in between would otherwise leave namespaces
- * that look foreign. Returns the journal's path, or undefined when nothing is created.
+ * (atomically, synced) before creating them: a namespace carries its mark (lo's ifalias)
+ * only once its own batch ran, so an apply killed in between would otherwise leave
+ * namespaces that look foreign. Returns whether a journal was written.
  */
-function journalNetns(ctx: HostContext, invs: Invocation[]): string | undefined {
+function journalNetns(labDir: string, invs: Invocation[], warn?: (m: string) => void): boolean {
   const names = invs.filter((i) => i.label === 'node namespaces').flatMap((i) => (i.stdin ?? '').split('\n').filter((l) => l.startsWith('netns add ')).map((l) => l.slice(10)));
-  if (names.length === 0 || !ctx.stateDir) return undefined;
-  mkdirSync(ctx.stateDir, { recursive: true, mode: 0o700 });
-  const path = `${ctx.stateDir}/pending-netns.json`;
-  const prev = existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as string[]) : [];
-  const fd = openSync(path, 'w', 0o600);
-  writeSync(fd, JSON.stringify([...new Set([...prev, ...names])]));
-  fsyncSync(fd);
-  closeSync(fd);
-  return path;
+  if (names.length === 0) return false;
+  writeJournal(labDir, [...new Set([...readJournal(labDir, warn), ...names])]);
+  return true;
 }
 
 /** Plans from the host as it is now back to `before`, runs it, and checks that nothing differs. */

@@ -4,7 +4,7 @@
  * sandboxes) an ended process stays a zombie for a while, and `kill(pid, 0)` still
  * succeeds on it. /proc/<pid>/stat's third field is the state (Z = zombie).
  */
-import { readFileSync } from 'node:fs';
+import { closeSync, constants as C, openSync, readFileSync, readSync } from 'node:fs';
 
 export function processAlive(pid: number): boolean {
   try {
@@ -15,13 +15,25 @@ export function processAlive(pid: number): boolean {
   }
 }
 
+/** The first bytes of a pidfile, read without following a symbolic link (and never blocking on a FIFO). */
+function readPidfile(pidfile: string): string {
+  const fd = openSync(pidfile, C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
+  try {
+    const buf = Buffer.alloc(32);
+    return buf.subarray(0, readSync(fd, buf, 0, buf.length, 0)).toString('utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /**
  * The pid in `pidfile` when that process is running and its command line contains
- * `match` (guards against a reused pid); undefined otherwise.
+ * `match` (guards against a reused pid); undefined otherwise (also when the pidfile is
+ * a symbolic link).
  */
 export function livePid(pidfile: string, match: string): number | undefined {
   try {
-    const pid = Number(readFileSync(pidfile, 'utf8').trim());
+    const pid = Number(readPidfile(pidfile).trim());
     if (!Number.isInteger(pid) || pid <= 0 || !processAlive(pid)) return undefined;
     return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(match) ? pid : undefined;
   } catch {

@@ -11,12 +11,14 @@
  * hash of the bundle and the schema validator, written by scripts/bundle.mjs); the
  * modules under dist/src never do. Entries live in $PROVIUM_CACHE_DIR (default
  * /var/cache/provium, mode 0700; "off" disables the cache), at most MAX_ENTRIES of them,
- * each written atomically (temporary file, then rename) and read without following
- * symlinks. An entry that cannot be read or does not carry its own key is ignored.
+ * through host/safefs.ts (safe folders, no symbolic link followed, atomic writes). An
+ * entry that cannot be read or does not carry its own key is ignored; a cache folder
+ * that is not safe is not used.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { LocalSafeFs, type SafeFs } from '../host/safefs.js';
 import type { Topology } from '../model/topology.js';
 import { buildId } from '../model/build.js';
 import { loadTopology } from './index.js';
@@ -35,49 +37,18 @@ export function cacheKey(build: string, file: string, absFile: string, text: str
   return createHash('sha256').update(build).update('\0').update(file).update('\0').update(absFile).update('\0').update(text).digest('hex');
 }
 
-/** Reads a regular file without following a symlink; undefined when that is not possible. */
-function readNoFollow(path: string): string | undefined {
-  let fd: number;
-  try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
-  } catch {
-    return undefined;
-  }
-  try {
-    if (!fstatSync(fd).isFile()) return undefined;
-    return readFileSync(fd, 'utf8');
-  } catch {
-    return undefined;
-  } finally {
-    closeSync(fd);
-  }
+/** The cache as a safe tree (folders 0700, files 0600; see host/safefs.ts). */
+function cacheFs(dir: string): SafeFs {
+  return new LocalSafeFs(dir, { dirMode: 0o700, fileMode: 0o600, what: 'topology cache', chosenBy: 'PROVIUM_CACHE_DIR' });
 }
 
-/** The directory, created 0700 when missing; undefined when it is not a real directory of ours. */
-function ensureDir(dir: string): string | undefined {
-  try {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const st = lstatSync(dir);
-    if (!st.isDirectory() || (process.getuid && st.uid !== process.getuid()) || (st.mode & 0o022) !== 0) return undefined;
-    return dir;
-  } catch {
-    return undefined;
-  }
-}
+const entryName = (key: string) => `topology-${key}.json`;
 
-/**
- * The entry for `key`, or undefined. `dir` must be a directory (checked by the caller
- * or here with lstat: a symlinked cache directory is never used).
- */
+/** The entry for `key`, or undefined (absent, unreadable, unsafe, or not carrying its own key). */
 export function readEntry(dir: string, key: string): Topology | undefined {
   try {
-    if (!lstatSync(dir).isDirectory()) return undefined;
-  } catch {
-    return undefined;
-  }
-  const text = readNoFollow(join(dir, `topology-${key}.json`));
-  if (text === undefined) return undefined;
-  try {
+    const text = cacheFs(dir).read(entryName(key));
+    if (text === undefined) return undefined;
     const doc = JSON.parse(text) as { key?: string; topology?: Topology };
     return doc.key === key && doc.topology ? doc.topology : undefined;
   } catch {
@@ -86,30 +57,16 @@ export function readEntry(dir: string, key: string): Topology | undefined {
 }
 
 /** Writes the entry atomically and keeps at most MAX_ENTRIES. Never throws (a cache that cannot be written is no cache). */
-export function writeEntry(dir0: string, key: string, t: Topology): void {
-  const dir = ensureDir(dir0);
-  if (!dir) return;
-  const final = join(dir, `topology-${key}.json`);
-  const tmp = join(dir, `.tmp-${key}-${process.pid}`);
+export function writeEntry(dir: string, key: string, t: Topology): void {
   try {
-    const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-    try {
-      writeSync(fd, JSON.stringify({ key, topology: t }));
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, final);
-  } catch {
-    rmSync(tmp, { force: true });
-    return;
-  }
-  try {
-    const entries = readdirSync(dir).filter((f) => /^topology-[0-9a-f]{64}\.json$/.test(f));
+    const fs = cacheFs(dir);
+    fs.write(entryName(key), JSON.stringify({ key, topology: t }));
+    const entries = fs.list('').filter((f) => /^topology-[0-9a-f]{64}\.json$/.test(f));
     if (entries.length <= MAX_ENTRIES) return;
-    const byAge = entries.map((f) => ({ f, t: statSync(join(dir, f)).mtimeMs })).sort((a, b) => a.t - b.t);
-    for (const { f } of byAge.slice(0, entries.length - MAX_ENTRIES)) rmSync(join(dir, f), { force: true });
+    const byAge = entries.map((f) => ({ f, t: fs.lstat(f)?.mtimeMs ?? 0 })).sort((a, b) => a.t - b.t);
+    for (const { f } of byAge.slice(0, entries.length - MAX_ENTRIES)) fs.remove(f);
   } catch {
-    /* pruning is best effort */
+    /* unsafe or unwritable: no cache */
   }
 }
 

@@ -32,13 +32,13 @@ export function checkReferences(input: Input, r: Reporter): void {
   warnUnattached(input, r);
 }
 
-const attachedSets = new WeakMap<InBridge, Set<string>>();
+const attachedCache = new WeakMap<InBridge, Set<string>>();
 
-/** Names of the nodes attached to a bridge (built once per bridge: every partition and impairment asks). */
+/** Names of the nodes attached to a bridge (computed once per bridge: checks ask for every reference). */
 function attachedTo(bridge: InBridge): Set<string> {
-  let s = attachedSets.get(bridge);
-  if (!s) attachedSets.set(bridge, (s = new Set(bridge.attach.map((a) => a.node))));
-  return s;
+  let set = attachedCache.get(bridge);
+  if (!set) attachedCache.set(bridge, (set = new Set(bridge.attach.map((a) => a.node))));
+  return set;
 }
 
 /**
@@ -168,7 +168,7 @@ function checkForwards(input: Input, r: Reporter): void {
   for (const bridge of input.bridges?.values() ?? []) {
     for (const f of bridge.forwards) {
       if (checkMember(f.node, 'forward', bridge, input, r)) {
-        const a = bridge.attach.find((x) => x.node === f.node.name);
+        const a = bridge.subnet ? undefined : bridge.attach.find((x) => x.node === f.node.name);
         if (!bridge.subnet && !a?.ip) r.error(f.node.path, 'no address', `forward to node ${q(f.node.name)}: it has no IPv4 address on bridge ${q(bridge.name)} (give the bridge a subnet or the attachment an ip)`);
       }
       const key = `${f.proto}/${f.hostPort}`;

@@ -14,6 +14,7 @@ import type { Topology } from '../model/topology.js';
 import { assignAddresses } from './addresses.js';
 import { checkReferences } from './checks.js';
 import { checkDevices, numberNics } from './devices.js';
+import { checkLimits } from './limits.js';
 import { readInput } from './input.js';
 import { normalize } from './normalize.js';
 import { Reporter } from './report.js';
@@ -50,6 +51,7 @@ export function checkTopology(file: string, text?: string): CheckResult {
   const schemaDiagnostics = validateSchema(parsed.data, parsed.locator);
   const input = readInput(parsed.data);
   checkReferences(input, r);
+  checkLimits(input, r);
   const addressing = assignAddresses(input, r);
   const nics = numberNics(input);
   checkDevices(input, nics, r);

@@ -44,13 +44,18 @@ const YAML_DETAILS: Record<string, string> = {
  */
 export function parseSource(file: string, text: string): ParsedSource {
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  // Duplicate keys are found below in linear time: yaml's own check (uniqueKeys) compares
+  // each key with every earlier one of its mapping, quadratic in the mapping's size.
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: false });
   const locator = new Locator(file, doc, lineCounter);
+  const openers = new Openers(doc, text);
+  const duplicates = duplicateKeys(doc, locator);
   const diagnostics: Diagnostic[] = [
-    ...doc.errors.map((e) => syntaxError(e, doc, text, locator)),
+    ...doc.errors.map((e) => syntaxError(e, text, locator, openers)),
+    ...duplicates,
     ...doc.warnings.map((w) => yamlDiagnostic('warning', w.code, w.message, locator.offsetPos(w.pos[0]))),
   ];
-  if (doc.errors.length > 0) return { doc, locator, data: undefined, usable: false, diagnostics };
+  if (doc.errors.length > 0 || duplicates.length > 0) return { doc, locator, data: undefined, usable: false, diagnostics };
   try {
     return { doc, locator, data: doc.toJS({ maxAliasCount: 100 }), usable: true, diagnostics };
   } catch (e) {
@@ -61,17 +66,41 @@ export function parseSource(file: string, text: string): ParsedSource {
 }
 
 /**
+ * A key used twice in one mapping (compared as toJS() names keys: `1` and "1" are the
+ * same key), located at the second one; one pass over the document with a Map per
+ * mapping.
+ */
+function duplicateKeys(doc: Document, locator: Locator): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  // A plain walk over maps and sequences (yaml's visit() costs several times more on large files).
+  const stack: unknown[] = [doc.contents];
+  while (stack.length > 0) {
+    const node = stack.pop();
+    if (isMap(node)) {
+      const seen = new Set<string>();
+      for (const pair of node.items) {
+        const k = keyString(pair);
+        if (k !== undefined) {
+          if (seen.has(k)) {
+            out.push({ severity: 'error', summary: 'duplicate key', detail: `key ${JSON.stringify(k)} is already defined in this mapping`, pos: locator.offsetPos((pair.key as YamlNode | null)?.range?.[0] ?? 0) });
+          } else seen.add(k);
+        }
+        stack.push(pair.key, pair.value);
+      }
+    } else if (isSeq(node)) {
+      for (const item of node.items) stack.push(item);
+    }
+  }
+  return out.sort((a, b) => a.pos!.line - b.pos!.line || a.pos!.col - b.pos!.col);
+}
+
+/**
  * A YAML syntax error as a diagnostic. yaml reports an unclosed quote or flow
  * collection where it gave up (often the end of the file); such errors are
  * located at the opening quote or bracket instead, which is where to look.
  */
-function syntaxError(e: YAMLError, doc: Document, text: string, locator: Locator): Diagnostic {
-  if (e.code === 'DUPLICATE_KEY') {
-    const key = keyAt(doc, e.pos[0]);
-    const detail = key === undefined ? e.message : `key ${JSON.stringify(key)} is already defined in this mapping`;
-    return { severity: 'error', summary: 'duplicate key', detail, pos: locator.offsetPos(e.pos[0]) };
-  }
-  const opener = unclosedOpener(e, doc, text);
+function syntaxError(e: YAMLError, text: string, locator: Locator, openers: Openers): Diagnostic {
+  const opener = unclosedOpener(e, openers);
   if (opener === undefined) return yamlDiagnostic('error', e.code, e.message, locator.offsetPos(e.pos[0]));
   const pos = locator.offsetPos(opener);
   const ch = text[opener];
@@ -80,22 +109,66 @@ function syntaxError(e: YAMLError, doc: Document, text: string, locator: Locator
 }
 
 /** Offset of the innermost unclosed quote/bracket that error e complains about, if any. */
-function unclosedOpener(e: YAMLError, doc: Document, text: string): number | undefined {
+function unclosedOpener(e: YAMLError, openers: Openers): number | undefined {
   const closer =
     e.code === 'MISSING_CHAR' ? (e.message.includes('"quote') ? '"' : e.message.includes("'quote") ? "'" : undefined)
     : /end with an? ([\]}])$/.exec(e.message)?.[1];
   if (!closer) return undefined;
   const opener = closer === ']' ? '[' : closer === '}' ? '{' : closer;
-  let best: number | undefined;
-  visit(doc, {
-    Node(_key, node) {
-      const [start, end] = node.range ?? [0, 0];
-      const src = text.slice(start, end).trimEnd();
-      const closed = opener === closer ? src.length > 1 && src.endsWith(closer) : flowBalanced(src);
-      if (text[start] === opener && end <= e.pos[0] && !closed && (best === undefined || start > best)) best = start;
-    },
-  });
-  return best;
+  return openers.before(opener, e.pos[0]);
+}
+
+/**
+ * The document's unclosed quoted scalars and flow collections, indexed once (lazily)
+ * so that each syntax error finds its opener by binary search: for an opener character
+ * and an error offset, the largest start among unclosed nodes ending at or before it.
+ */
+class Openers {
+  private index?: Map<string, { ends: number[]; maxStart: number[] }>;
+
+  constructor(private readonly doc: Document, private readonly text: string) {}
+
+  before(opener: string, offset: number): number | undefined {
+    const idx = (this.index ??= this.build()).get(opener);
+    if (!idx) return undefined;
+    let lo = 0;
+    let hi = idx.ends.length - 1;
+    let found = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (idx.ends[mid] <= offset) {
+        found = mid;
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    return found < 0 ? undefined : idx.maxStart[found];
+  }
+
+  private build(): Map<string, { ends: number[]; maxStart: number[] }> {
+    const nodes = new Map<string, { start: number; end: number }[]>();
+    const text = this.text;
+    visit(this.doc, {
+      Node(_key, node) {
+        const [start, end] = node.range ?? [0, 0];
+        const opener = text[start];
+        if (opener !== '"' && opener !== "'" && opener !== '[' && opener !== '{') return;
+        const src = text.slice(start, end).trimEnd();
+        const closed = opener === '"' || opener === "'" ? src.length > 1 && src.endsWith(opener) : flowBalanced(src);
+        if (closed) return;
+        const list = nodes.get(opener) ?? [];
+        list.push({ start, end });
+        nodes.set(opener, list);
+      },
+    });
+    const out = new Map<string, { ends: number[]; maxStart: number[] }>();
+    for (const [opener, list] of nodes) {
+      list.sort((a, b) => a.end - b.end);
+      const maxStart: number[] = [];
+      list.forEach((n, i) => maxStart.push(Math.max(n.start, i > 0 ? maxStart[i - 1] : -1)));
+      out.set(opener, { ends: list.map((n) => n.end), maxStart });
+    }
+    return out;
+  }
 }
 
 /**
@@ -134,17 +207,6 @@ function badAliasOffset(doc: Document): number | undefined {
   return bad ?? first;
 }
 
-/** The text of the scalar mapping key that starts at offset, if any. */
-function keyAt(doc: Document, offset: number): string | undefined {
-  let found: string | undefined;
-  visit(doc, {
-    Pair(_key, pair) {
-      if (isScalar(pair.key) && pair.key.range?.[0] === offset) found = String(pair.key.value);
-    },
-  });
-  return found;
-}
-
 /** A yaml error or warning with a human summary (by yaml's error code). */
 function yamlDiagnostic(severity: 'error' | 'warning', code: string, message: string, pos: SourcePos): Diagnostic {
   const summary = YAML_SUMMARIES[code] ?? (severity === 'error' ? 'invalid YAML' : 'YAML warning');
@@ -158,6 +220,9 @@ function yamlDiagnostic(severity: 'error' | 'warning', code: string, message: st
  * so every diagnostic gets some position.
  */
 export class Locator {
+  /** Per mapping, its pairs by key (first one wins, as a linear search would find), built on first use. */
+  private readonly pairs = new WeakMap<object, Map<string, Pair<unknown, unknown>>>();
+
   constructor(
     readonly file: string,
     private readonly doc: Document,
@@ -198,7 +263,16 @@ export class Locator {
   /** One step: the pair for key `seg` in a mapping, or item `seg` in a sequence. */
   private child(node: YamlNode | undefined, seg: string | number): { key?: YamlNode; value?: YamlNode } | undefined {
     if (isMap(node)) {
-      const pair = node.items.find((p) => keyString(p) === String(seg));
+      let byKey = this.pairs.get(node);
+      if (!byKey) {
+        byKey = new Map();
+        for (const p of node.items) {
+          const k = keyString(p);
+          if (k !== undefined && !byKey.has(k)) byKey.set(k, p);
+        }
+        this.pairs.set(node, byKey);
+      }
+      const pair = byKey.get(String(seg));
       if (!pair) return undefined;
       const key = isScalar(pair.key) || isMap(pair.key) || isSeq(pair.key) ? (pair.key as YamlNode) : undefined;
       return { key, value: this.resolve(pair.value as YamlNode | null) ?? key };

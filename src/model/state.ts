@@ -257,10 +257,16 @@ export interface HostFacts {
   defaultRouteDev6?: string;
   /** Objects with a name provium wants that carry no (or another lab's) mark. */
   conflicts: Conflict[];
+  /**
+   * Other labs in the same host namespace that still need forwarding (from their nft
+   * tables, see observe/parse.ts forwardingLabs): a forwarding sysctl is restored only
+   * when none is left.
+   */
+  forwardingLabs?: { v4: string[]; v6: string[] };
 }
 
 export interface Conflict {
-  kind: 'link' | 'netns' | 'nft-table' | 'file';
+  kind: 'link' | 'netns' | 'nft-table' | 'file' | 'folder';
   name: string;
   found: string;
 }

@@ -10,17 +10,18 @@
  * 1 `ip -j route show table all default` (the IPv4 and IPv6 default routes), while the
  * lab routes 1 `sysctl -n` (ip_forward and IPv6 forwarding in one process).
  */
-import { readdirSync, existsSync, readFileSync } from 'node:fs';
-import { observeVms } from './vms.js';
+import { readdirSync, existsSync } from 'node:fs';
+import { observeVms, vmFolderConflicts } from './vms.js';
 import { observeServices, type Services } from './services.js';
 import type { HostFacts, HostState, LinkState, VmState } from '../model/state.js';
 import { emptyState } from '../model/state.js';
 import { netnsPrefix, nftTable, nodeNetns, ownerPrefix, parseAlias } from '../model/names.js';
 import type { Runner } from '../host/runner.js';
 import { ipArgv, nftArgv, sysctlArgv, tcArgv, type HostContext } from '../plan/commands.js';
-import { defaultRouteDevs, toLinkState, toNamespaceState, toNft, toShaping, type IpRoute, type TcQdisc } from './parse.js';
+import { defaultRouteDevs, forwardingFrom, otherLabsInet, toLinkState, toNamespaceState, toNft, toShaping, type IpRoute, type TcQdisc } from './parse.js';
 import { namespaceIO, type NamespaceIO, type NsDump } from '../host/namespaces.js';
 import { readNftCache, writeNftCache, type NftReading } from './nft-cache.js';
+import { readJournal } from '../apply/statedir.js';
 import { detectFeature, type Feature } from './features.js';
 
 /** Names the desired state will create: same-named objects without the lab's mark are conflicts. */
@@ -37,6 +38,8 @@ export interface Wanted {
   files?: string[];
   /** The topology boots VMs: look for qemu-system-x86_64. */
   qemu?: boolean;
+  /** Nodes whose VM the topology boots (their state folders must be the lab's). */
+  vms?: string[];
   /** Forwarded host ports ("tcp/8080"): look for listening sockets on them. */
   forwardPorts?: string[];
   /** Namespaces whose resolv.conf the file wants. */
@@ -56,11 +59,7 @@ export interface Observation {
  * is still the lab's, even if that apply was killed before marking it.
  */
 export function pendingNetns(ctx: HostContext): Set<string> {
-  try {
-    return new Set(JSON.parse(readFileSync(`${ctx.stateDir}/pending-netns.json`, 'utf8')) as string[]);
-  } catch {
-    return new Set();
-  }
+  return ctx.stateDir ? new Set(readJournal(ctx.stateDir, ctx.warn)) : new Set();
 }
 
 /** "tcp/8080"-style ports of listening sockets from `ss -H -l -n -t -u` output (Netid State Recv-Q Send-Q Local Peer). */
@@ -127,7 +126,8 @@ async function readNft(lab: string, ctx: HostContext, runner: Runner, io: Namesp
   const kept = stamp ? readNftCache(ctx.stateDir, stamp) : undefined;
   if (kept) return kept;
   const out = await runner.run([...nftArgv(ctx), '-j', 'list', 'ruleset']);
-  const reading = toNft(JSON.parse(out.stdout || '{"nftables":[]}'), nftTable(lab), ownerPrefix(lab));
+  const ruleset = JSON.parse(out.stdout || '{"nftables":[]}');
+  const reading: NftReading = { ...toNft(ruleset, nftTable(lab), ownerPrefix(lab)), others: otherLabsInet(ruleset, lab) };
   if (stamp) writeNftCache(ctx.stateDir, stamp, reading);
   return reading;
 }
@@ -177,13 +177,14 @@ export async function observe(lab: string, ctx: HostContext, runner: Runner, wan
   const services = files.observeServices(ctx.stateDir, lab, wanted.resolv ?? []);
   state.dnsmasq = services.dnsmasq;
   state.resolv = services.resolv;
-  facts.conflicts.push(...services.conflicts);
+  facts.conflicts.push(...services.conflicts, ...vmFolderConflicts(ctx, wanted.vms ?? []));
 
   for (const l of links) {
     if (mine(l.ifalias)) state.links[l.ifname] = toLinkState(l);
     else if (wantLinks.has(l.ifname)) facts.conflicts.push({ kind: 'link', name: l.ifname, found: l.ifalias ? `ifalias "${l.ifalias}"` : 'no provium ifalias' });
   }
 
+  const pending = candidates.length + fresh.length > 0 ? pendingNetns(ctx) : new Set<string>();
   const outs = [
     ...candidates.map((ns, i) => ({ ns, dump: nsDumps[i] })),
     ...fresh.map((ns) => ({ ns, dump: reuse!.readBack!.get(ns) })),
@@ -194,7 +195,7 @@ export async function observe(lab: string, ctx: HostContext, runner: Runner, wan
     const lo = addrs.find((l) => l.ifname === 'lo');
     const a = parseAlias(lo?.ifalias);
     if (a?.kind === 'node' && a.lab === lab) state.namespaces[ns] = toNamespaceState(ns, a.node, addrs, routes);
-    else if (!lo?.ifalias && pendingNetns(ctx).has(ns)) {
+    else if (!lo?.ifalias && pending.has(ns)) {
       // Created by an apply that stopped before marking it (see apply's journal): ours, unmarked.
       state.namespaces[ns] = toNamespaceState(ns, ns.slice(prefix.length), addrs, routes);
     }
@@ -221,6 +222,7 @@ export async function observe(lab: string, ctx: HostContext, runner: Runner, wan
   state.shaping = toShaping(qdiscs, classText, ports);
 
   const nft = nftRead;
+  facts.forwardingLabs = forwardingFrom(nftRead.others, links);
   if (nft.bridge) state.nft.bridge = nft.bridge;
   if (nft.inet) state.nft.inet = nft.inet;
   for (const fam of nft.conflicts) facts.conflicts.push({ kind: 'nft-table', name: `${fam} ${nftTable(lab)}`, found: 'no set carries the lab\'s comment mark' });

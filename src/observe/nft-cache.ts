@@ -15,16 +15,19 @@
  * provium's tables have none.
  *
  * File: <lab state dir>/nft-observed.json, written only when that directory exists (an
- * applied lab's), atomically (temporary file, then rename), read without following
- * symlinks; destroy removes it with the directory.
+ * applied lab's), through the state directory's safe tree (host/safefs.ts: atomic, no
+ * symbolic link followed); destroy removes it with the directory.
  */
-import { closeSync, constants, fstatSync, lstatSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
 import { buildId } from '../model/build.js';
-import type { toNft } from './parse.js';
+import { treeOf } from '../apply/statedir.js';
+import type { SafeFs } from '../host/safefs.js';
+import type { OtherLabInet, toNft } from './parse.js';
 
-/** What observe keeps of `nft -j list ruleset`: the lab's tables and the same-named tables it does not own. */
-export type NftReading = ReturnType<typeof toNft>;
+/**
+ * What observe keeps of `nft -j list ruleset`: the lab's tables and the same-named tables
+ * it does not own (toNft), and the other labs' inet tables as far as forwarding goes.
+ */
+export type NftReading = ReturnType<typeof toNft> & { others: OtherLabInet[] };
 
 /** The identity of a reading: the ruleset generation and namespace cookie, and what it was parsed for. */
 export interface NftStamp {
@@ -41,45 +44,41 @@ interface Entry extends NftStamp {
 
 const FILE = 'nft-observed.json';
 
-/** The stored reading when its stamp and build match, else undefined. `build`: the running build's id (tests pass one). */
-export function readNftCache(stateDir: string | undefined, stamp: NftStamp, build = buildId()): NftReading | undefined {
-  if (!stateDir || !build) return undefined;
-  let fd: number;
+/** The lab's state directory's safe tree and the cache file's path in it; undefined when the directory is not under the state root. */
+function where(stateDir: string): { fs: SafeFs; rel: string; dir: string } | undefined {
   try {
-    fd = openSync(join(stateDir, FILE), constants.O_RDONLY | constants.O_NOFOLLOW);
+    const { fs, rel } = treeOf(`${stateDir}/${FILE}`);
+    return { fs, rel, dir: rel.slice(0, rel.lastIndexOf('/')) };
   } catch {
     return undefined;
   }
+}
+
+/** The stored reading when its stamp and build match, else undefined. `build`: the running build's id (tests pass one). */
+export function readNftCache(stateDir: string | undefined, stamp: NftStamp, build = buildId()): NftReading | undefined {
+  if (!stateDir || !build) return undefined;
+  const w = where(stateDir);
+  if (!w) return undefined;
   try {
-    if (!fstatSync(fd).isFile()) return undefined;
-    const e = JSON.parse(readFileSync(fd, 'utf8')) as Entry;
+    const text = w.fs.read(w.rel);
+    if (text === undefined) return undefined;
+    const e = JSON.parse(text) as Entry;
     const same = e.build === build && e.gen === stamp.gen && e.cookie === stamp.cookie && e.table === stamp.table && e.owner === stamp.owner;
     return same ? e.reading : undefined;
   } catch {
     return undefined;
-  } finally {
-    closeSync(fd);
   }
 }
 
 /** Stores a reading under its stamp when the lab's state directory exists. Never throws. */
 export function writeNftCache(stateDir: string | undefined, stamp: NftStamp, reading: NftReading, build = buildId()): void {
   if (!stateDir || !build) return;
+  const w = where(stateDir);
+  if (!w) return;
   try {
-    if (!lstatSync(stateDir).isDirectory()) return;
+    if (!w.dir || !w.fs.lstat(w.dir)?.isDirectory()) return; // not applied yet: plan does not create the lab's directory
+    w.fs.write(w.rel, JSON.stringify({ build, ...stamp, reading } satisfies Entry));
   } catch {
-    return; // not applied yet: plan does not create the lab's directory
-  }
-  const tmp = join(stateDir, `.${FILE}.${process.pid}`);
-  try {
-    const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-    try {
-      writeSync(fd, JSON.stringify({ build, ...stamp, reading } satisfies Entry));
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, join(stateDir, FILE));
-  } catch {
-    rmSync(tmp, { force: true });
+    /* an unsafe or unwritable state directory: apply reports it; a cache is not worth failing a plan */
   }
 }

@@ -3,13 +3,14 @@
  * <state dir>/dnsmasq/<bridge>.conf, process from <bridge>.pid whose command line
  * names that config) and the resolv.conf files of its node namespaces
  * (/etc/netns/<ns>/resolv.conf, owned when its first line is "# provium:<lab>:node:...").
- * Reads files only.
+ * Reads files only, through the safe trees of apply/statedir.ts (no symbolic link
+ * followed).
  */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import type { Conflict, DnsmasqState } from '../model/state.js';
 import { dnsmasqPaths, resolvPath } from '../plan/realize.js';
 import { netnsPrefix } from '../model/names.js';
 import { livePid } from '../host/proc.js';
+import { etcNetnsFs, treeOf } from '../apply/statedir.js';
 
 export interface Services {
   dnsmasq: Record<string, DnsmasqState>;
@@ -17,36 +18,35 @@ export interface Services {
   conflicts: Conflict[];
 }
 
+/**
+ * Appended to an observed resolv.conf that not every user of the node can read (a
+ * folder or file without r for group/others, as provium made them before 0.2): the plan
+ * shows it as drift and apply rewrites the file (0644, folder 0755).
+ */
+export const UNREADABLE_MARK = '# (not readable by every user in the node)\n';
+
 /** `wantedResolv`: namespaces whose resolv.conf the file wants (an unmarked file there is a conflict). */
 export function observeServices(stateDir: string | undefined, lab: string, wantedResolv: string[]): Services {
   const out: Services = { dnsmasq: {}, resolv: {}, conflicts: [] };
   if (stateDir) {
-    let confs: string[] = [];
-    try {
-      confs = readdirSync(`${stateDir}/dnsmasq`).filter((f) => f.endsWith('.conf'));
-    } catch {
-      /* none */
-    }
-    for (const f of confs) {
+    const { fs, rel } = treeOf(`${stateDir}/dnsmasq`);
+    for (const f of fs.list(rel).filter((x) => x.endsWith('.conf'))) {
       const bridge = f.slice(0, -5);
       const p = dnsmasqPaths(stateDir, bridge);
       const pid = livePid(p.pid, p.conf);
-      out.dnsmasq[bridge] = { bridge, config: readFileSync(p.conf, 'utf8'), alive: pid !== undefined, ...(pid ? { pid } : {}) };
+      out.dnsmasq[bridge] = { bridge, config: fs.read(`${rel}/${f}`) ?? '', alive: pid !== undefined, ...(pid ? { pid } : {}) };
     }
   }
+  const etc = etcNetnsFs();
   const prefix = netnsPrefix(lab);
-  let dirs: string[] = [];
-  try {
-    dirs = readdirSync('/etc/netns').filter((d) => d.startsWith(prefix));
-  } catch {
-    /* no /etc/netns */
-  }
+  const dirs = etc.list('').filter((d) => d.startsWith(prefix));
   for (const ns of new Set([...dirs, ...wantedResolv])) {
-    const path = resolvPath(ns);
-    if (!existsSync(path)) continue;
-    const text = readFileSync(path, 'utf8');
-    if (text.startsWith(`# provium:${lab}:`)) out.resolv[ns] = text;
-    else if (wantedResolv.includes(ns)) out.conflicts.push({ kind: 'file', name: path, found: 'a resolv.conf without provium\'s first-line mark' });
+    const text = etc.read(`${ns}/resolv.conf`);
+    if (text === undefined) continue;
+    if (text.startsWith(`# provium:${lab}:`)) {
+      const readable = ((etc.lstat(`${ns}/resolv.conf`)?.mode ?? 0) & 0o044) === 0o044 && ((etc.lstat(ns)?.mode ?? 0) & 0o055) === 0o055;
+      out.resolv[ns] = readable ? text : text + UNREADABLE_MARK;
+    } else if (wantedResolv.includes(ns)) out.conflicts.push({ kind: 'file', name: resolvPath(ns), found: 'a resolv.conf without provium\'s first-line mark' });
   }
   return out;
 }

@@ -4,31 +4,67 @@
  * /proc/<pid>/cmdline (a live qemu using this VM's QMP socket), then QMP
  * `query-status` and `qom-list /machine/peripheral` (which NIC devices exist).
  * Link state comes from the record: QEMU cannot report it (host-facts.md).
+ *
+ * A VM folder is the lab's only when provium's own record in it says so (vm.json with
+ * owner "provium:<lab>:vm:<node>"), or when it is empty (a launch interrupted before the
+ * record was written). Any other folder there is never observed, changed or removed;
+ * when the file wants that VM, it is a conflict.
  */
-import { readdirSync, readFileSync } from 'node:fs';
-import type { VmState } from '../model/state.js';
+import type { Conflict, VmState } from '../model/state.js';
 import { vmDeviceId } from '../model/names.js';
 import { QmpClient } from '../host/qmp.js';
 import { livePid } from '../host/proc.js';
 import { vmPaths, type HostContext } from '../plan/commands.js';
+import { readJson, treeOf, type Warn } from '../apply/statedir.js';
+import type { SafeFs } from '../host/safefs.js';
+
+/** Ownership mark of a VM record. */
+export function vmOwner(lab: string, node: string): string {
+  return `provium:${lab}:vm:${node}`;
+}
+
+/** A VM record as written by apply/vm.ts: VmState plus its owner mark. */
+export type VmRecord = VmState & { owner?: string };
+
+const isRecord = (v: unknown): v is VmRecord => typeof v === 'object' && v !== null && typeof (v as VmRecord).node === 'string' && typeof (v as VmRecord).spec === 'object' && typeof (v as VmRecord).nics === 'object' && typeof (v as VmRecord).links === 'object';
+
+/** The lab name of a state directory (<root>/<lab>). */
+function labOf(ctx: HostContext): string {
+  return ctx.stateDir!.slice(ctx.stateDir!.lastIndexOf('/') + 1);
+}
+
+/** How provium regards the folder vm/<node>: the lab's (with its record, if any) or not. */
+export function vmFolder(fs: SafeFs, rel: string, lab: string, node: string, warn?: Warn): { ours: boolean; record?: VmRecord } {
+  const entries = fs.list(`${rel}/${node}`);
+  if (entries.length === 0) return { ours: fs.lstat(`${rel}/${node}`)?.isDirectory() === true };
+  if (!entries.includes('vm.json')) return { ours: false };
+  const rec = readJson(fs, `${rel}/${node}/vm.json`, isRecord, 'the folder is not taken as the lab\'s VM; remove it by hand when no VM uses it', warn);
+  if (!rec || rec.node !== node || (rec.owner !== undefined && rec.owner !== vmOwner(lab, node))) return { ours: false };
+  return { ours: true, record: rec };
+}
+
+/** Folders vm/<node> for the VM nodes the file wants that are not the lab's (see the module comment). */
+export function vmFolderConflicts(ctx: HostContext, nodes: string[]): Conflict[] {
+  if (!ctx.stateDir || nodes.length === 0) return [];
+  const { fs, rel } = treeOf(`${ctx.stateDir}/vm`);
+  const present = new Set(fs.list(rel));
+  return nodes
+    .filter((n) => present.has(n) && !vmFolder(fs, rel, labOf(ctx), n).ours)
+    .map((n) => ({ kind: 'folder' as const, name: fs.path(`${rel}/${n}`), found: 'a folder without provium\'s record of this lab\'s VM (vm.json)' }));
+}
 
 export async function observeVms(ctx: HostContext): Promise<Record<string, VmState>> {
   const out: Record<string, VmState> = {};
-  let nodes: string[] = [];
-  try {
-    nodes = readdirSync(`${ctx.stateDir}/vm`);
-  } catch {
-    return out;
-  }
+  if (!ctx.stateDir) return out;
+  const { fs, rel } = treeOf(`${ctx.stateDir}/vm`);
+  const lab = labOf(ctx);
   await Promise.all(
-    nodes.map(async (node) => {
+    fs.list(rel).map(async (node) => {
+      if (node.startsWith('.')) return;
+      const folder = vmFolder(fs, rel, lab, node, ctx.warn);
+      if (!folder.ours) return; // not the lab's: never touched
+      const rec = folder.record;
       const p = vmPaths(ctx, node);
-      let rec: VmState | undefined;
-      try {
-        rec = JSON.parse(readFileSync(p.record, 'utf8')) as VmState;
-      } catch {
-        /* no record: a half-made directory */
-      }
       const pid = livePid(p.pidfile, p.socket);
       const base: VmState = { node, spec: rec?.spec ?? { memoryMb: 0, cpus: 0, accel: 'tcg' }, alive: false, status: 'dead', nics: {}, links: {} };
       if (!rec || pid === undefined) {

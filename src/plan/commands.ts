@@ -15,7 +15,11 @@ import { dnsmasqPaths, resolvPath } from './realize.js';
 import { nftTable, vmDeviceId, vmNetdevId } from '../model/names.js';
 import { hex, parseTcRate, ROOT_MINOR, UNSHAPED_BPS } from './ids.js';
 
-/** Where the lab's host side lives: the root namespace or an existing named one (--netns). */
+/**
+ * Where the lab's host side lives: the root namespace or an existing named one (--netns).
+ * `stateDir` is <state directory>/<lab> (see apply/statedir.ts): files are written and
+ * removed only there and under /etc/netns.
+ */
 export interface HostContext {
   hostNetns?: string;
   /** The lab's state directory (VM files live in <stateDir>/vm/<node>/). */
@@ -26,6 +30,8 @@ export interface HostContext {
   targets?: string[];
   /** Re-create the objects at these plan addresses even if unchanged (--replace). */
   replace?: string[];
+  /** Receives warnings about the state directory (a corrupt record): the CLI prints them; default: ignored. */
+  warn?: (message: string) => void;
 }
 
 /** Files of one VM: state directory, QMP socket, pidfile, console log, record. */
@@ -35,9 +41,23 @@ export function vmPaths(ctx: HostContext, node: string) {
 }
 
 /**
+ * A value inside a QEMU option list (`-drive file=VALUE,if=...`, `-netdev`, `-device`,
+ * `-qmp unix:VALUE,server=on`): QEMU's option parser ends a value at a comma and reads
+ * ",," as one literal comma (QEMU's docs, "Options"), so commas are doubled; otherwise a
+ * path such as "disk.img,readonly=on" would add an option. Not for -kernel, -initrd,
+ * -append, -pidfile or `-serial file:`, whose values QEMU takes literally (measured with
+ * QEMU 7.2: a doubled comma in -kernel names another file).
+ */
+export function qemuOptValue(value: string): string {
+  return value.replaceAll(',', ',,');
+}
+
+/**
  * The QEMU command line of a VM (daemonized, owned by the lab): TCG or KVM, memory in
  * MiB, one `-netdev tap` + `virtio-net-pci` per NIC at PCI slot 0x10+i (guest eth<i>),
  * `romfile=` skips the iPXE ROM, QMP on a unix socket, pidfile, serial console to a file.
+ * User strings in option lists are escaped with qemuOptValue; the loader refuses control
+ * characters in every path and the kernel command line, and commas in initrd paths.
  */
 export function qemuArgv(vm: VmState, ctx: HostContext): string[] {
   const p = vmPaths(ctx, vm.node);
@@ -51,12 +71,13 @@ export function qemuArgv(vm: VmState, ctx: HostContext): string[] {
   if (s.kernel) argv.push('-kernel', s.kernel);
   if (s.initrd) argv.push('-initrd', s.initrd);
   if (s.append !== undefined) argv.push('-append', s.append);
-  if (s.disk) argv.push('-drive', `file=${s.disk},if=virtio,format=${s.disk.endsWith('.qcow2') ? 'qcow2' : 'raw'}`);
+  const o = qemuOptValue;
+  if (s.disk) argv.push('-drive', `file=${o(s.disk)},if=virtio,format=${s.disk.endsWith('.qcow2') ? 'qcow2' : 'raw'}`);
   for (const nic of Object.values(vm.nics).sort((a, b) => a.slot - b.slot)) {
-    argv.push('-netdev', `tap,id=${vmNetdevId(nic.tap)},ifname=${nic.tap},script=no,downscript=no`);
-    argv.push('-device', `virtio-net-pci,netdev=${vmNetdevId(nic.tap)},id=${vmDeviceId(nic.tap)},mac=${nic.mac},addr=0x${nic.slot.toString(16)},romfile=`);
+    argv.push('-netdev', `tap,id=${o(vmNetdevId(nic.tap))},ifname=${o(nic.tap)},script=no,downscript=no`);
+    argv.push('-device', `virtio-net-pci,netdev=${o(vmNetdevId(nic.tap))},id=${o(vmDeviceId(nic.tap))},mac=${o(nic.mac)},addr=0x${nic.slot.toString(16)},romfile=`);
   }
-  argv.push('-qmp', `unix:${p.socket},server=on,wait=off`, '-pidfile', p.pidfile, '-daemonize');
+  argv.push('-qmp', `unix:${o(p.socket)},server=on,wait=off`, '-pidfile', p.pidfile, '-daemonize');
   return argv;
 }
 
@@ -279,7 +300,8 @@ export function buildInvocations(lab: string, changes: ItemChange[], ctx: HostCo
         }
         if (after && (!before || recreate)) {
           const argv = [...(ctx.hostNetns ? ['ip', 'netns', 'exec', ctx.hostNetns] : []), 'dnsmasq', `--conf-file=${p.conf}`];
-          serviceStarts.push({ argv, label: `start dnsmasq ${ref.bridge}`, writeFiles: [{ path: p.conf, content: String((c.after!.meta as V).config) }] });
+          // dnsmasq opens its lease file and log by name, as root: provium makes them first.
+          serviceStarts.push({ argv, label: `start dnsmasq ${ref.bridge}`, writeFiles: [{ path: p.conf, content: String((c.after!.meta as V).config) }, { path: p.leases }, { path: p.log }] });
         }
         break;
       }

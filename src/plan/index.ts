@@ -32,7 +32,7 @@ export function wantedFor(t: Topology, observedHint?: HostState): Wanted {
   const forwardPorts = Object.values(t.bridges).flatMap((b) => b.forwards.map((f) => `${f.proto}/${f.hostPort}`));
   const resolv = Object.values(t.nodes).filter((n) => n.kind === 'netns' && Object.values(t.bridges).some((b) => b.dns && b.attach.some((a) => a.node === n.name))).map((n) => names.nodeNetns(t.lab, n.name));
   return {
-    links, namespaces, files, qemu: vms.length > 0, forwardPorts, resolv, dnsmasq: Object.values(t.bridges).some((b) => b.dhcp || b.dns),
+    links, namespaces, files, qemu: vms.length > 0, vms: vms.map((n) => n.name), forwardPorts, resolv, dnsmasq: Object.values(t.bridges).some((b) => b.dhcp || b.dns),
     defaultRoute: Object.values(t.bridges).some((b) => b.uplink),
     ipForward: l3 || observedHint?.nft.inet !== undefined,
     ip6Forward: needsForwarding6(t),

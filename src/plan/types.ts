@@ -58,9 +58,14 @@ export interface Invocation {
   label: string;
   /** A node namespace batch whose output (after the writes) reads that namespace back. */
   readsBack?: string;
-  /** Files written (mode 0600, folders 0700 created) before argv runs; argv ["write", path] when that is all. */
-  writeFiles?: { path: string; content: string }[];
-  /** Files removed (and then these folders, when empty); argv ["remove", ...]. */
+  /**
+   * Files written before argv runs (atomically, under the state directory or
+   * /etc/netns only, with that tree's modes: 0600 / 0644); argv ["write", path] when
+   * that is all. Without `content`: a regular file provium made, created empty when
+   * absent, for a program that opens it by name (dnsmasq's log and lease file).
+   */
+  writeFiles?: { path: string; content?: string }[];
+  /** Files removed (and then these folders, when empty), under the state directory or /etc/netns only; argv ["remove", ...]. */
   removeFiles?: { files: string[]; dirsIfEmpty: string[] };
   /** Ends the process named by a pidfile if its command line contains `match` (SIGTERM, then SIGKILL). */
   stopPidfile?: { pidfile: string; match: string };

@@ -44,6 +44,24 @@ test('validate --json (valid and invalid files) matches the output schema', asyn
   }
 });
 
+test('plan --json on an invalid file prints the validate document', async () => {
+  const file = new URL('../../../test/invalid/attach-twice.yaml', import.meta.url).pathname;
+  let out = '';
+  const w = process.stdout.write.bind(process.stdout);
+  const e = process.stderr.write.bind(process.stderr);
+  process.stdout.write = ((s: string) => ((out += s), true)) as typeof process.stdout.write;
+  process.stderr.write = (() => true) as typeof process.stderr.write;
+  try {
+    assert.equal(await main(['node', 'provium', 'plan', '--json', file]), 1);
+  } finally {
+    process.stdout.write = w;
+    process.stderr.write = e;
+  }
+  const doc = JSON.parse(out);
+  check('validate', doc);
+  assert.equal(doc.valid, false);
+});
+
 test('the schema rejects what it should (the checks above can fail)', async () => {
   const doc = planJson((await planFixture('drifted')).plan) as Record<string, unknown>;
   const v = ajv.getSchema(`${schema.$id}#/definitions/plan`)!;

@@ -109,15 +109,17 @@ describe('topology cache', () => {
 describe('nftables observation cache', () => {
   test('a reading is used only under the same generation, cookie, table, owner mark and build, and only in an existing lab directory', () => {
     const root = mkdtempSync('/tmp/pv-nftc-');
+    const before = process.env.PROVIUM_STATE_DIR;
+    process.env.PROVIUM_STATE_DIR = root; // the cache lives in the lab's folder under the state directory
     try {
       const stamp = { gen: 7, cookie: '2278', table: 'provium_x', owner: 'provium:x:' };
-      const reading = { bridge: undefined, inet: undefined, conflicts: ['bridge' as const] };
+      const reading = { bridge: undefined, inet: undefined, conflicts: ['bridge' as const], others: [{ lab: 'z', forward: ['z-a>z-b'], masq6: true }] };
       const lab = join(root, 'x');
       writeNftCache(lab, stamp, reading, 'b1');
       assert.equal(existsSync(lab), false, 'plan does not create the lab directory');
       mkdirSync(lab);
       writeNftCache(lab, stamp, reading, 'b1');
-      assert.deepEqual(readNftCache(lab, stamp, 'b1'), { conflicts: ['bridge'] });
+      assert.deepEqual(readNftCache(lab, stamp, 'b1'), { conflicts: ['bridge'], others: [{ lab: 'z', forward: ['z-a>z-b'], masq6: true }] });
       for (const other of [{ ...stamp, gen: 8 }, { ...stamp, cookie: '1' }, { ...stamp, table: 'provium_y' }, { ...stamp, owner: 'provium:y:' }]) {
         assert.equal(readNftCache(lab, other, 'b1'), undefined, JSON.stringify(other));
       }
@@ -129,7 +131,10 @@ describe('nftables observation cache', () => {
       mkdirSync(other);
       symlinkSync(join(lab, 'nft-observed.json'), join(other, 'nft-observed.json'));
       assert.equal(readNftCache(other, stamp, 'b1'), undefined);
+      assert.equal(readNftCache('/elsewhere/x', stamp, 'b1'), undefined, 'only under the state directory');
     } finally {
+      if (before === undefined) delete process.env.PROVIUM_STATE_DIR;
+      else process.env.PROVIUM_STATE_DIR = before;
       rmSync(root, { recursive: true, force: true });
     }
   });
