@@ -106,11 +106,11 @@ function helperStats(ev: { e: TraceEntry; start: number; end: number; reader: bo
   };
 }
 
-/** "201 requests (200 writing), 85 ms of the helper's own time, 120 ms wall". */
+/** "201 requests (200 writing), 85 ms of the helper's own time". */
 export function fmtHelper(b: Breakdown): string {
   const h = b.helper;
   if (h.n === 0) return 'not used';
-  return `${h.n} requests (${h.writes} writing), ${Math.round(h.sumMs)} ms of the helper's own time, ${Math.round(h.wallMs)} ms from the first to the last`;
+  return `${h.n} requests (${h.writes} writing), ${Math.round(h.sumMs)} ms of the helper's own time`;
 }
 
 function groups(changes: { e: TraceEntry; start: number; end: number }[]): Breakdown['changeGroups'] {

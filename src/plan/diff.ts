@@ -37,7 +37,8 @@ function same(a: unknown, b: unknown): boolean {
 /** Fields of `want` that differ in `have` (fields undefined in `want` are skipped). */
 export function fieldDiffs(want: Record<string, unknown>, have: Record<string, unknown> | undefined): FieldDiff[] {
   const out: FieldDiff[] = [];
-  for (const [k, v] of Object.entries(want)) {
+  for (const k in want) {
+    const v = want[k];
     if (v === undefined) continue;
     if (!have || !same(v, have[k])) out.push({ field: k, before: have?.[k], after: v });
   }
