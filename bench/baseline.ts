@@ -100,6 +100,8 @@ export function baselinePhases(s: LabSpec, host: string): Phase[] {
   const lab = s.lab;
   const port = (node: string, b: string) => portDev(lab, node, d.nics.get(node)!.indexOf(b));
   const q = (x: string) => `"${x}"`;
+  // Senders of pair elements are NIC MACs (provium's realization: ether saddr . oifname).
+  const mac = (node: string, b: string) => nicMac(lab, node, b);
 
   // 1 node namespaces
   const netns = s.nodes.map((n) => `netns add ${nsName(lab, n)}`);
@@ -136,10 +138,10 @@ export function baselinePhases(s: LabSpec, host: string): Phase[] {
       if ('sym' in p) {
         const [x, y] = [...p.sym].sort();
         const owner = `bridge.${b.name}.partition[${x}<>${y}]`;
-        blocked.push(`${q(port(p.sym[0], b.name))} . ${q(port(p.sym[1], b.name))} comment ${q(owner)}`);
-        blocked.push(`${q(port(p.sym[1], b.name))} . ${q(port(p.sym[0], b.name))} comment ${q(owner)}`);
+        blocked.push(`${mac(p.sym[0], b.name)} . ${q(port(p.sym[1], b.name))} comment ${q(owner)}`);
+        blocked.push(`${mac(p.sym[1], b.name)} . ${q(port(p.sym[0], b.name))} comment ${q(owner)}`);
       } else {
-        blocked.push(`${q(port(p.from, b.name))} . ${q(port(p.to, b.name))} comment ${q(`bridge.${b.name}.partition[${p.from}>${p.to}]`)}`);
+        blocked.push(`${mac(p.from, b.name)} . ${q(port(p.to, b.name))} comment ${q(`bridge.${b.name}.partition[${p.from}>${p.to}]`)}`);
       }
     }
     const whole = b.impairments.find((i) => !i.from);
@@ -150,10 +152,10 @@ export function baselinePhases(s: LabSpec, host: string): Phase[] {
         const pair = pairs.get(`${x}>${y}`);
         const drop = pair?.drop_pct !== undefined ? { pct: pair.drop_pct, owner: `bridge.${b.name}.impairment[${x}>${y}]` } : whole?.drop_pct !== undefined ? { pct: whole.drop_pct, owner: `bridge.${b.name}.impairment[*]` } : undefined;
         const v = drop ? Math.min(10000, Math.round(drop.pct * 100)) : 0;
-        if (drop && v > 0) loss.push(`${q(port(x, b.name))} . ${q(port(y, b.name))} . ${v <= 1 ? '0' : `0-${v - 1}`} comment ${q(drop.owner)}`);
+        if (drop && v > 0) loss.push(`${mac(x, b.name)} . ${q(port(y, b.name))} . ${v <= 1 ? '0' : `0-${v - 1}`} comment ${q(drop.owner)}`);
         if (pair?.bandwidth_bps !== undefined) {
           const dst = port(y, b.name);
-          shaped.set(dst, [...(shaped.get(dst) ?? []), { src: port(x, b.name), bps: pair.bandwidth_bps, owner: `bridge.${b.name}.impairment[${x}>${y}]` }]);
+          shaped.set(dst, [...(shaped.get(dst) ?? []), { src: mac(x, b.name), bps: pair.bandwidth_bps, owner: `bridge.${b.name}.impairment[${x}>${y}]` }]);
         }
       }
     }
@@ -170,7 +172,7 @@ export function baselinePhases(s: LabSpec, host: string): Phase[] {
     for (const x of srcs) {
       const cid = `${m}:${hex(minors.get(x.src)!)}`;
       tcClasses.push(`class add dev ${dev} parent ${m}:1 classid ${cid} ${htb(x.bps)}`);
-      prio.push(`${q(x.src)} . ${q(dev)} comment ${q(x.owner)} : ${cid}`);
+      prio.push(`${x.src} . ${q(dev)} comment ${q(x.owner)} : ${cid}`);
     }
   }
   // The qdiscs and root classes first, then the leaves.

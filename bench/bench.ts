@@ -17,6 +17,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { vmBench, type VmResult } from './vm.js';
+import { multiHostBench, multiHostRows, type MultiHostResult } from './multihost.js';
 import { best, diagnosticsBench, type DiagnosticsResult } from './diagnostics.js';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -557,6 +558,7 @@ async function main(): Promise<number> {
   let mnVersion: string | undefined;
   let vm: VmResult | undefined;
   let big: BigResult | undefined;
+  let mh: MultiHostResult | undefined;
   let diag: DiagnosticsResult | undefined;
   try {
     await bench.setup();
@@ -598,12 +600,17 @@ async function main(): Promise<number> {
       await waitQuiet();
       vm = await vmBench(REPO, bench.provBin, log);
     }
+    if (process.env.PVB_NO_MULTIHOST !== '1') {
+      await waitQuiet();
+      mh = await multiHostBench(log);
+    }
   } finally {
     await bench.cleanup();
   }
 
   const rows = buildRows(results, helpMs, big);
   if (vm) rows.push(...vmRows(vm));
+  if (mh) rows.push(...multiHostRows(mh));
   if (diag) rows.push(...diagnosticsRows(diag));
   const tbl = table(rows);
   process.stdout.write(`\n${tbl}\n\n`);

@@ -61,7 +61,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PROTOCOL_VERSION "1"
+#define PROTOCOL_VERSION "2"
 #define MAX_REQUEST (1u << 20)
 #define RECV_BUF (1u << 16)
 
@@ -537,6 +537,12 @@ struct link {
 	uint32_t mtu, master;
 	char name[IFNAMSIZ];
 	char kind[32];
+	/* VXLAN (kind "vxlan"): IFLA_VXLAN_ID, _PORT, _LOCAL or _LOCAL6 (printed as iproute2 does). */
+	int has_vx_id, has_vx_port;
+	uint32_t vx_id;
+	uint16_t vx_port;
+	char vx_local[INET6_ADDRSTRLEN];
+	int vx_local6;
 	char *alias;
 	unsigned char addr[32];
 	size_t alen;
@@ -640,6 +646,43 @@ static void out_flags(struct out *o, unsigned int f)
 	out_s(o, "]");
 }
 
+/* VXLAN attributes of a link's IFLA_INFO_DATA: what `ip -j -d` prints as info_data id, port, local (local6). */
+static void vxlan_info(struct link *l, const struct nlattr *info)
+{
+	const struct nlattr *c;
+	mnl_attr_for_each_nested(c, info)
+	{
+		size_t n = mnl_attr_get_payload_len(c);
+		switch (mnl_attr_get_type(c)) {
+		case IFLA_VXLAN_ID:
+			if (mnl_attr_validate(c, MNL_TYPE_U32) == 0) {
+				l->vx_id = mnl_attr_get_u32(c);
+				l->has_vx_id = 1;
+			}
+			break;
+		case IFLA_VXLAN_PORT:
+			if (mnl_attr_validate(c, MNL_TYPE_U16) == 0) {
+				l->vx_port = ntohs(mnl_attr_get_u16(c));
+				l->has_vx_port = 1;
+			}
+			break;
+		case IFLA_VXLAN_LOCAL:
+			/* iproute2 prints "local" for a non-zero IPv4 address. */
+			if (n == 4 && *(const uint32_t *)mnl_attr_get_payload(c) != 0 && !l->vx_local[0])
+				inet_ntop(AF_INET, mnl_attr_get_payload(c), l->vx_local, sizeof(l->vx_local));
+			break;
+		case IFLA_VXLAN_LOCAL6: {
+			static const unsigned char zero[16];
+			if (n == 16 && memcmp(mnl_attr_get_payload(c), zero, 16) != 0 && !l->vx_local[0]) {
+				inet_ntop(AF_INET6, mnl_attr_get_payload(c), l->vx_local, sizeof(l->vx_local));
+				l->vx_local6 = 1;
+			}
+			break;
+		}
+		}
+	}
+}
+
 static int link_cb(const struct nlmsghdr *nlh, void *data)
 {
 	struct dumpst *st = data;
@@ -692,12 +735,16 @@ static int link_cb(const struct nlmsghdr *nlh, void *data)
 				memcpy(l->addr, mnl_attr_get_payload(a), l->alen);
 			break;
 		case IFLA_LINKINFO: {
-			const struct nlattr *b;
+			const struct nlattr *b, *info = NULL;
 			mnl_attr_for_each_nested(b, a)
 			{
 				if (mnl_attr_get_type(b) == IFLA_INFO_KIND && mnl_attr_validate(b, MNL_TYPE_NUL_STRING) == 0)
 					snprintf(l->kind, sizeof(l->kind), "%s", mnl_attr_get_str(b));
+				else if (mnl_attr_get_type(b) == IFLA_INFO_DATA && mnl_attr_validate(b, MNL_TYPE_NESTED) == 0)
+					info = b;
 			}
+			if (info && strcmp(l->kind, "vxlan") == 0)
+				vxlan_info(l, info);
 			break;
 		}
 		}
@@ -743,6 +790,23 @@ static void out_link(struct out *o, struct dumpst *st, struct link *l)
 		out_key(o, &first, "linkinfo");
 		out_s(o, "{\"info_kind\":");
 		out_str(o, l->kind, strlen(l->kind));
+		if (l->has_vx_id || l->has_vx_port || l->vx_local[0]) {
+			int f2 = 1;
+			out_s(o, ",\"info_data\":{");
+			if (l->has_vx_id) {
+				out_key(o, &f2, "id");
+				out_fmt(o, "%u", l->vx_id);
+			}
+			if (l->vx_local[0]) {
+				out_key(o, &f2, l->vx_local6 ? "local6" : "local");
+				out_str(o, l->vx_local, strlen(l->vx_local));
+			}
+			if (l->has_vx_port) {
+				out_key(o, &f2, "port");
+				out_fmt(o, "%u", l->vx_port);
+			}
+			out_s(o, "}");
+		}
 		out_s(o, "}");
 	}
 	if (l->alias) {

@@ -34,7 +34,8 @@ cp "$src" test/fixtures/one-field/topology.yaml.orig 2>/dev/null || true
 rm -f test/fixtures/one-field/topology.yaml.orig
 # Drift by hand: a port deleted, a partition element removed, a's default routes (IPv4, IPv6) removed.
 ip -n "$h" link del fx-c-0
-ip netns exec "$h" nft delete element bridge provium_fx blocked '{ "fx-a-1" . "fx-b-1" }'
+mac_a=$(node -e 'import("./dist/src/model/names.js").then((m) => console.log(m.nicMac("fx", "a", "lan")))')
+ip netns exec "$h" nft delete element bridge provium_fx blocked "{ $mac_a . \"fx-b-1\" }"
 ip -n pv-fx-a route del default
 ip -n pv-fx-a -6 route del default
 rec "$src" drifted

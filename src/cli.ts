@@ -25,6 +25,9 @@ import { nodeNetns } from './model/names.js';
 import { captureCommand, type CaptureOptions } from './capture.js';
 import { renderDot, renderMermaid } from './render/graph.js';
 import { doctorJson, doctorReady, renderDoctor, runDoctor } from './doctor.js';
+import { hostsApply, hostsPlan, HostsExit, type Io as HostsIo } from './hosts/cli.js';
+import { closeHosts, openHosts } from './hosts/hosts.js';
+import { doctorHosts } from './hosts/doctor.js';
 
 /** Raised to leave with a given exit code after output was written. */
 export class ExitError extends Error {
@@ -169,6 +172,15 @@ function loadSaved(saved: PlanFile, file: string, json: boolean): Topology {
   }
 }
 
+/** Output and prompts for the multi-host commands (src/hosts/cli.ts). */
+async function hostsIo(g: Globals, quiet: boolean): Promise<HostsIo> {
+  const prog = await progress(!quiet);
+  return {
+    out: (x) => process.stdout.write(x), err: (x) => process.stderr.write(x), json: printJson, color: useColor(g), confirm,
+    step: (x) => prog.step(x), stopProgress: () => prog.stop(),
+  };
+}
+
 export function buildProgram(): Command {
   const program = new Command();
   program
@@ -211,6 +223,10 @@ export function buildProgram(): Command {
       const { t, sources } = o.out ? loadWithSources(file, o.json === true) : { t: load(file, o.json === true, undefined, true), sources: [] };
       requireRoot();
       const ctx: HostContext = { ...hostCtx(globals(), t.lab), targets: o.target, replace: o.replace };
+      if (t.hosts) {
+        if (o.target.length) throw new ProviumError('--target is not supported for a file with hosts: yet');
+        return hostsPlan(t, ctx.hostNetns, o, await hostsIo(globals(), true));
+      }
       const runner = new HostRunner();
       const planned = await planFor(t, ctx, runner);
       const { plan } = planned;
@@ -257,6 +273,10 @@ export function buildProgram(): Command {
         };
         if (saved && (saved.host_netns ?? undefined) !== ctx.hostNetns) {
           throw new ProviumError(`${file} was planned for ${saved.host_netns ? `--netns ${saved.host_netns}` : 'the root namespace'}, not ${ctx.hostNetns ? `--netns ${ctx.hostNetns}` : 'the root namespace'}`);
+        }
+        if (t.hosts) {
+          if (o.target.length) throw new ProviumError('--target is not supported for a file with hosts: yet');
+          return hostsApply(name, t, ctx.hostNetns, { ...o, saved: saved as Parameters<typeof hostsApply>[3]['saved'], savedPath: file }, await hostsIo(g, !!o.json));
         }
         const target = name === 'apply' ? t : emptyTopology(t.lab, t.file);
         const release = acquireLock(t.lab, `provium ${name}`, warn);
@@ -337,7 +357,8 @@ export function buildProgram(): Command {
       if (globals().netns !== undefined) hostCtx(globals(), t.lab, { quiet: true });
       const n = t.nodes[node];
       if (!n) throw new ProviumError(`unknown node ${JSON.stringify(node)} in lab ${t.lab}`, `nodes: ${Object.keys(t.nodes).join(', ')}`);
-      if (n.kind !== 'netns') throw new ProviumError(`node ${node} is a ${n.kind} node; exec runs commands in netns nodes`);
+      if (n.kind !== 'netns' && n.kind !== 'router') throw new ProviumError(`node ${node} is a ${n.kind} node; exec runs commands in netns nodes and routers`);
+      if (t.hosts && !t.hosts[n.host!]?.local) throw new ProviumError(`node ${node} runs on host ${n.host}, not on this machine`, `run it there: ip netns exec ${nodeNetns(t.lab, node)} ...`);
       const ns = nodeNetns(t.lab, node);
       if (!existsSync(`/run/netns/${ns}`)) throw new ProviumError(`node ${node} is not running (no namespace ${ns}); run provium apply first`);
       const code = await new HostRunner().interactive(['ip', 'netns', 'exec', ns, ...cmd]);
@@ -352,6 +373,7 @@ export function buildProgram(): Command {
     .action(async (file: string, o: { json?: boolean }) => {
       const t = load(file, o.json === true, undefined, true);
       requireRoot();
+      if (t.hosts) throw new ProviumError('show is not supported for a file with hosts: yet', 'provium plan FILE shows the drift of every host');
       const ctx = hostCtx(globals(), t.lab);
       const runner = new HostRunner();
       const planned = await planFor(t, ctx, runner);
@@ -371,6 +393,7 @@ export function buildProgram(): Command {
     .option('--filter <expr>', 'BPF (pcap-filter) expression, e.g. "icmp or arp"')
     .action(async (file: string, target: string, o: CaptureOptions) => {
       const t = load(file, false, undefined, true);
+      if (t.hosts) throw new ProviumError('capture is not supported for a file with hosts: yet', 'run tcpdump on the host that holds the bridge or node');
       await captureCommand(t, target, o, hostCtx(globals(), t.lab).hostNetns);
     });
 
@@ -388,9 +411,23 @@ export function buildProgram(): Command {
 
   program
     .command('doctor')
-    .description('what this host can run: root, tools, kernel features, namespaces, KVM; what each missing piece disables, and the fix. Changes nothing')
+    .description('what this host (or, given a FILE with hosts:, every host of that lab) can run: root, tools, kernel features, namespaces, KVM; what each missing piece disables, and the fix. Changes nothing')
+    .argument('[file]', 'a lab file with hosts: check every host of it, over SSH')
     .option('--json', 'machine-readable output (format_version 1)')
-    .action(async (o: { json?: boolean }) => {
+    .action(async (file: string | undefined, o: { json?: boolean }) => {
+      const t = file ? load(file) : undefined;
+      if (t?.hosts) {
+        const hosts = await openHosts(t, globals().netns);
+        try {
+          const all = await doctorHosts(hosts);
+          if (o.json) printJson({ format_version: '1', hosts: Object.fromEntries(all.map((x) => [x.host, doctorJson(x.report)])) });
+          else for (const x of all) process.stdout.write(`host ${x.host}:\n${renderDoctor(x.report, { color: useColor(globals()) }).replace(/^/gm, '  ')}`);
+          if (!all.every((x) => doctorReady(x.report))) throw new ExitError(1);
+        } finally {
+          await closeHosts(hosts);
+        }
+        return;
+      }
       const report = await runDoctor();
       if (o.json) printJson(doctorJson(report));
       else process.stdout.write(renderDoctor(report, { color: useColor(globals()) }));
@@ -425,6 +462,7 @@ export async function main(argv0: string[]): Promise<number> {
     return 0;
   } catch (e) {
     if (e instanceof ExitError) return e.code;
+    if (e instanceof HostsExit) return e.code;
     if ((e as { code?: string }).code?.startsWith?.('commander.')) {
       const ce = e as { exitCode: number; code: string };
       return ce.code === 'commander.helpDisplayed' || ce.code === 'commander.version' ? 0 : 1;

@@ -68,7 +68,7 @@ export interface DoctorProbe {
    * The netlink helper (host/netlink.ts): its path when built, whether it runs and
    * speaks this provium's protocol (`provium-nl --version`), and PROVIUM_NETLINK.
    */
-  netlink(): { path?: string; ok: boolean; detail: string; mode: 'auto' | 'on' | 'off' | 'invalid' };
+  netlink(): { path?: string; ok: boolean; detail: string; mode: 'auto' | 'on' | 'off' | 'invalid' | 'remote' };
 }
 
 /** Module name, kernel option and module directory of the extra pieces (same layout as features.ts). */
@@ -155,6 +155,7 @@ const TOOLS: ToolSpec[] = [
   { program: 'bridge', versionArgs: ['-V'], required: false, pkg: 'iproute2', enables: ['inspecting bridge ports and FDB while debugging a lab (bridge link, bridge fdb)'] },
   { program: 'sysctl', versionArgs: ['--version'], required: false, pkg: 'procps', enables: ['uplink', 'routes (net.ipv4.ip_forward, net.ipv6.conf.all.forwarding)'] },
   { program: 'qemu-system-x86_64', versionArgs: ['--version'], required: false, pkg: 'qemu-system-x86', enables: ['qemu nodes (booting VMs)'] },
+  { program: 'conntrack', versionArgs: ['--version'], required: false, pkg: 'conntrack', enables: ['changing a router\'s nat: or firewall: in place (its conntrack entries are flushed)'] },
   { program: 'tcpdump', versionArgs: ['--version'], required: false, pkg: 'tcpdump', enables: ['provium capture (packet capture on a bridge or NIC)'] },
   { program: 'iperf3', versionArgs: ['--version'], required: false, pkg: 'iperf3', enables: ['throughput checks (npm run demo, end-to-end tests)'] },
   { program: 'socat', versionArgs: ['-V'], required: false, pkg: 'socat', enables: ['UDP/TCP probes and VM control in the end-to-end tests'] },
@@ -325,6 +326,8 @@ function checkNetlink(p: DoctorProbe): Check {
   const base = { name: 'netlink', required: false, enables: ['reading and writing every node namespace from one process (fast plan, apply and destroy of labs with many nodes)'] };
   const n = p.netlink();
   const build = 'install gcc, make and libmnl-dev (apt-get install gcc make libmnl-dev), then npm run build (scripts/setup.sh does both)';
+  // A host reached over SSH needs nothing of provium: it always takes the iproute2 path.
+  if (n.mode === 'remote') return { ...base, status: 'ok', detail: 'not used on a host reached over SSH: one `ip` process per node namespace there (nothing of provium is installed on it)' };
   if (n.mode === 'invalid') return { ...base, status: 'warn', detail: 'PROVIUM_NETLINK is set to a value other than auto, on or off: plan and apply refuse to run', fix: 'set PROVIUM_NETLINK to auto (default), on or off' };
   if (!n.path || !n.ok) {
     return {

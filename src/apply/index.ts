@@ -80,42 +80,75 @@ function testHooks(): { killAfter?: number; failLabel?: string } {
 }
 
 /**
- * Runs one invocation: a host command, a node namespace's batch (through the runner's
- * NamespaceIO: the netlink helper or `ip -n NS -batch`), or a VM action (start, stop,
- * QMP steps). Returns what a namespace batch read back. Files are written and removed
- * only under the state directory and /etc/netns, through their safe trees (no symbolic
- * link followed, atomic writes).
+ * The invocations that are not host commands (files, processes, VMs), done on one host:
+ * this machine by default (localActions); a remote host's over SSH (src/hosts/remote.ts).
  */
-async function runOne(inv: Invocation, runner: Runner): Promise<NsDump | undefined> {
-  for (const f of inv.writeFiles ?? []) {
-    const { fs, rel } = treeOf(f.path);
-    if (f.content === undefined) fs.ensureFile(rel);
-    else fs.write(rel, f.content);
-  }
-  if (inv.removeFiles) {
-    for (const f of inv.removeFiles.files) {
+export interface InvocationActions {
+  /** Writes files atomically (content undefined: create empty when absent). */
+  writeFiles(files: { path: string; content?: string }[]): Promise<void>;
+  /** Removes files, then these folders when empty. */
+  removeFiles(files: string[], dirsIfEmpty: string[]): Promise<void>;
+  /** Ends the process a pidfile names if its command line contains `match`. */
+  stopPidfile(pidfile: string, match: string): Promise<void>;
+  startVm(inv: Invocation, runner: Runner): Promise<void>;
+  stopVm(inv: Invocation): Promise<void>;
+  runQmp(inv: Invocation): Promise<void>;
+}
+
+/**
+ * This machine's actions. Files are written and removed only under the state directory
+ * and /etc/netns, through their safe trees (no symbolic link followed, atomic writes).
+ */
+export const localActions: InvocationActions = {
+  writeFiles: async (files) => {
+    for (const f of files) {
+      const { fs, rel } = treeOf(f.path);
+      if (f.content === undefined) fs.ensureFile(rel);
+      else fs.write(rel, f.content);
+    }
+  },
+  removeFiles: async (files, dirs) => {
+    for (const f of files) {
       const { fs, rel } = treeOf(f);
       fs.remove(rel);
     }
-    for (const d of inv.removeFiles.dirsIfEmpty) {
+    for (const d of dirs) {
       if (d === ETC_NETNS) etcNetnsFs().removeDirIfEmpty('');
       else {
         const { fs, rel } = treeOf(d);
         fs.removeDirIfEmpty(rel);
       }
     }
+  },
+  stopPidfile: async (pidfile, match) => {
+    const pid = livePid(pidfile, match);
+    if (pid !== undefined) await terminate([pid]);
+  },
+  startVm: (inv, runner) => startVm(inv, runner),
+  stopVm: (inv) => stopVm(inv),
+  runQmp: (inv) => runQmp(inv),
+};
+
+/**
+ * Runs one invocation: a host command, a node namespace's batch (through the runner's
+ * NamespaceIO: the netlink helper, or `ip -n NS -batch` on hosts without it), or a VM
+ * action (start, stop, QMP steps). Returns what a namespace batch read back.
+ */
+async function runOne(inv: Invocation, runner: Runner, actions: InvocationActions = localActions): Promise<NsDump | undefined> {
+  if (inv.writeFiles?.length) await actions.writeFiles(inv.writeFiles);
+  if (inv.removeFiles) {
+    await actions.removeFiles(inv.removeFiles.files, inv.removeFiles.dirsIfEmpty);
     return undefined;
   }
   if (inv.stopPidfile) {
-    const pid = livePid(inv.stopPidfile.pidfile, inv.stopPidfile.match);
-    if (pid !== undefined) await terminate([pid]);
+    await actions.stopPidfile(inv.stopPidfile.pidfile, inv.stopPidfile.match);
     return undefined;
   }
   if (inv.writeFiles && inv.argv[0] === 'write') return undefined;
   if (inv.readsBack) return namespaceIO(runner).applyNamespace(inv.readsBack, inv.stdin ?? '');
-  if (inv.vmStart) await startVm(inv, runner);
-  else if (inv.vmStop) await stopVm(inv);
-  else if (inv.qmp) await runQmp(inv);
+  if (inv.vmStart) await actions.startVm(inv, runner);
+  else if (inv.vmStop) await actions.stopVm(inv);
+  else if (inv.qmp) await actions.runQmp(inv);
   else await runner.run(inv.argv, { stdin: inv.stdin });
   return undefined;
 }
@@ -123,10 +156,12 @@ async function runOne(inv: Invocation, runner: Runner): Promise<NsDump | undefin
 /**
  * Runs invocations in order; consecutive per-namespace batches and VM starts/stops run
  * together (8 at a time; the netlink helper takes every namespace batch at once and runs
- * them in order). Returns what the namespace batches read back (namespace -> links and
- * routes after the writes). Throws CommandError.
+ * them in order); so do consecutive invocations of one `parallel` group (8 at a time).
+ * Returns what the namespace batches read back (namespace -> links and routes after the
+ * writes). `actions`: where files, processes and VMs are handled (this machine by
+ * default). Throws CommandError.
  */
-export async function runInvocations(invs: Invocation[], runner: Runner, onStep?: (inv: Invocation) => void): Promise<Map<string, NsDump>> {
+export async function runInvocations(invs: Invocation[], runner: Runner, onStep?: (inv: Invocation) => void, actions?: InvocationActions): Promise<Map<string, NsDump>> {
   const readBack = new Map<string, NsDump>();
   const hook = testHooks();
   let done = 0;
@@ -134,16 +169,17 @@ export async function runInvocations(invs: Invocation[], runner: Runner, onStep?
     if (hook.failLabel !== undefined && inv.label === hook.failLabel) {
       throw new CommandError({ argv: inv.argv, exitCode: 1, stdout: '', stderr: `injected failure (PROVIUM_TEST_FAIL_AT=${hook.failLabel})`, ms: 0 }, inv.stdin);
     }
-    const out = await runOne(inv, runner);
+    const out = await runOne(inv, runner, actions);
     if (hook.killAfter !== undefined && ++done >= hook.killAfter) process.kill(process.pid, 'SIGKILL');
     return out;
   };
   let i = 0;
   while (i < invs.length) {
     const isNs = (x: Invocation) => x.label.startsWith('namespace ') || x.vmStart !== undefined || x.vmStop !== undefined;
-    if (isNs(invs[i])) {
+    const groupOf = (x: Invocation) => (isNs(x) ? 'namespaces' : x.parallel);
+    if (groupOf(invs[i]) !== undefined) {
       let j = i;
-      while (j < invs.length && isNs(invs[j])) j++;
+      while (j < invs.length && groupOf(invs[j]) === groupOf(invs[i])) j++;
       const group = invs.slice(i, j);
       const netlink = namespaceIO(runner).mechanism === 'netlink' && group.every((x) => x.readsBack);
       await mapLimit(group, netlink ? group.length : 8, async (inv) => {
@@ -182,7 +218,7 @@ export class ApplyError extends ProviumError {
 }
 
 /** Names of the node namespaces a list of invocations deletes. */
-function deletedNetns(invs: Invocation[]): string[] {
+export function deletedNetns(invs: Invocation[]): string[] {
   return invs.flatMap((i) => (i.label === 'delete node namespaces' ? (i.stdin ?? '').split('\n').filter((l) => l.startsWith('netns del ')).map((l) => l.slice(10)) : []));
 }
 
@@ -227,7 +263,7 @@ function forgetRestored(planned: Planned, ctx: HostContext): void {
  * started with provium exec): `ip netns del` only removes the name, and a process
  * inside keeps the namespace and its veth pair alive. SIGTERM, then SIGKILL after 2 s.
  */
-async function endProcessesIn(namespaces: string[], _runner: Runner, report?: (ns: string, pids: number[]) => void): Promise<void> {
+export async function endProcessesIn(namespaces: string[], _runner: Runner, report?: (ns: string, pids: number[]) => void): Promise<void> {
   if (namespaces.length === 0) return;
   // One pass over /proc: a process is in a namespace when /proc/<pid>/ns/net names the
   // inode of /run/netns/<name> (what `ip netns pids` compares, without a process per namespace).
@@ -350,7 +386,7 @@ async function rollback(t: Topology, before: HostState, ctx: HostContext, runner
  * sockets still closing hold it): ports still there after 1 s are deleted explicitly
  * (deleting one end of a veth pair removes both), then waited for up to 15 s.
  */
-async function waitPortsGone(plan: Plan, ctx: HostContext, runner: Runner): Promise<void> {
+export async function waitPortsGone(plan: Plan, ctx: HostContext, runner: Runner): Promise<void> {
   const names = new Set(plan.changes.flatMap((c) => c.items).filter((i) => i.implied && i.before?.ref.kind === 'link').map((i) => (i.before!.ref as { name: string }).name));
   if (names.size === 0) return;
   const t0 = Date.now();
@@ -378,7 +414,7 @@ async function waitPortsGone(plan: Plan, ctx: HostContext, runner: Runner): Prom
  * returns only once IPv6 forwarding really works. Bounded: after 5 s it goes on
  * (verification and traffic will tell).
  */
-async function waitBridgesIpv6Ready(t: Topology, plan: Plan, ctx: HostContext, runner: Runner): Promise<void> {
+export async function waitBridgesIpv6Ready(t: Topology, plan: Plan, ctx: HostContext, runner: Runner): Promise<void> {
   if (!needsForwarding6(t)) return;
   const bridges = new Set(Object.values(t.bridges).filter((b) => b.subnet6).map((b) => bridgeDev(t.lab, b.name)));
   const touched = plan.changes.flatMap((c) => c.items).some((i) => i.after?.ref.kind === 'link' && bridges.has(i.after.ref.name));
@@ -397,7 +433,7 @@ export function touchedNamespaces(plan: Plan): Set<string> {
   const out = new Set<string>();
   for (const it of plan.changes.flatMap((c) => c.items)) {
     const ref = (it.after ?? it.before)!.ref;
-    if (ref.kind === 'netns' || ref.kind === 'nic' || ref.kind === 'routes') out.add(ref.ns);
+    if (ref.kind === 'netns' || ref.kind === 'nic' || ref.kind === 'routes' || ref.kind === 'router' || ref.kind === 'router-nat' || ref.kind === 'router-fw') out.add(ref.ns);
     if (ref.kind === 'link') {
       for (const side of [it.before, it.after]) {
         const a = parseAlias((side?.value as { alias?: string } | undefined)?.alias);

@@ -10,6 +10,7 @@
 import { chmodSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { Invocation } from '../plan/types.js';
+import type { VmState } from '../model/state.js';
 import type { Runner } from '../host/runner.js';
 import { QmpClient, QmpError } from '../host/qmp.js';
 import { ProviumError } from '../model/diagnostics.js';
@@ -69,11 +70,18 @@ export async function stopVm(inv: Invocation): Promise<void> {
   if (vmFolder(v.fs, v.parent, v.lab, v.node).ours) v.fs.removeTree(v.rel);
 }
 
+/** Where runQmp reaches a VM and its record: this machine by default; a remote host over SSH. */
+export interface QmpIo {
+  connect(socket: string, timeoutMs: number): Promise<QmpClient>;
+  readRecord(dir: string): Promise<VmState>;
+  writeRecord(dir: string, rec: VmState): Promise<void>;
+}
+
 /** Runs QMP steps over one connection, updating the VM's record after each one that succeeds. */
-export async function runQmp(inv: Invocation): Promise<void> {
+export async function runQmp(inv: Invocation, io?: QmpIo): Promise<void> {
   const { dir, socket, steps } = inv.qmp!;
-  const v = vmTree(dir);
-  const q = await QmpClient.connect(socket, 3000);
+  const v = io ? undefined : vmTree(dir);
+  const q = io ? await io.connect(socket, 3000) : await QmpClient.connect(socket, 3000);
   try {
     for (const st of steps) {
       try {
@@ -90,8 +98,8 @@ export async function runQmp(inv: Invocation): Promise<void> {
         }
       }
       if (st.record) {
-        const rec = vmFolder(v.fs, v.parent, v.lab, v.node).record;
-        if (!rec) throw new ProviumError(`VM ${inv.qmp!.node}: provium's record ${v.fs.path(`${v.rel}/vm.json`)} is missing or damaged, so the link state QEMU was told cannot be recorded`, `run provium apply --replace node.${inv.qmp!.node} to restart the VM with a fresh record`);
+        const rec = io ? await io.readRecord(dir) : vmFolder(v!.fs, v!.parent, v!.lab, v!.node).record;
+        if (!rec) throw new ProviumError(`VM ${inv.qmp!.node}: provium's record ${v!.fs.path(`${v!.rel}/vm.json`)} is missing or damaged, so the link state QEMU was told cannot be recorded`, `run provium apply --replace node.${inv.qmp!.node} to restart the VM with a fresh record`);
         if (st.record.op === 'nic-add') {
           rec.nics[st.record.nic.tap] = st.record.nic;
           rec.links[st.record.nic.tap] = 'up';
@@ -99,7 +107,8 @@ export async function runQmp(inv: Invocation): Promise<void> {
           delete rec.nics[st.record.tap];
           delete rec.links[st.record.tap];
         } else rec.links[st.record.tap] = st.record.link;
-        writeRecord(v.fs, v.rel, rec);
+        if (io) await io.writeRecord(dir, rec);
+        else writeRecord(v!.fs, v!.rel, rec);
       }
     }
   } finally {

@@ -25,7 +25,7 @@ import { batchError, batchToOps, IprouteIO, opToLine, type NamespaceIO, type NsD
 import { traceCommand, type Runner } from './runner.js';
 
 /** Protocol version the client speaks; `provium-nl --version` prints "provium-nl <version>". */
-export const NETLINK_PROTOCOL = '1';
+export const NETLINK_PROTOCOL = '2';
 
 /** Largest request the helper accepts (bytes). */
 const MAX_REQUEST = 1 << 20;
@@ -120,7 +120,7 @@ export function chooseNamespaceIO(runner: Runner, env: NodeJS.ProcessEnv = proce
     if (mode === 'on') throw new Error('PROVIUM_NETLINK=on but the netlink helper was not built (dist/native/provium-nl): install libmnl-dev, gcc and make, then npm run build');
     return new IprouteIO(runner);
   }
-  return new NetlinkIO(path);
+  return new NetlinkIO(path, new IprouteIO(runner));
 }
 
 interface Pending {
@@ -227,7 +227,12 @@ export class NetlinkIO implements NamespaceIO {
   readonly mechanism = 'netlink' as const;
   readonly helper: NetlinkHelper;
 
-  constructor(path: string) {
+  /**
+   * `fallback`: the iproute2 path, used for what the helper does not handle (a batch
+   * line batchToOps does not know, a link kind whose details it does not read); without
+   * one, such a batch throws.
+   */
+  constructor(path: string, private readonly fallback?: NamespaceIO) {
     this.helper = new NetlinkHelper(path);
   }
 
@@ -253,7 +258,14 @@ export class NetlinkIO implements NamespaceIO {
   }
 
   async applyNamespace(ns: string, batch: string): Promise<NsDump> {
-    const ops = batchToOps(batch);
+    let ops: string[][];
+    try {
+      ops = batchToOps(batch);
+    } catch (e) {
+      // A line the helper has no operation for: the whole batch through `ip`, in order.
+      if (this.fallback) return this.fallback.applyNamespace(ns, batch);
+      throw e;
+    }
     const r = await this.call(ns, ops, batch);
     if (!r.ok) throw batchError(['provium-nl', '-n', ns, '-batch', '-'], batch, describeFailure(ns, ops, r), (r.us ?? 0) / 1000);
     return { links: r.links ?? [], routes: r.routes ?? [] };
@@ -271,6 +283,10 @@ export class NetlinkIO implements NamespaceIO {
     const ns = hostNetns ?? '';
     const r = await this.call(ns, [['links']], 'addr show\n');
     if (!r.ok) throw batchError(['provium-nl', ...(ns ? ['-n', ns] : []), '-batch', '-'], 'addr show\n', describeFailure(ns, [['links']], r), 0);
-    return r.links ?? [];
+    const links = r.links ?? [];
+    // The parser reads a VXLAN port's details (id, port, local): a helper that did not send
+    // them (an older build) is not trusted with the host's links.
+    if (this.fallback && links.some((l) => l.linkinfo?.info_kind === 'vxlan' && !l.linkinfo.info_data)) return this.fallback.hostLinks(hostNetns);
+    return links;
   }
 }

@@ -58,6 +58,15 @@ export function traceCommand(argv: string[], exitCode: number, ms: number, stdin
   if (trace) appendFileSync(trace, JSON.stringify({ argv, exitCode, ms: Math.round(ms * 10) / 10, stdin }) + '\n');
 }
 
+/** Appends one invocation to $PROVIUM_TRACE and $PROVIUM_RECORD when set (`host` names a remote host). */
+export function traceRun(r: RunResult, stdin: string | undefined, host?: string): void {
+  const trace = process.env.PROVIUM_TRACE;
+  if (trace) appendFileSync(trace, JSON.stringify({ ...(host ? { host } : {}), argv: r.argv, exitCode: r.exitCode, ms: Math.round(r.ms * 10) / 10, stdin }) + '\n');
+  // Full recordings (with output) make the planner's test fixtures: see test/fixtures/README.md.
+  const record = process.env.PROVIUM_RECORD;
+  if (record) appendFileSync(record, JSON.stringify({ ...(host ? { host } : {}), argv: r.argv, stdin, exitCode: r.exitCode, stdout: r.stdout }) + '\n');
+}
+
 /** Runs host commands. One instance per CLI call; `count` is the number of invocations made. */
 export class HostRunner implements Runner {
   count = 0;
@@ -79,10 +88,7 @@ export class HostRunner implements Runner {
     const p = await capture(argv, opts.stdin ?? '', opts.timeoutMs ?? 60_000);
     const r: RunResult = { argv, ...p, ms: performance.now() - t0 };
     this.log.push(r);
-    traceCommand(argv, r.exitCode, r.ms, opts.stdin);
-    // Full recordings (with output) make the planner's test fixtures: see test/fixtures/README.md.
-    const record = process.env.PROVIUM_RECORD;
-    if (record) appendFileSync(record, JSON.stringify({ argv, stdin: opts.stdin, exitCode: r.exitCode, stdout: r.stdout }) + '\n');
+    traceRun(r, opts.stdin);
     if (r.exitCode !== 0 && !opts.allowFail) throw new CommandError(r, opts.stdin);
     return r;
   }
@@ -98,7 +104,7 @@ export class HostRunner implements Runner {
  * Spawns argv (no shell), writes `input` to its stdin, collects stdout and stderr.
  * Exit code 124 after a timeout (SIGKILL), 127 when the program cannot be started.
  */
-function capture(argv: string[], input: string, timeoutMs: number): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+export function capture(argv: string[], input: string, timeoutMs: number): Promise<{ exitCode: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const out: Buffer[] = [];
     const err: Buffer[] = [];

@@ -91,8 +91,10 @@ function checkOverlaps(bridges: InBridge[], subnets: Map<string, Cidr>, r: Repor
 /** Checks a bridge's static addresses, then allocates the others from its subnet (when it has one). */
 function assignBridge(bridge: InBridge, net: Cidr | undefined, ips: Map<InAttach, string>, r: Reporter): void {
   const used = new Map<number, string>();
-  if (net) used.set(net.addr + 1, 'the host');
+  if (net) used.set(net.addr + 1, bridge.gateway ? `the gateway ${q(bridge.gateway)}` : 'the host');
   for (const a of bridge.attach) {
+    // A bridge's gateway (a router) takes the first address (load/routers.ts).
+    if (net && a.ip === undefined && a.node === bridge.gateway) ips.set(a, formatCidr({ addr: net.addr + 1, prefix: net.prefix }));
     const cidr = a.ip === undefined ? undefined : checkStatic(a, bridge, net, used, r);
     if (cidr) {
       used.set(cidr.addr, `node ${q(a.node)}`);
@@ -113,7 +115,7 @@ function allocate(bridge: InBridge, net: Cidr, used: Map<number, string>, ips: M
   const size = broadcastOf(net.addr, net.prefix) - first;
   let free = size - [...used.keys()].filter((x) => x >= first && x < first + size).length;
   for (const a of bridge.attach) {
-    if (a.ip !== undefined) continue;
+    if (a.ip !== undefined || ips.has(a)) continue;
     if (free <= 0) {
       r.error(a.path, 'address pool exhausted', `subnet ${formatCidr(net)} of bridge ${q(bridge.name)} has no free address left for node ${q(a.node)}; use a shorter prefix`);
       continue;
@@ -171,7 +173,10 @@ function subnetProblem(cidr: Cidr, net: Cidr, bridge: InBridge): Problem {
   if (!contains(net, cidr.addr)) return { summary: 'address outside subnet', detail: `${addr} is not inside subnet ${subnet}` };
   if (cidr.addr === net.addr) return { summary: 'reserved address', detail: `${addr} is the network address of subnet ${subnet}` };
   if (cidr.addr === broadcastOf(net.addr, net.prefix)) return { summary: 'reserved address', detail: `${addr} is the broadcast address of subnet ${subnet}` };
-  if (cidr.addr === net.addr + 1) return { summary: 'reserved address', detail: `${addr} is the host's address on bridge ${q(bridge.name)} (the subnet's first address)` };
+  if (cidr.addr === net.addr + 1) {
+    const whose = bridge.gateway ? `the gateway ${q(bridge.gateway)}'s address` : "the host's address";
+    return { summary: 'reserved address', detail: `${addr} is ${whose} on bridge ${q(bridge.name)} (the subnet's first address)` };
+  }
   return undefined;
 }
 

@@ -1,11 +1,12 @@
 /**
  * A cache of loaded topologies. Loading a topology is a pure function of the file's
- * absolute path, its text and provium's build; parsing YAML with source positions is
+ * absolute path, its text, the home directory and provium's build; parsing YAML with source positions is
  * its slow part (the `yaml` package builds a full document: ~0.15-0.2 s for a 200-node
  * lab, as long as the rest of a no-op plan). So the CLI's plan, apply, destroy and show
  * keep the normalized Topology of a file they loaded, as JSON keyed by
- * sha256(build id, path as given, absolute path, text), and read it back (a few ms) while none of the
- * three changed. A changed file, another path or another build is a miss: loaded anew.
+ * sha256(build id, path as given, absolute path, home directory, text), and read it back
+ * (a few ms) while none of them changed. A changed file, another path, home directory or
+ * build is a miss: loaded anew.
  *
  * Only the bundled CLI uses it (model/build.ts: its build id, dist/build-id, is the
  * hash of the bundle and the schema validator, written by scripts/bundle.mjs); the
@@ -17,6 +18,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
 import { resolve } from 'node:path';
 import { LocalSafeFs, type SafeFs } from '../host/safefs.js';
 import type { Topology } from '../model/topology.js';
@@ -32,9 +34,13 @@ export function cacheDir(env: NodeJS.ProcessEnv = process.env): string | undefin
   return d === 'off' || d === '' ? undefined : d;
 }
 
-/** The cache key of a file's text, at its path as given (source positions name it) and its absolute path, under a build. */
-export function cacheKey(build: string, file: string, absFile: string, text: string): string {
-  return createHash('sha256').update(build).update('\0').update(file).update('\0').update(absFile).update('\0').update(text).digest('hex');
+/**
+ * The cache key of a file's text, at its path as given (source positions name it) and its
+ * absolute path, under a build, for a home directory (a host's `identity: ~/...` and
+ * `ssh_config: ~/...` resolve against it: the only input of loading besides the file).
+ */
+export function cacheKey(build: string, file: string, absFile: string, text: string, home = homedir()): string {
+  return createHash('sha256').update(build).update('\0').update(file).update('\0').update(absFile).update('\0').update(home).update('\0').update(text).digest('hex');
 }
 
 /** The cache as a safe tree (folders 0700, files 0600; see host/safefs.ts). */

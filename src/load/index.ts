@@ -14,12 +14,14 @@ import type { Topology } from '../model/topology.js';
 import { assignAddresses } from './addresses.js';
 import { checkReferences } from './checks.js';
 import { checkDevices, numberNics } from './devices.js';
+import { checkHosts } from './hosts.js';
 import { checkLimits } from './limits.js';
 import { readInput } from './input.js';
 import { normalize } from './normalize.js';
 import { Reporter } from './report.js';
 import { validateSchema } from './schema.js';
 import { parseSource } from './source.js';
+import { checkRouting, normalizeRouting, readRouting } from './routers.js';
 
 export { schemaPath } from './schema.js';
 
@@ -51,7 +53,10 @@ export function checkTopology(file: string, text?: string): CheckResult {
   const schemaDiagnostics = validateSchema(parsed.data, parsed.locator);
   const input = readInput(parsed.data);
   checkReferences(input, r);
+  checkHosts(input, r);
   checkLimits(input, r);
+  const routing = readRouting(parsed.data);
+  checkRouting(input, routing, r);
   const addressing = assignAddresses(input, r);
   const nics = numberNics(input);
   checkDevices(input, nics, r);
@@ -59,6 +64,7 @@ export function checkTopology(file: string, text?: string): CheckResult {
   const diagnostics = sortDiagnostics([...parsed.diagnostics, ...schemaDiagnostics, ...r.diagnostics]);
   if (diagnostics.some((d) => d.severity === 'error')) return { diagnostics };
   const topology = normalize(resolve(file), { input, addressing, nics, locator: parsed.locator });
+  normalizeRouting(topology, input, routing);
   return { topology, diagnostics };
 }
 

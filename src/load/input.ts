@@ -20,6 +20,21 @@ export interface InNode {
   memory_mb?: number;
   cpus?: number;
   accel?: 'auto' | 'kvm' | 'tcg';
+  /** Multi-host labs: the host it runs on. */
+  host?: string;
+}
+
+/** A host under `hosts` (multi-host labs). `path` is ["hosts", name]. */
+export interface InHost {
+  name: string;
+  path: DataPath;
+  local: boolean;
+  ssh?: string;
+  port?: number;
+  identity?: string;
+  sshConfig?: string;
+  underlay?: string;
+  stateDir?: string;
 }
 
 /** One entry of a bridge's `attach` list. `nodePath` locates the node name (the entry itself in short form). */
@@ -89,6 +104,11 @@ export interface InBridge {
   forwards: InForward[];
   dhcp: boolean;
   dns: boolean;
+  /** Multi-host labs: the bridge's home host. */
+  home?: string;
+  vni?: number;
+  /** The router named by `gateway:` (load/routers.ts checks it). */
+  gateway?: string;
 }
 
 /** The whole file. nodes/bridges are undefined when absent or not mappings (then references cannot be checked). */
@@ -97,6 +117,11 @@ export interface Input {
   macPrefix?: string;
   nodes?: Map<string, InNode>;
   bridges?: Map<string, InBridge>;
+  /** Multi-host labs: undefined when absent or not a mapping. */
+  hosts?: Map<string, InHost>;
+  /** `vxlan.port`; `vxlanGiven` when the vxlan key exists. */
+  vxlanPort?: number;
+  vxlanGiven?: boolean;
 }
 
 type Obj = Record<string, unknown>;
@@ -116,6 +141,18 @@ export function readInput(data: unknown): Input {
     macPrefix: str((data as Record<string, unknown> | undefined)?.mac_prefix)?.toLowerCase(),
     nodes: isObj(data.nodes) ? readMap(data.nodes, (name, v) => readNode(name, v)) : undefined,
     bridges: isObj(data.bridges) ? readMap(data.bridges, (name, v) => readBridge(name, v)) : undefined,
+    hosts: isObj(data.hosts) ? readMap(data.hosts, (name, v) => readHost(name, v)) : undefined,
+    vxlanPort: isObj(data.vxlan) ? num(data.vxlan.port) : undefined,
+    vxlanGiven: data.vxlan !== undefined,
+  };
+}
+
+/** A host's typed fields (multi-host labs). */
+function readHost(name: string, v: unknown): InHost {
+  const o = isObj(v) ? v : {};
+  return {
+    name, path: ['hosts', name], local: o.local === true, ssh: str(o.ssh), port: num(o.port), identity: str(o.identity),
+    sshConfig: str(o.ssh_config), underlay: str(o.underlay), stateDir: str(o.state_dir),
   };
 }
 
@@ -130,7 +167,7 @@ function readNode(name: string, v: unknown): InNode {
   return {
     name,
     path: ['nodes', name],
-    kind: oneOf(o.kind, ['netns', 'qemu'] as const),
+    kind: oneOf(o.kind, ['netns', 'qemu', 'router'] as const),
     kernel: str(o.kernel),
     initrd: str(o.initrd),
     append: str(o.append),
@@ -138,6 +175,7 @@ function readNode(name: string, v: unknown): InNode {
     memory_mb: num(o.memory_mb),
     cpus: num(o.cpus),
     accel: oneOf(o.accel, ['auto', 'kvm', 'tcg'] as const),
+    host: str(o.host),
   };
 }
 
@@ -161,6 +199,9 @@ function readBridge(name: string, v: unknown): InBridge {
     forwards: list(o.forwards).flatMap((item, i) => readForward(item, [...path, 'forwards', i])),
     dhcp: o.dhcp === true,
     dns: o.dns === true,
+    home: str(o.home),
+    vni: num(o.vni),
+    gateway: str(o.gateway),
   };
 }
 

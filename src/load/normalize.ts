@@ -3,15 +3,19 @@
  * defaults filled in, addresses and NIC numbers assigned, routes made
  * symmetric, and source positions attached to every object.
  */
+import { homedir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 import type {
   AttachSpec,
   BridgeSpec,
+  HostSpec,
   ImpairmentSpec,
   NodeSpec,
   PartitionSpec,
   Topology,
 } from '../model/topology.js';
-import { nicMac, nicName } from '../model/names.js';
+import { deriveVni, nicMac, nicName } from '../model/names.js';
+import { bridgeHosts } from './hosts.js';
 import type { Addressing } from './addresses.js';
 import type { NicTable } from './devices.js';
 import type { InAttach, InBridge, InImpairment, InNode, Input } from './input.js';
@@ -41,12 +45,30 @@ export function normalize(absFile: string, c: Checked): Topology {
   for (const n of c.input.nodes?.values() ?? []) nodes[n.name] = normalizeNode(n, c);
   const bridges: Record<string, BridgeSpec> = {};
   for (const b of c.input.bridges?.values() ?? []) bridges[b.name] = normalizeBridge(b, routes.get(b.name) ?? [], c);
-  return omitUndefined({ file: absFile, lab: c.input.lab!, macPrefix: c.input.macPrefix || undefined, nodes, bridges, pos: c.locator.pos([]) }) as Topology;
+  let hosts: Record<string, HostSpec> | undefined;
+  if (c.input.hosts) {
+    hosts = {};
+    const path = (p: string | undefined) => (p === undefined ? undefined : p.startsWith('~/') ? join(homedir(), p.slice(2)) : resolve(dirname(absFile), p));
+    for (const h of c.input.hosts.values()) {
+      hosts[h.name] = omitUndefined({
+        name: h.name, local: h.local, ssh: h.ssh, port: h.port, identity: path(h.identity), sshConfig: path(h.sshConfig),
+        underlay: h.underlay!, stateDir: h.stateDir?.replace(/\/+$/, '') || undefined, pos: c.locator.pos(h.path, { key: true }),
+      });
+    }
+    for (const b of c.input.bridges?.values() ?? []) {
+      bridges[b.name].home = bridgeHosts(c.input, b).home;
+      bridges[b.name].vni = b.vni ?? deriveVni(c.input.lab!, b.name);
+    }
+  }
+  return omitUndefined({
+    file: absFile, lab: c.input.lab!, macPrefix: c.input.macPrefix || undefined, nodes, bridges, hosts,
+    vxlanPort: hosts ? c.input.vxlanPort ?? 4789 : undefined, pos: c.locator.pos([]),
+  }) as Topology;
 }
 
 /** A node; qemu settings with defaults for kind qemu. Positioned at its name. */
 function normalizeNode(n: InNode, c: Checked): NodeSpec {
-  const spec: NodeSpec = { name: n.name, kind: n.kind!, pos: c.locator.pos(n.path, { key: true }) };
+  const spec: NodeSpec = { name: n.name, kind: n.kind!, ...(n.host !== undefined ? { host: n.host } : {}), pos: c.locator.pos(n.path, { key: true }) };
   if (n.kind === 'qemu') {
     spec.qemu = omitUndefined({
       kernel: n.kernel,

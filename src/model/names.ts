@@ -4,6 +4,8 @@
  * topologies whose derived names would be longer or would collide.
  */
 
+import { fmix32, fnv1a } from './hash.js';
+
 export const IFNAMSIZ_MAX = 15;
 export const LAB_RE = /^[a-z][a-z0-9]{0,7}$/;
 /** Node and bridge names: lower-case letters, digits and dashes, starting with a letter. */
@@ -54,22 +56,45 @@ export function portAlias(lab: string, node: string, bridge: string): string {
   return `provium:${lab}:port:${node}:${bridge}`;
 }
 
-/** ifalias of a node namespace's loopback, marking the namespace as the lab's: "provium:demo:node:a". */
-export function nodeAlias(lab: string, node: string): string {
-  return `provium:${lab}:node:${node}`;
+/**
+ * ifalias of a node namespace's loopback, marking the namespace as the lab's:
+ * "provium:demo:node:a"; in a multi-host lab also the host it is placed on,
+ * "provium:demo:node:a:h1" (hosts that share /run/netns, as test hosts on one machine
+ * do, then tell their namespaces apart).
+ */
+export function nodeAlias(lab: string, node: string, host?: string): string {
+  return `provium:${lab}:node:${node}${host ? `:${host}` : ''}`;
+}
+
+/** ifalias of a bridge's VXLAN port (multi-host labs): "provium:demo:vxlan:lan". */
+export function vxlanAlias(lab: string, bridge: string): string {
+  return `provium:${lab}:vxlan:${bridge}`;
+}
+
+/** VXLAN port device of a bridge spanning hosts, e.g. "demo-lan-vx". */
+export function vxlanDev(lab: string, bridge: string): string {
+  return `${lab}-${bridge}-vx`;
+}
+
+/** ifalias of a router namespace's loopback: "provium:demo:router:home" (a router's namespace is marked as one); in a multi-host lab also its host, as for nodeAlias. */
+export function routerAlias(lab: string, node: string, host?: string): string {
+  return `provium:${lab}:router:${node}${host ? `:${host}` : ''}`;
 }
 
 /** Parses an ifalias written by provium; undefined for anything else. */
 export function parseAlias(alias: string | undefined):
   | { lab: string; kind: 'bridge'; bridge: string }
   | { lab: string; kind: 'port'; node: string; bridge: string }
-  | { lab: string; kind: 'node'; node: string }
+  | { lab: string; kind: 'node' | 'router'; node: string; host?: string }
+  | { lab: string; kind: 'vxlan'; bridge: string }
   | undefined {
   if (!alias || !alias.startsWith('provium:')) return undefined;
   const p = alias.split(':');
   if (p[2] === 'bridge' && p.length === 4) return { lab: p[1], kind: 'bridge', bridge: p[3] };
   if (p[2] === 'port' && p.length === 5) return { lab: p[1], kind: 'port', node: p[3], bridge: p[4] };
-  if (p[2] === 'node' && p.length === 4) return { lab: p[1], kind: 'node', node: p[3] };
+  if ((p[2] === 'node' || p[2] === 'router') && p.length === 4) return { lab: p[1], kind: p[2], node: p[3] };
+  if ((p[2] === 'node' || p[2] === 'router') && p.length === 5) return { lab: p[1], kind: p[2], node: p[3], host: p[4] };
+  if (p[2] === 'vxlan' && p.length === 4) return { lab: p[1], kind: 'vxlan', bridge: p[3] };
   return undefined;
 }
 
@@ -97,4 +122,13 @@ export function nicMac(lab: string, node: string, bridge: string, prefix = ''): 
   const bytes = prefix ? prefix.split(':').map((x) => parseInt(x, 16)) : [0x02];
   for (let i = 0; bytes.length < 6; i++) bytes.push(Number((h >> BigInt(8 * i)) & 0xffn));
   return bytes.map((b) => b.toString(16).padStart(2, '0')).join(':');
+}
+
+/**
+ * VXLAN network identifier of a bridge spanning hosts when the file gives none: FNV-1a of
+ * "<lab>/<bridge>" mixed by fmix32, in 1-16777215 (24 bits, 0 excluded). The loader
+ * rejects two bridges of a lab with the same VNI.
+ */
+export function deriveVni(lab: string, bridge: string): number {
+  return 1 + (fmix32(fnv1a(`${lab}/${bridge}`)) % 0xfffffe);
 }

@@ -76,6 +76,13 @@ export interface LinkState {
   peerName?: string;
   /** Ports only: the peer's MAC address. */
   peerMac?: string;
+  /**
+   * VXLAN ports only (kind "vxlan", multi-host labs): VNI, UDP destination port, local
+   * underlay address (iproute2 linkinfo.info_data id/port/local) and the peers' underlay
+   * addresses of its all-zeros FDB entries (`bridge fdb append 00:00:00:00:00:00 dst PEER`:
+   * head-end replication of broadcast and unknown unicast).
+   */
+  vxlan?: { vni: number; port: number; local: string; peers: string[] };
 }
 
 /**
@@ -107,7 +114,11 @@ export interface PortShaping {
   classes: Record<number, ClassState>;
 }
 
-/** Directed pair of ports, "iif>oif" (port device names). */
+/**
+ * Directed pair "<sender MAC>><receiver port>", e.g. "02:1a:2b:3c:4d:5e>demo-b-0": the
+ * sender by its NIC's MAC (nft `ether saddr`), the receiver by its port device
+ * (`oifname`), so a sender on another host (frames arriving over VXLAN) is matched too.
+ */
 export type PortPair = string;
 
 /** Element value plus its owner: the plan address stored in the element's nft comment. */
@@ -118,7 +129,8 @@ export interface Owned<T = true> {
 
 /**
  * The lab's `table bridge provium_<lab>`: partitions, isolation, drop and class selection.
- * Element keys are port device names; every element carries its owner as comment.
+ * Pair keys are sender MAC and receiver port (PortPair); isolation keys are port device
+ * names; every element carries its owner as comment.
  */
 export interface NftBridgeTable {
   /** Fingerprint of sets/chains/rules (not elements): equal when the table's structure is intact. */
@@ -127,7 +139,7 @@ export interface NftBridgeTable {
   blocked: Record<PortPair, Owned>;
   /** Ports cut off from every other port (ARP exempt). */
   isolated: Record<string, Owned>;
-  /** Drop rate per directed pair in hundredths of a percent (1 % = 100); nft element iif . oif . 0-(n-1) over numgen mod 10000. */
+  /** Drop rate per directed pair in hundredths of a percent (1 % = 100); nft element saddr . oif . 0-(n-1) over numgen mod 10000. */
   loss: Record<PortPair, Owned<number>>;
   /** HTB class per directed pair: classid "<major hex>:<minor hex>", set as skb->priority by the `prio` map. */
   prio: Record<PortPair, Owned<string>>;
@@ -166,6 +178,8 @@ export interface VmNic {
   mac: string;
   /** PCI slot (0x10 + NIC index), so guest eth<i> order follows bridge names. */
   slot: number;
+  /** MTU the guest is told (virtio-net host_mtu), bytes: set on bridges spanning hosts only. */
+  mtu?: number;
 }
 
 /** How a VM is launched; any change restarts it. Paths are absolute. */
@@ -212,6 +226,57 @@ export interface DnsmasqState {
   pid?: number;
 }
 
+/**
+ * A router's own settings in its namespace (see model/router.ts): forwarding sysctls,
+ * conntrack timeouts (the mapping timers of its NAT) and its nft table. Observed with
+ * `sysctl` and `nft -j list table inet provium_<lab>` run in the router's namespace.
+ */
+export interface RouterState {
+  ns: string;
+  node: string;
+  /** net.ipv4.ip_forward and net.ipv6.conf.all.forwarding in the router's namespace. */
+  ipForward?: boolean;
+  ip6Forward?: boolean;
+  /**
+   * conntrack timeouts in seconds (net.netfilter.nf_conntrack_udp_timeout,
+   * _udp_timeout_stream, _tcp_timeout_established); undefined in desired state means
+   * "leave as is" (routers without NAT), observed undefined when conntrack is not loaded.
+   */
+  ctUdp?: number;
+  ctUdpStream?: number;
+  ctTcpEstablished?: number;
+  /** The router's table `inet provium_<lab>`; undefined when absent. */
+  table?: RouterTableState;
+  /** Desired state only: the nft text creating the table (plan/router-nft.ts), not compared. */
+  nftText?: string;
+  /** Observed only: a table of that name exists (even one provium cannot read back), so a rewrite deletes it first. */
+  tableExists?: boolean;
+}
+
+/**
+ * The parts of a router's nft table provium compares. `nat`/`firewall` are the
+ * canonical configuration codes carried by the comment of its `config` set
+ * (plan/router-nft.ts: natCode, firewallCode); the rest are set elements and the
+ * fingerprints (set names/types, chain hooks, rule comments) of its base, NAT and
+ * firewall rules.
+ */
+export interface RouterTableState {
+  nat: string;
+  firewall: string;
+  /** Upstream interface(s) (set `wan`), downstream interfaces (set `lan`), public IPv4 address (set `public4`). */
+  wan: string[];
+  lan: string[];
+  public4: string[];
+  /** Firewall port lists ("80", "8000-8100"), sorted; undefined when the set is absent (every port allowed). */
+  fwOutTcp?: string[];
+  fwOutUdp?: string[];
+  fwInTcp?: string[];
+  fwInUdp?: string[];
+  base: string;
+  natRules: string;
+  fwRules: string;
+}
+
 /** Everything provium manages for one lab, in one host namespace plus the node namespaces. */
 export interface HostState {
   /** By bridge name. */
@@ -220,6 +285,8 @@ export interface HostState {
   resolv: Record<string, string>;
   vms: Record<string, VmState>;
   namespaces: Record<string, NamespaceState>;
+  /** Routers' own settings, by namespace (`kind: router` nodes; their links, addresses and routes are in `namespaces`). */
+  routers?: Record<string, RouterState>;
   links: Record<string, LinkState>;
   shaping: Record<string, PortShaping>;
   nft: NftState;
@@ -247,6 +314,8 @@ export interface HostFacts {
   qemuBinary?: string;
   /** Path of dnsmasq when the topology serves DHCP/DNS and it was found. */
   dnsmasqBinary?: string;
+  /** Path of conntrack (conntrack-tools) when the topology has routers and it was found. */
+  conntrackBinary?: string;
   /** Forwarded host ports ("tcp/8080") that a socket in the lab's host namespace listens on. */
   portsInUse?: string[];
   /** How each feature was determined (for messages). */
@@ -257,6 +326,8 @@ export interface HostFacts {
   defaultRouteDev6?: string;
   /** Objects with a name provium wants that carry no (or another lab's) mark. */
   conflicts: Conflict[];
+  /** Every address of the lab's host namespace (no prefix) -> MTU of its link: the underlay MTU of multi-host labs. */
+  addressMtu?: Record<string, number>;
   /**
    * Other labs in the same host namespace that still need forwarding (from their nft
    * tables, see observe/parse.ts forwardingLabs): a forwarding sysctl is restored only
@@ -273,5 +344,5 @@ export interface Conflict {
 
 /** An empty host state. */
 export function emptyState(): HostState {
-  return { dnsmasq: {}, resolv: {}, vms: {}, namespaces: {}, links: {}, shaping: {}, nft: {} };
+  return { dnsmasq: {}, resolv: {}, vms: {}, namespaces: {}, routers: {}, links: {}, shaping: {}, nft: {} };
 }

@@ -4,6 +4,7 @@
  * Every object keeps the source position of the YAML node it came from, so
  * later stages (plan conflicts, missing kernel features) can point at the file.
  */
+import type { RouterSpec } from './router.js';
 
 /** A position in a topology file: 1-based line and column (yaml's LineCounter). */
 export interface SourcePos {
@@ -12,7 +13,12 @@ export interface SourcePos {
   col: number;
 }
 
-export type NodeKind = 'netns' | 'qemu';
+export type NodeKind = 'netns' | 'qemu' | 'router';
+
+/** Kinds of node that live in a network namespace of their own (netns nodes and routers). */
+export function hasNamespace(kind: NodeKind): boolean {
+  return kind === 'netns' || kind === 'router';
+}
 
 /** QEMU settings of a `kind: qemu` node (booted by a later issue; its TAPs exist now). */
 export interface QemuSpec {
@@ -29,6 +35,12 @@ export interface NodeSpec {
   name: string;
   kind: NodeKind;
   qemu?: QemuSpec;
+  /** Multi-host labs: the host (Topology.hosts) this node runs on. */
+  host?: string;
+  /** `kind: router` only: upstream, downstream bridges, NAT and firewall (model/router.ts). */
+  router?: RouterSpec;
+  /** netns nodes: the bridge whose gateway (router or uplink host side) carries its default route. */
+  defaultRoute?: string;
   pos?: SourcePos;
 }
 
@@ -45,6 +57,12 @@ export interface AttachSpec {
   nic: string;
   /** Index of that NIC (0 for eth0). */
   nicIndex: number;
+  /**
+   * Set in a per-host projection (src/hosts/project.ts) on members placed on another host:
+   * that host's name. Such a member has no port here; it is only a sender whose MAC this
+   * host's partitions, drop and shaping match.
+   */
+  remote?: string;
   pos?: SourcePos;
 }
 
@@ -93,6 +111,14 @@ export interface BridgeSpec {
   subnet6?: string;
   /** The host side's IPv6 address: ::1 of subnet6, e.g. "fd00:40::1/64". */
   hostAddr6?: string;
+  /**
+   * The router that is this bridge's gateway (`gateway: R`): R's NIC takes the subnet's
+   * first address (gatewayAddr, and ::1 of subnet6 as gatewayAddr6), members route by
+   * default through it, and the host side has no address (hostAddr/hostAddr6 unset).
+   */
+  gateway?: string;
+  gatewayAddr?: string;
+  gatewayAddr6?: string;
   mtu?: number;
   attach: AttachSpec[];
   partitions: PartitionSpec[];
@@ -107,6 +133,43 @@ export interface BridgeSpec {
   dhcp: boolean;
   /** DNS names <node>.<bridge> (dnsmasq); netns nodes resolve through it. */
   dns: boolean;
+  /** Multi-host labs: the host holding the host address, DHCP/DNS, routes, uplink and forwards. */
+  home?: string;
+  /** Multi-host labs: VXLAN network identifier (1-16777215), given or derived from lab and bridge. */
+  vni?: number;
+  /** Set in a per-host projection only: what this host holds of the bridge. */
+  placement?: BridgePlacement;
+  pos?: SourcePos;
+}
+
+/**
+ * What one host holds of a bridge in a multi-host lab (per-host projection). `home`:
+ * this host has the host address, DHCP/DNS, routes, uplink and forwards. `vxlan`: the
+ * bridge has members on other hosts, reached through this VXLAN port: VNI, UDP port,
+ * this host's underlay address (`local`), the other hosts' underlay addresses (`peers`,
+ * head-end replication: `bridge fdb append 00:00:00:00:00:00 dst PEER` each).
+ */
+export interface BridgePlacement {
+  home: boolean;
+  /** The bridge is not on this host at all; kept so that node routes know its subnet. */
+  absent?: boolean;
+  vxlan?: { vni: number; port: number; local: string; peers: string[] };
+}
+
+/**
+ * A host of a multi-host lab: the machine provium runs on (`local`) or one reached over
+ * SSH. Paths (identity, sshConfig) are absolute; `underlay` is the IPv4 address VXLAN
+ * peers send to; `stateDir` the host's state folder (lock, VM and dnsmasq files).
+ */
+export interface HostSpec {
+  name: string;
+  local: boolean;
+  ssh?: string;
+  port?: number;
+  identity?: string;
+  sshConfig?: string;
+  underlay: string;
+  stateDir?: string;
   pos?: SourcePos;
 }
 
@@ -119,5 +182,11 @@ export interface Topology {
   macPrefix?: string;
   nodes: Record<string, NodeSpec>;
   bridges: Record<string, BridgeSpec>;
+  /** Multi-host labs: the hosts, by name. Absent: the whole lab is on this machine. */
+  hosts?: Record<string, HostSpec>;
+  /** Multi-host labs: UDP port of the VXLAN tunnels (default 4789). */
+  vxlanPort?: number;
+  /** Set in a per-host projection only: the host this topology is the part of. */
+  placement?: string;
   pos?: SourcePos;
 }

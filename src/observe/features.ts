@@ -4,9 +4,9 @@
  * /boot/config-RELEASE: =y built in, =m module), or the module file under
  * /lib/modules/RELEASE. The first source that answers wins.
  */
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
-import { release } from 'node:os';
+import { release as localRelease } from 'node:os';
+import { localFs, type SyncFs } from '../host/fs.js';
 
 export type Feature = 'netem' | 'htb' | 'nftBridge' | 'tun';
 
@@ -17,20 +17,23 @@ const SPEC: Record<Feature, { module: string; config: string; dir: string }> = {
   tun: { module: 'tun', config: 'CONFIG_TUN', dir: 'kernel/drivers/net' },
 };
 
-let configCache: string | null | undefined;
-function kernelConfig(): string | null {
-  if (configCache !== undefined) return configCache;
-  configCache = null;
-  try {
-    configCache = gunzipSync(readFileSync('/proc/config.gz')).toString('utf8');
-  } catch {
+/** The kernel config per file view (null: none readable). */
+const configCache = new WeakMap<SyncFs, string | null>();
+function kernelConfig(fs: SyncFs, release: string): string | null {
+  const cached = configCache.get(fs);
+  if (cached !== undefined) return cached;
+  let cfg: string | null = null;
+  const gz = fs.readBytes('/proc/config.gz');
+  if (gz) {
     try {
-      configCache = readFileSync(`/boot/config-${release()}`, 'utf8');
+      cfg = gunzipSync(gz).toString('utf8');
     } catch {
-      /* no config available */
+      /* damaged */
     }
   }
-  return configCache;
+  cfg ??= fs.readText(`/boot/config-${release}`) ?? null;
+  configCache.set(fs, cfg);
+  return cfg;
 }
 
 /** A kernel piece to look for: module name, kernel config option, module folder under /lib/modules/RELEASE. */
@@ -40,29 +43,40 @@ export interface ModuleSpec {
   dir: string;
 }
 
-/** Whether the kernel has a feature, and how that was decided. */
-export function detectFeature(f: Feature): { present: boolean; source: string } {
-  return detectKernelModule(SPEC[f]);
+/**
+ * Whether the kernel has a feature, and how that was decided. `fs` and `release` (uname -r)
+ * are the host's: this machine's by default, a remote host's file snapshot otherwise.
+ */
+export function detectFeature(f: Feature, fs: SyncFs = localFs, release = localRelease()): { present: boolean; source: string } {
+  return detectKernelModule(SPEC[f], fs, release);
 }
+
+/** Every file detectKernelModule may read for a module spec (what a remote snapshot must fetch). */
+export function kernelProbePaths(specs: ModuleSpec[], release: string): { exists: string[]; read: string[]; list: string[] } {
+  return {
+    exists: specs.map((s) => `/sys/module/${s.module}`),
+    read: ['/proc/config.gz', `/boot/config-${release}`],
+    list: [...new Set(specs.map((s) => `/lib/modules/${release}/${s.dir}`))],
+  };
+}
+
+/** The module specs of plan's features (for kernelProbePaths). */
+export const FEATURE_SPECS: ModuleSpec[] = Object.values(SPEC);
 
 /**
  * Whether the kernel has a module or built-in option: loaded (/sys/module/NAME), else
  * the kernel config (=y or =m), else a module file under /lib/modules/RELEASE. Reads files only.
  */
-export function detectKernelModule(s: ModuleSpec): { present: boolean; source: string } {
-  if (existsSync(`/sys/module/${s.module}`)) return { present: true, source: `/sys/module/${s.module}` };
-  const cfg = kernelConfig();
+export function detectKernelModule(s: ModuleSpec, fs: SyncFs = localFs, release = localRelease()): { present: boolean; source: string } {
+  if (fs.exists(`/sys/module/${s.module}`)) return { present: true, source: `/sys/module/${s.module}` };
+  const cfg = kernelConfig(fs, release);
   if (cfg) {
     const m = new RegExp(`^${s.config}=([ym])$`, 'm').exec(cfg);
     if (m) return { present: true, source: `${s.config}=${m[1]}` };
     return { present: false, source: `${s.config} is not set in the kernel config` };
   }
-  try {
-    const dir = `/lib/modules/${release()}/${s.dir}`;
-    if (readdirSync(dir).some((n) => n.startsWith(`${s.module}.ko`))) return { present: true, source: `${dir}/${s.module}.ko` };
-  } catch {
-    /* no module tree */
-  }
+  const dir = `/lib/modules/${release}/${s.dir}`;
+  if ((fs.list(dir) ?? []).some((n) => n.startsWith(`${s.module}.ko`))) return { present: true, source: `${dir}/${s.module}.ko` };
   return { present: false, source: `no /sys/module/${s.module}, no kernel config, no module file` };
 }
 

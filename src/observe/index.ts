@@ -12,17 +12,19 @@
  */
 import { readdirSync, existsSync } from 'node:fs';
 import { observeVms, vmFolderConflicts } from './vms.js';
+import type { SyncFs } from '../host/fs.js';
 import { observeServices, type Services } from './services.js';
-import type { HostFacts, HostState, LinkState, VmState } from '../model/state.js';
+import type { Conflict, HostFacts, HostState, LinkState, VmState } from '../model/state.js';
 import { emptyState } from '../model/state.js';
 import { netnsPrefix, nftTable, nodeNetns, ownerPrefix, parseAlias } from '../model/names.js';
 import type { Runner } from '../host/runner.js';
 import { ipArgv, nftArgv, sysctlArgv, tcArgv, type HostContext } from '../plan/commands.js';
-import { defaultRouteDevs, forwardingFrom, otherLabsInet, toLinkState, toNamespaceState, toNft, toShaping, type IpRoute, type TcQdisc } from './parse.js';
+import { addressMtus, defaultRouteDevs, forwardingFrom, otherLabsInet, splitJsonDocs, toLinkState, toNamespaceState, toNft, toShaping, vxlanPeers, type FdbEntry, type IpRoute, type TcQdisc } from './parse.js';
 import { namespaceIO, type NamespaceIO, type NsDump } from '../host/namespaces.js';
 import { readNftCache, writeNftCache, type NftReading } from './nft-cache.js';
 import { readJournal } from '../apply/statedir.js';
 import { detectFeature, type Feature } from './features.js';
+import { observeRouters } from './routers.js';
 
 /** Names the desired state will create: same-named objects without the lab's mark are conflicts. */
 export interface Wanted {
@@ -46,6 +48,8 @@ export interface Wanted {
   resolv?: string[];
   /** The topology serves DHCP/DNS: look for dnsmasq. */
   dnsmasq?: boolean;
+  /** Namespaces of the file's routers (read as routers even before they carry a router mark); look for conntrack. */
+  routers?: string[];
 }
 
 export interface Observation {
@@ -94,7 +98,11 @@ export interface HostFiles {
   /** A file exists (VM kernels, initrds, disks; the qemu binary). */
   exists(path: string): boolean;
   /** dnsmasq instances and nodes' resolv.conf (files and processes). */
-  observeServices(stateDir: string | undefined, lab: string, wantedResolv: string[]): Services;
+  observeServices(stateDir: string | undefined, lab: string, wantedResolv: string[], fs?: SyncFs, host?: string): Services;
+  /** The namespace journal (a remote host's from its snapshot; this machine's state directory by default). */
+  pendingNetns?(ctx: HostContext): Set<string>;
+  /** VM folders that are not the lab's (this machine's by default; a remote host's are checked by their records). */
+  vmFolderConflicts?(ctx: HostContext, nodes: string[]): Conflict[];
 }
 
 export function kvmUsable(): boolean {
@@ -174,17 +182,25 @@ export async function observe(lab: string, ctx: HostContext, runner: Runner, wan
     facts.portsInUse = listeningPorts(ss.stdout).filter((p) => wanted.forwardPorts!.includes(p));
   }
   state.vms = vms;
-  const services = files.observeServices(ctx.stateDir, lab, wanted.resolv ?? []);
+  const services = files.observeServices(ctx.stateDir, lab, wanted.resolv ?? [], undefined, ctx.placement);
   state.dnsmasq = services.dnsmasq;
   state.resolv = services.resolv;
-  facts.conflicts.push(...services.conflicts, ...vmFolderConflicts(ctx, wanted.vms ?? []));
+  facts.conflicts.push(...services.conflicts, ...(files.vmFolderConflicts ?? vmFolderConflicts)(ctx, wanted.vms ?? []));
 
+  facts.addressMtu = addressMtus(links);
   for (const l of links) {
     if (mine(l.ifalias)) state.links[l.ifname] = toLinkState(l);
     else if (wantLinks.has(l.ifname)) facts.conflicts.push({ kind: 'link', name: l.ifname, found: l.ifalias ? `ifalias "${l.ifalias}"` : 'no provium ifalias' });
   }
+  // VXLAN ports (multi-host labs): their unicast peers, one `bridge -batch` for all.
+  const vx = Object.values(state.links).filter((l) => l.vxlan).map((l) => l.name).sort();
+  if (vx.length > 0) {
+    const r = await runner.run([...(ctx.hostNetns ? ['bridge', '-n', ctx.hostNetns] : ['bridge']), '-j', '-batch', '-'], { stdin: vx.map((d) => `fdb show dev ${d}`).join('\n') + '\n' });
+    const docs = splitJsonDocs(r.stdout) as FdbEntry[][];
+    vx.forEach((d, i) => (state.links[d].vxlan!.peers = vxlanPeers(docs[i] ?? [])));
+  }
 
-  const pending = candidates.length + fresh.length > 0 ? pendingNetns(ctx) : new Set<string>();
+  const pending = candidates.length + fresh.length > 0 ? (files.pendingNetns ?? pendingNetns)(ctx) : new Set<string>();
   const outs = [
     ...candidates.map((ns, i) => ({ ns, dump: nsDumps[i] })),
     ...fresh.map((ns) => ({ ns, dump: reuse!.readBack!.get(ns) })),
@@ -194,13 +210,27 @@ export async function observe(lab: string, ctx: HostContext, runner: Runner, wan
     const { links: addrs, routes } = dump;
     const lo = addrs.find((l) => l.ifname === 'lo');
     const a = parseAlias(lo?.ifalias);
-    if (a?.kind === 'node' && a.lab === lab) state.namespaces[ns] = toNamespaceState(ns, a.node, addrs, routes);
+    // In a multi-host lab the mark names the host: another host's namespace (hosts that
+    // share /run/netns, as test hosts on one machine do) is neither ours nor a conflict.
+    const ours = (a?.kind === 'node' || a?.kind === 'router') && a.lab === lab;
+    if (ours && a.host === ctx.placement) state.namespaces[ns] = toNamespaceState(ns, a.node, addrs, routes);
+    else if (ours && ctx.placement !== undefined && a.host !== undefined) return;
     else if (!lo?.ifalias && pending.has(ns)) {
       // Created by an apply that stopped before marking it (see apply's journal): ours, unmarked.
       state.namespaces[ns] = toNamespaceState(ns, ns.slice(prefix.length), addrs, routes);
     }
     else if (wantNs.has(ns)) facts.conflicts.push({ kind: 'netns', name: ns, found: lo?.ifalias ? `lo ifalias "${lo.ifalias}"` : 'no provium mark on its lo' });
   });
+
+  // Routers: namespaces marked as routers, and unmarked ones the file wants as routers.
+  const wantRouters = new Set(wanted.routers ?? []);
+  const routerNs = new Map(Object.values(state.namespaces)
+    .filter((n) => parseAlias(n.owner)?.kind === 'router' || (n.owner === undefined && wantRouters.has(n.name)))
+    .map((n) => [n.name, n.node]));
+  const reusedRouters = reuse ? [...routerNs.keys()].filter((n) => !reuse.touched.has(n) && reuse.previous.routers?.[n]) : [];
+  for (const n of reusedRouters) routerNs.delete(n);
+  state.routers = { ...Object.fromEntries(reusedRouters.map((n) => [n, reuse!.previous.routers![n]])), ...(await observeRouters(lab, runner, routerNs)) };
+  if (wantRouters.size > 0) facts.conntrackBinary = inPath('conntrack');
 
   // A veth port's peer, from its mark and the node's namespace: what re-creating it needs (rollback).
   for (const l of Object.values(state.links)) {

@@ -43,7 +43,7 @@ export interface IpLink {
   mtu?: number;
   master?: string;
   ifalias?: string;
-  linkinfo?: { info_kind?: string; info_data?: { type?: string } };
+  linkinfo?: { info_kind?: string; info_data?: { type?: string; id?: number; port?: number; local?: string } };
   /** Addresses; "dynamic": not permanent (SLAAC), "tentative": IPv6 duplicate address detection not done yet. */
   addr_info?: { family: string; local: string; prefixlen: number; scope?: string; dynamic?: boolean; tentative?: boolean }[];
 }
@@ -72,7 +72,29 @@ export function toLinkState(l: IpLink): LinkState {
     up: (l.flags ?? []).includes('UP'),
     addrs: v4addrs(l),
     addrs6: v6addrs(l),
+    ...(l.linkinfo?.info_kind === 'vxlan'
+      ? { vxlan: { vni: l.linkinfo.info_data?.id ?? 0, port: l.linkinfo.info_data?.port ?? 0, local: l.linkinfo.info_data?.local ?? '', peers: [] } }
+      : {}),
   };
+}
+
+/** One entry of `bridge -j fdb show dev X` (iproute2 6.1). */
+export interface FdbEntry {
+  mac: string;
+  dst?: string;
+  flags?: string[];
+}
+
+/** Underlay addresses of a VXLAN port's all-zeros (default destination) FDB entries, sorted. */
+export function vxlanPeers(entries: FdbEntry[]): string[] {
+  return [...new Set(entries.filter((e) => e.mac === '00:00:00:00:00:00' && e.dst).map((e) => e.dst!))].sort();
+}
+
+/** Address (IPv4 or IPv6, without prefix) -> MTU of the link that has it, from `ip -j addr show`. */
+export function addressMtus(links: IpLink[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const l of links) for (const a of l.addr_info ?? []) if (l.mtu !== undefined) out[a.local] = l.mtu;
+  return out;
 }
 
 /**

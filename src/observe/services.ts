@@ -7,8 +7,9 @@
  * followed).
  */
 import type { Conflict, DnsmasqState } from '../model/state.js';
+import { localFs, type SyncFs } from '../host/fs.js';
 import { dnsmasqPaths, resolvPath } from '../plan/realize.js';
-import { netnsPrefix } from '../model/names.js';
+import { netnsPrefix, parseAlias } from '../model/names.js';
 import { livePid } from '../host/proc.js';
 import { etcNetnsFs, treeOf } from '../apply/statedir.js';
 
@@ -25,8 +26,21 @@ export interface Services {
  */
 export const UNREADABLE_MARK = '# (not readable by every user in the node)\n';
 
-/** `wantedResolv`: namespaces whose resolv.conf the file wants (an unmarked file there is a conflict). */
-export function observeServices(stateDir: string | undefined, lab: string, wantedResolv: string[]): Services {
+/** Whether a resolv.conf's first-line mark is another host's (multi-host labs whose hosts share /etc, as test hosts do). */
+function otherHosts(text: string, host: string | undefined): boolean {
+  const nl = text.indexOf('\n');
+  const mark = parseAlias(text.slice(2, nl < 0 ? undefined : nl).trim());
+  return mark?.kind === 'node' && mark.host !== host;
+}
+
+/**
+ * `wantedResolv`: namespaces whose resolv.conf the file wants (an unmarked file there is
+ * a conflict). `fs`: a remote host's file snapshot (this machine's files, through the
+ * state directory's safe trees, when absent). `host`: in a multi-host lab, this host's
+ * name: a resolv.conf marked for another host of the lab is not this host's and is left alone.
+ */
+export function observeServices(stateDir: string | undefined, lab: string, wantedResolv: string[], fs?: SyncFs, host?: string): Services {
+  if (fs && fs !== localFs) return observeSnapshot(stateDir, lab, wantedResolv, fs, host);
   const out: Services = { dnsmasq: {}, resolv: {}, conflicts: [] };
   if (stateDir) {
     const { fs, rel } = treeOf(`${stateDir}/dnsmasq`);
@@ -44,9 +58,36 @@ export function observeServices(stateDir: string | undefined, lab: string, wante
     const text = etc.read(`${ns}/resolv.conf`);
     if (text === undefined) continue;
     if (text.startsWith(`# provium:${lab}:`)) {
+      if (otherHosts(text, host)) continue;
       const readable = ((etc.lstat(`${ns}/resolv.conf`)?.mode ?? 0) & 0o044) === 0o044 && ((etc.lstat(ns)?.mode ?? 0) & 0o055) === 0o055;
       out.resolv[ns] = readable ? text : text + UNREADABLE_MARK;
     } else if (wantedResolv.includes(ns)) out.conflicts.push({ kind: 'file', name: resolvPath(ns), found: 'a resolv.conf without provium\'s first-line mark' });
+  }
+  return out;
+}
+
+/** observeServices on a remote host's file snapshot (which never follows a symlink). */
+function observeSnapshot(stateDir: string | undefined, lab: string, wantedResolv: string[], fs: SyncFs, host?: string): Services {
+  const out: Services = { dnsmasq: {}, resolv: {}, conflicts: [] };
+  if (stateDir) {
+    for (const f of (fs.list(`${stateDir}/dnsmasq`) ?? []).filter((x) => x.endsWith('.conf'))) {
+      const bridge = f.slice(0, -5);
+      const p = dnsmasqPaths(stateDir, bridge);
+      const pid = livePid(p.pid, p.conf, fs);
+      const config = fs.readText(p.conf);
+      if (config === undefined) continue;
+      out.dnsmasq[bridge] = { bridge, config, alive: pid !== undefined, ...(pid ? { pid } : {}) };
+    }
+  }
+  const prefix = netnsPrefix(lab);
+  const dirs = (fs.list('/etc/netns') ?? []).filter((d) => d.startsWith(prefix));
+  for (const ns of new Set([...dirs, ...wantedResolv])) {
+    const path = resolvPath(ns);
+    const text = fs.readText(path);
+    if (text === undefined) continue;
+    if (text.startsWith(`# provium:${lab}:`)) {
+      if (!otherHosts(text, host)) out.resolv[ns] = text;
+    } else if (wantedResolv.includes(ns)) out.conflicts.push({ kind: 'file', name: path, found: 'a resolv.conf without provium\'s first-line mark' });
   }
   return out;
 }

@@ -11,6 +11,7 @@
  * when the file wants that VM, it is a conflict.
  */
 import type { Conflict, VmState } from '../model/state.js';
+import { localFs, type SyncFs } from '../host/fs.js';
 import { vmDeviceId } from '../model/names.js';
 import { QmpClient } from '../host/qmp.js';
 import { livePid } from '../host/proc.js';
@@ -53,19 +54,44 @@ export function vmFolderConflicts(ctx: HostContext, nodes: string[]): Conflict[]
     .map((n) => ({ kind: 'folder' as const, name: fs.path(`${rel}/${n}`), found: 'a folder without provium\'s record of this lab\'s VM (vm.json)' }));
 }
 
-export async function observeVms(ctx: HostContext): Promise<Record<string, VmState>> {
+/**
+ * How observeVms reaches a host: its files (a remote snapshot too) and a QMP connection
+ * to a VM's socket on it (for a remote host, through the SSH connection).
+ */
+export interface VmIo {
+  fs: SyncFs;
+  connect(socket: string, timeoutMs: number): Promise<QmpClient>;
+}
+
+const localVmIo: VmIo = { fs: localFs, connect: (socket, ms) => QmpClient.connect(socket, ms) };
+
+export async function observeVms(ctx: HostContext, io: VmIo = localVmIo): Promise<Record<string, VmState>> {
   const out: Record<string, VmState> = {};
   if (!ctx.stateDir) return out;
-  const { fs, rel } = treeOf(`${ctx.stateDir}/vm`);
+  const remote = io !== localVmIo;
+  const local = remote ? undefined : treeOf(`${ctx.stateDir}/vm`);
   const lab = labOf(ctx);
+  // A remote host: its VM folders from the file snapshot (the same ownership rule: the record's owner mark).
+  const remoteFolder = (node: string): { ours: boolean; record?: VmRecord } => {
+    let rec: VmRecord | undefined;
+    try {
+      const r = JSON.parse(io.fs.readText(`${ctx.stateDir}/vm/${node}/vm.json`) ?? 'null') as unknown;
+      if (isRecord(r)) rec = r;
+    } catch {
+      /* damaged */
+    }
+    if (!rec) return { ours: (io.fs.list(`${ctx.stateDir}/vm/${node}`) ?? ['x']).length === 0 };
+    return { ours: rec.node === node && (rec.owner === undefined || rec.owner === vmOwner(lab, node)), record: rec };
+  };
+  const names = remote ? io.fs.list(`${ctx.stateDir}/vm`) ?? [] : local!.fs.list(local!.rel);
   await Promise.all(
-    fs.list(rel).map(async (node) => {
+    names.map(async (node) => {
       if (node.startsWith('.')) return;
-      const folder = vmFolder(fs, rel, lab, node, ctx.warn);
+      const folder = remote ? remoteFolder(node) : vmFolder(local!.fs, local!.rel, lab, node, ctx.warn);
       if (!folder.ours) return; // not the lab's: never touched
       const rec = folder.record;
       const p = vmPaths(ctx, node);
-      const pid = livePid(p.pidfile, p.socket);
+      const pid = livePid(p.pidfile, p.socket, io.fs);
       const base: VmState = { node, spec: rec?.spec ?? { memoryMb: 0, cpus: 0, accel: 'tcg' }, alive: false, status: 'dead', nics: {}, links: {} };
       if (!rec || pid === undefined) {
         out[node] = { ...base, ...(pid ? { pid } : {}) };
@@ -74,7 +100,7 @@ export async function observeVms(ctx: HostContext): Promise<Record<string, VmSta
       let status = 'unresponsive';
       let devices: Set<string> | undefined;
       try {
-        const q = await QmpClient.connect(p.socket, 2000);
+        const q = await io.connect(p.socket, 2000);
         try {
           status = (await q.execute<{ status: string }>('query-status', undefined, 2000)).status;
           const kids = await q.execute<{ name: string }[]>('qom-list', { path: '/machine/peripheral' }, 2000);

@@ -24,6 +24,11 @@ export interface HostContext {
   hostNetns?: string;
   /** The lab's state directory (VM files live in <stateDir>/vm/<node>/). */
   stateDir?: string;
+  /**
+   * Multi-host labs: the name of the host this context is for. Node namespaces and
+   * resolv.conf files carry it in their mark, and observe takes only this host's.
+   */
+  placement?: string;
   /** Re-send every VM NIC's link state (apply --refresh-links). */
   refreshLinks?: boolean;
   /** Limit the plan to these nodes or bridges and what they depend on / what depends on them (--target). */
@@ -75,7 +80,7 @@ export function qemuArgv(vm: VmState, ctx: HostContext): string[] {
   if (s.disk) argv.push('-drive', `file=${o(s.disk)},if=virtio,format=${s.disk.endsWith('.qcow2') ? 'qcow2' : 'raw'}`);
   for (const nic of Object.values(vm.nics).sort((a, b) => a.slot - b.slot)) {
     argv.push('-netdev', `tap,id=${o(vmNetdevId(nic.tap))},ifname=${o(nic.tap)},script=no,downscript=no`);
-    argv.push('-device', `virtio-net-pci,netdev=${o(vmNetdevId(nic.tap))},id=${o(vmDeviceId(nic.tap))},mac=${o(nic.mac)},addr=0x${nic.slot.toString(16)},romfile=`);
+    argv.push('-device', `virtio-net-pci,netdev=${o(vmNetdevId(nic.tap))},id=${o(vmDeviceId(nic.tap))},mac=${o(nic.mac)},addr=0x${nic.slot.toString(16)},romfile=${nic.mtu ? `,host_mtu=${nic.mtu}` : ''}`);
   }
   argv.push('-qmp', `unix:${o(p.socket)},server=on,wait=off`, '-pidfile', p.pidfile, '-daemonize');
   return argv;
@@ -86,7 +91,7 @@ function hotplugSteps(nic: VmNic): QmpStep[] {
     { execute: 'netdev_add', arguments: { type: 'tap', id: vmNetdevId(nic.tap), ifname: nic.tap, script: 'no', downscript: 'no' } },
     {
       execute: 'device_add',
-      arguments: { driver: 'virtio-net-pci', netdev: vmNetdevId(nic.tap), id: vmDeviceId(nic.tap), mac: nic.mac, addr: `0x${nic.slot.toString(16)}`, romfile: '' },
+      arguments: { driver: 'virtio-net-pci', netdev: vmNetdevId(nic.tap), id: vmDeviceId(nic.tap), mac: nic.mac, addr: `0x${nic.slot.toString(16)}`, romfile: '', ...(nic.mtu ? { host_mtu: nic.mtu } : {}) },
       record: { op: 'nic-add', nic },
     },
   ];
@@ -131,11 +136,14 @@ function netemArgs(delayMs: number, jitterMs: number): string[] {
   return ['netem', 'delay', `${delayMs}ms`, ...(jitterMs > 0 ? [`${jitterMs}ms`] : [])];
 }
 
-/** nft element literal for a set element key: "a>b" -> "a" . "b"; CIDR (IPv4 or IPv6) stays bare. */
+/**
+ * nft element literal for a set element key: "a>b" -> "a" . "b"; a MAC (the sender of
+ * blocked/loss/prio: "02:..>port") and a CIDR (IPv4 or IPv6) stay bare.
+ */
 function nftKey(set: string, key: string, value: unknown): string {
   if (set === 'masq' || set === 'masq6') return key;
   if (set === 'forwards') return key.replace('/', ' . ');
-  const parts = key.split('>').map((p) => `"${p}"`);
+  const parts = key.split('>').map((p) => (/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(p) ? p : `"${p}"`));
   if (set === 'loss') {
     const n = Number(value);
     parts.push(n <= 1 ? '0' : `0-${n - 1}`);
@@ -159,6 +167,7 @@ export function buildInvocations(lab: string, changes: ItemChange[], ctx: HostCo
   const hostPorts: string[] = [];
   const nsLines = new Map<string, string[]>();
   const sysctl: string[] = [];
+  const fdb: string[] = [];
   const tcDel: string[] = [];
   const tcAdd: string[] = [];
   const nftDel: string[] = [];
@@ -167,6 +176,10 @@ export function buildInvocations(lab: string, changes: ItemChange[], ctx: HostCo
   const services: Invocation[] = [];
   const serviceStarts: Invocation[] = [];
   const vmStarts: Invocation[] = [];
+  /** Routers whose table is (re)written, whose sysctls are set, whose conntrack is flushed: by namespace. */
+  const routerNft = new Map<string, { text: string; replace: boolean }>();
+  const routerSysctl = new Map<string, string[]>();
+  const routerFlush = new Set<string>();
   const qmpPre = new Map<string, QmpStep[]>();
   const qmpPost = new Map<string, QmpStep[]>();
   const steps = (m: Map<string, QmpStep[]>, node: string) => {
@@ -231,6 +244,10 @@ export function buildInvocations(lab: string, changes: ItemChange[], ctx: HostCo
         if (!before) {
           if (isBridge) lines.push(`link add ${name} type bridge`);
           else if (after.kind === 'tun') lines.push(`tuntap add dev ${name} mode tap`);
+          else if (after.kind === 'vxlan') {
+            const x = (c.after!.meta as V).vxlan as { vni: number; port: number; local: string };
+            lines.push(`link add ${name} type vxlan id ${x.vni} dstport ${x.port} local ${x.local}`);
+          }
           else {
             const m = c.after!.meta as V;
             lines.push(`link add ${name} type veth peer name ${m.peerName}${m.peerMac ? ` address ${m.peerMac}` : ''} netns ${m.peerNetns}`);
@@ -244,6 +261,14 @@ export function buildInvocations(lab: string, changes: ItemChange[], ctx: HostCo
         for (const a of after.addrs as string[]) if (!have.includes(a)) lines.push(`addr add ${a} dev ${name}`);
         v6lines(before?.addrs6, after.addrs6, name, lines);
         if (after.up !== before?.up) lines.push(`link set ${name} ${after.up ? 'up' : 'down'}`);
+        break;
+      }
+      case 'fdb': {
+        // A re-created VXLAN port starts with no entries; a deleted one takes them along.
+        if (!after) break;
+        const have: string[] = before?.peers ?? [];
+        for (const p of have) if (!after.peers.includes(p)) fdb.push(`fdb del 00:00:00:00:00:00 dev ${ref.dev} dst ${p}`);
+        for (const p of after.peers as string[]) if (!have.includes(p)) fdb.push(`fdb append 00:00:00:00:00:00 dev ${ref.dev} dst ${p}`);
         break;
       }
       case 'qdisc': {
@@ -315,6 +340,24 @@ export function buildInvocations(lab: string, changes: ItemChange[], ctx: HostCo
         serviceStarts.push({ argv: ['write', path], label: `resolv.conf of ${ref.ns}`, writeFiles: [{ path, content: after.content }] });
         break;
       }
+      case 'router':
+      case 'router-nat':
+      case 'router-fw': {
+        if (!after) break; // goes with the router's namespace
+        const m = c.after!.meta as V;
+        // One nft transaction per router rewrites its whole table (deleting the old one in
+        // the same transaction), whichever of its items changed.
+        if (c.fields.some((f) => f.field !== 'ip_forward' && f.field !== 'ipv6_forwarding' && !f.field.endsWith('_timeout_s')) || !before) {
+          routerNft.set(ref.ns, { text: String(m.nftText), replace: !!(c.before?.meta as V | undefined)?.hadTable && !recreate });
+        }
+        if (!before || c.fields.some((f) => f.field === 'ip_forward' || f.field === 'ipv6_forwarding' || f.field.endsWith('_timeout_s'))) {
+          routerSysctl.set(ref.ns, m.sysctls as string[]);
+        }
+        // A changed NAT or firewall must hold at once: connections tracked under the old
+        // rules keep their mappings and verdicts until flushed.
+        if (ref.kind !== 'router' && c.action === 'update') routerFlush.add(ref.ns);
+        break;
+      }
       case 'vm': {
         const p = vmPaths(ctx, ref.node);
         if (c.before && (!after || recreate)) {
@@ -367,6 +410,7 @@ export function buildInvocations(lab: string, changes: ItemChange[], ctx: HostCo
   const namespacesFirst = rootDel.length > 0 && hostAdd.length === 0 && hostPorts.length === 0;
   if (namespacesFirst) inv.push({ argv: rootIp, stdin: lines(rootDel), label: 'delete node namespaces' });
   if (host.length) inv.push({ argv: [...ipArgv(ctx), '-batch', '-'], stdin: lines(host), label: 'host links' });
+  if (fdb.length) inv.push({ argv: [...(ctx.hostNetns ? ['bridge', '-n', ctx.hostNetns] : ['bridge']), '-batch', '-'], stdin: lines(fdb), label: 'VXLAN peers' });
   for (const [ns, l] of [...nsLines].sort(([a], [b]) => (a < b ? -1 : 1))) {
     if (rootDel.includes(`netns del ${ns}`)) continue;
     // The last two lines read the namespace back (JSON) for apply's verification,
@@ -380,6 +424,17 @@ export function buildInvocations(lab: string, changes: ItemChange[], ctx: HostCo
   if (tc.length) inv.push({ argv: [...tcArgv(ctx), '-batch', '-'], stdin: lines(tc), label: 'traffic control' });
   const nft = [...nftDel, ...nftAdd];
   if (nft.length) inv.push({ argv: [...nftArgv(ctx), '-f', '-'], stdin: lines(nft), label: 'nftables transaction' });
+  // Routers: table first (it loads conntrack, whose sysctls exist only then), then sysctls, then the flush.
+  const byNs = <T>(m: Map<string, T>) => [...m].sort(([a], [b]) => (a < b ? -1 : 1));
+  for (const [ns, t] of byNs(routerNft)) {
+    inv.push({ argv: ['ip', 'netns', 'exec', ns, 'nft', '-f', '-'], stdin: (t.replace ? `delete table inet ${nftTable(lab)}\n` : '') + t.text, label: `router ${ns} nft`, parallel: 'router-nft' });
+  }
+  for (const [ns, kv] of byNs(routerSysctl)) {
+    if (kv.length) inv.push({ argv: ['ip', 'netns', 'exec', ns, 'sysctl', '-q', '-w', ...kv], label: `router ${ns} sysctl`, parallel: 'router-sysctl' });
+  }
+  for (const ns of [...routerFlush].sort()) {
+    inv.push({ argv: ['ip', 'netns', 'exec', ns, 'conntrack', '-F'], label: `router ${ns} conntrack flush`, parallel: 'router-flush' });
+  }
   // Services and VMs start once their bridges and TAPs exist; then hotplug, link state and resume.
   inv.push(...serviceStarts, ...vmStarts);
   // Per VM: hotplug first (the NIC must exist), then link state, then resume.

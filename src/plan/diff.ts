@@ -10,12 +10,21 @@ import type { Action, Change, FieldDiff, ItemChange } from './types.js';
 
 /** Fields whose change cannot be done in place. */
 const IDENTITY: Record<string, string[]> = {
-  link: ['kind'],
+  link: ['kind', 'vxlan'],
   qdisc: ['major', 'defaultMinor'],
   'nft-table': ['skeleton'],
   vm: ['kernel', 'initrd', 'append', 'disk', 'memoryMb', 'cpus', 'accel', 'alive'],
-  'vm-nic': ['mac', 'slot'],
+  'vm-nic': ['mac', 'slot', 'mtu'],
   dnsmasq: ['config', 'alive'],
+};
+
+/**
+ * Fields whose change cannot be done in place when the host has a value: a namespace's
+ * mark (a netns node turned router or back is a new namespace; an unmarked namespace
+ * left by an interrupted apply is marked in place).
+ */
+const IDENTITY_IF_SET: Record<string, string[]> = {
+  netns: ['owner'],
 };
 
 /**
@@ -48,6 +57,7 @@ export function fieldDiffs(want: Record<string, unknown>, have: Record<string, u
 function replaceReason(kind: string, fields: string[]): string {
   if (kind === 'vm' && fields.includes('alive')) return 'its process is not running: restart';
   if (kind === 'vm') return `${fields.join(', ')} changed: restart the VM`;
+  if (kind === 'netns') return 'the node changed kind (netns <-> router): a new namespace';
   return `${fields.join(', ')} cannot change in place`;
 }
 
@@ -73,7 +83,7 @@ export function diffItems(desired: Item[], observed: Item[], forceReplace: (i: I
     const fields = fieldDiffs(d.value, o.value);
     if (fields.length === 0) continue;
     const ident = IDENTITY[d.ref.kind] ?? [];
-    const forced = fields.filter((f) => ident.includes(f.field));
+    const forced = fields.filter((f) => ident.includes(f.field) || ((IDENTITY_IF_SET[d.ref.kind] ?? []).includes(f.field) && f.before !== undefined));
     changes.set(d.key, {
       action: forced.length > 0 ? 'replace' : 'update', key: d.key, before: o, after: d, fields,
       ...(forced.length > 0 ? { reason: replaceReason(d.ref.kind, forced.map((f) => f.field)) } : {}),
@@ -94,6 +104,9 @@ export function diffItems(desired: Item[], observed: Item[], forceReplace: (i: I
       if (!o) continue;
       const cause = d.deps.find((k) => {
         const dc = changes.get(k);
+        // A node's routes survive a NIC that is only added (they go through its other
+        // NICs): updated in place, so that the routes it no longer needs are deleted.
+        if (dc?.action === 'create' && d.ref.kind === 'routes') return false;
         return dc && (dc.action === 'create' || dc.action === 'replace');
       });
       if (!cause) continue;
@@ -140,7 +153,15 @@ export function groupChanges(items: ItemChange[], desired: Item[], observed: Ite
   }
   return [...by.entries()]
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-    .map(([address, list]) => ({ address, action: groupAction(list, dOwners.has(address), oOwners.has(address)), items: list.sort((a, b) => (a.key < b.key ? -1 : 1)) }));
+    .map(([address, list]) => {
+      // Host objects that exist and only change owner (a port moved to another bridge):
+      // an update of the new address, not a creation.
+      const befores = [...new Set(list.map((c) => c.before?.owner).filter((o): o is string => !!o && o !== address))];
+      if (!oOwners.has(address) && list.every((c) => c.action === 'update') && befores.length === 1) {
+        return { address, action: 'update' as const, items: list.sort((a, b) => (a.key < b.key ? -1 : 1)), movedFrom: befores[0] };
+      }
+      return { address, action: groupAction(list, dOwners.has(address), oOwners.has(address)), items: list.sort((a, b) => (a.key < b.key ? -1 : 1)) };
+    });
 }
 
 /**

@@ -3,12 +3,13 @@
  * tells observe what names to check for conflicts and which optional facts to read.
  */
 import type { Topology } from '../model/topology.js';
+import { hasNamespace } from '../model/topology.js';
 import type { Diagnostic } from '../model/diagnostics.js';
 import type { HostState, HostFacts } from '../model/state.js';
 import * as names from '../model/names.js';
 import type { Wanted } from '../observe/index.js';
 import { FEATURE_FIX, featureModule } from '../observe/features.js';
-import { realize, requiredFeatures, bootsVm, needsForwarding, needsForwarding6 } from './realize.js';
+import { realize, requiredFeatures, bootsVm, needsForwarding, needsForwarding6, isHome, isHere } from './realize.js';
 import { dirname, resolve } from 'node:path';
 import { itemize } from './items.js';
 import { diffItems, groupChanges, targetChanges } from './diff.js';
@@ -22,20 +23,25 @@ export function wantedFor(t: Topology, observedHint?: HostState): Wanted {
   const links: string[] = [];
   const namespaces: string[] = [];
   for (const b of Object.values(t.bridges)) {
+    if (!isHere(b)) continue;
     links.push(names.bridgeDev(t.lab, b.name));
-    for (const a of b.attach) links.push(names.portDev(t.lab, a.node, a.nicIndex));
+    if (b.placement?.vxlan) links.push(names.vxlanDev(t.lab, b.name));
+    for (const a of b.attach) if (!a.remote) links.push(names.portDev(t.lab, a.node, a.nicIndex));
   }
-  for (const n of Object.values(t.nodes)) if (n.kind === 'netns') namespaces.push(names.nodeNetns(t.lab, n.name));
+  for (const n of Object.values(t.nodes)) if (hasNamespace(n.kind)) namespaces.push(names.nodeNetns(t.lab, n.name));
+  const routers = Object.values(t.nodes).filter((n) => n.kind === 'router').map((n) => names.nodeNetns(t.lab, n.name));
   const l3 = needsForwarding(t);
   const vms = Object.values(t.nodes).filter(bootsVm);
   const files = vms.flatMap((n) => [n.qemu!.kernel, n.qemu!.initrd, n.qemu!.disk]).filter((x): x is string => !!x).map((f) => resolve(dirname(t.file), f));
-  const forwardPorts = Object.values(t.bridges).flatMap((b) => b.forwards.map((f) => `${f.proto}/${f.hostPort}`));
+  const home = Object.values(t.bridges).filter(isHome);
+  const forwardPorts = home.flatMap((b) => b.forwards.map((f) => `${f.proto}/${f.hostPort}`));
   const resolv = Object.values(t.nodes).filter((n) => n.kind === 'netns' && Object.values(t.bridges).some((b) => b.dns && b.attach.some((a) => a.node === n.name))).map((n) => names.nodeNetns(t.lab, n.name));
   return {
-    links, namespaces, files, qemu: vms.length > 0, vms: vms.map((n) => n.name), forwardPorts, resolv, dnsmasq: Object.values(t.bridges).some((b) => b.dhcp || b.dns),
-    defaultRoute: Object.values(t.bridges).some((b) => b.uplink),
+    links, namespaces, files, qemu: vms.length > 0, vms: vms.map((n) => n.name), forwardPorts, resolv, dnsmasq: home.some((b) => b.dhcp || b.dns),
+    defaultRoute: home.some((b) => b.uplink),
     ipForward: l3 || observedHint?.nft.inet !== undefined,
     ip6Forward: needsForwarding6(t),
+    ...(routers.length ? { routers } : {}),
   };
 }
 
@@ -79,7 +85,7 @@ export function computePlan(t: Topology, observedIn: HostState, facts: HostFacts
       detail: `this kernel has no ${featureModule(r.feature)} (${facts.featureSource[r.feature]}). Fix: ${FEATURE_FIX[r.feature]}`,
     });
   }
-  const uplinks = Object.values(t.bridges).filter((b) => b.uplink);
+  const uplinks = Object.values(t.bridges).filter((b) => isHome(b) && b.uplink);
   if (uplinks.length > 0 && !facts.defaultRouteDev) {
     errors.push({
       severity: 'error', pos: uplinks[0].pos,
@@ -94,14 +100,14 @@ export function computePlan(t: Topology, observedIn: HostState, facts: HostFacts
       }
     }
   }
-  const served = Object.values(t.bridges).find((b) => b.dhcp || b.dns);
+  const served = Object.values(t.bridges).find((b) => isHome(b) && (b.dhcp || b.dns));
   if (served && facts.dnsmasqBinary === undefined) {
     errors.push({ severity: 'error', pos: served.pos, summary: `dnsmasq not found: bridge ${served.name} serves DHCP/DNS`, detail: 'install it (Debian: apt-get install dnsmasq-base)' });
   }
   if (Object.values(t.nodes).some(bootsVm) && facts.qemuBinary === undefined) {
     errors.push({ severity: 'error', summary: 'qemu-system-x86_64 not found: the topology boots VMs', detail: 'install it (Debian: apt-get install qemu-system-x86)' });
   }
-  for (const b of Object.values(t.bridges)) {
+  for (const b of Object.values(t.bridges).filter(isHome)) {
     for (const f of b.forwards) {
       if (facts.portsInUse?.includes(`${f.proto}/${f.hostPort}`)) {
         errors.push({
@@ -131,7 +137,15 @@ export function computePlan(t: Topology, observedIn: HostState, facts: HostFacts
   let itemChanges = diffItems(dItems, oItems, forced);
   if (ctx.targets?.length) itemChanges = targetChanges(itemChanges, (address) => ctx.targets!.some((x) => addressMentions(address, x)));
   const changes = groupChanges(itemChanges, dItems, oItems);
-  return { lab, changes, errors, invocations: errors.length ? [] : buildInvocations(lab, itemChanges, ctx) };
+  const invocations = errors.length ? [] : buildInvocations(lab, itemChanges, ctx);
+  if (invocations.some((i) => i.label.endsWith('conntrack flush')) && !facts.conntrackBinary) {
+    errors.push({
+      severity: 'error', summary: 'conntrack not found: a router\'s NAT or firewall changes in place',
+      detail: 'the connections tracked under the old rules are flushed with conntrack -F in the router\'s namespace; install it (Debian: apt-get install conntrack)',
+    });
+    return { lab, changes, errors, invocations: [] };
+  }
+  return { lab, changes, errors, invocations };
 }
 
 /** Whether a plan address is about node or bridge `name` (node.a, bridge.lan.attach.a, ...impairment[a>b], route[data<>lan]). */

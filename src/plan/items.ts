@@ -11,8 +11,9 @@ import { createHash } from 'node:crypto';
 import { nodeNetns, parseAlias } from '../model/names.js';
 import { addr } from './owners.js';
 import { classid, DEFAULT_MINOR, tcRateString, UNSHAPED_BPS } from './ids.js';
+import { routerItems } from './router-items.js';
 
-export type ItemKind = 'netns' | 'nic' | 'routes' | 'link' | 'qdisc' | 'class' | 'nft-table' | 'elem' | 'sysctl' | 'vm' | 'vm-nic' | 'vm-link' | 'dnsmasq' | 'resolv';
+export type ItemKind = 'netns' | 'nic' | 'routes' | 'link' | 'fdb' | 'qdisc' | 'class' | 'nft-table' | 'elem' | 'sysctl' | 'vm' | 'vm-nic' | 'vm-link' | 'dnsmasq' | 'resolv' | 'router' | 'router-nat' | 'router-fw';
 
 /** Identity of an item for command building. */
 export type ItemRef =
@@ -20,6 +21,7 @@ export type ItemRef =
   | { kind: 'nic'; ns: string; ifname: string }
   | { kind: 'routes'; ns: string }
   | { kind: 'link'; name: string }
+  | { kind: 'fdb'; dev: string }
   | { kind: 'qdisc'; dev: string }
   | { kind: 'class'; dev: string; minor: number }
   | { kind: 'nft-table'; family: 'bridge' | 'inet' }
@@ -29,7 +31,8 @@ export type ItemRef =
   | { kind: 'vm-nic'; node: string; tap: string }
   | { kind: 'vm-link'; node: string; tap: string }
   | { kind: 'dnsmasq'; bridge: string }
-  | { kind: 'resolv'; ns: string };
+  | { kind: 'resolv'; ns: string }
+  | { kind: 'router' | 'router-nat' | 'router-fw'; ns: string };
 
 export interface Item {
   key: string;
@@ -47,6 +50,7 @@ export interface Item {
 function linkOwner(l: LinkState | undefined, fallback: string): string {
   const a = parseAlias(l?.alias);
   if (a?.kind === 'bridge') return addr.bridge(a.bridge);
+  if (a?.kind === 'vxlan') return addr.vxlan(a.bridge);
   if (a?.kind === 'port') return addr.attach(a.bridge, a.node);
   return fallback;
 }
@@ -84,6 +88,7 @@ export function itemize(s: HostState, portOfNic: (ns: string, ifname: string) =>
       });
     }
   }
+  out.push(...routerItems(s));
   for (const l of Object.values(s.links)) {
     // A veth port goes with its node's namespace: deleting the namespace deletes the pair.
     const a = parseAlias(l.alias);
@@ -91,10 +96,20 @@ export function itemize(s: HostState, portOfNic: (ns: string, ifname: string) =>
     out.push({
       key: `link:${l.name}`, ref: { kind: 'link', name: l.name }, owner: linkOwner(l, `link.${l.name}`),
       ...(nsParent ? { parent: nsParent } : {}),
-      value: { kind: l.kind, alias: l.alias, master: l.master, mtu: l.mtu, up: l.up, addrs: l.addrs, addrs6: l.addrs6 },
-      meta: { peerNetns: l.peerNetns, peerName: l.peerName, peerMac: l.peerMac },
+      value: {
+        kind: l.kind, alias: l.alias, master: l.master, mtu: l.mtu, up: l.up, addrs: l.addrs, addrs6: l.addrs6,
+        ...(l.vxlan ? { vxlan: `vni ${l.vxlan.vni} port ${l.vxlan.port} local ${l.vxlan.local}` } : {}),
+      },
+      meta: { peerNetns: l.peerNetns, peerName: l.peerName, peerMac: l.peerMac, vxlan: l.vxlan },
       deps: [...(l.peerNetns ? [`netns:${l.peerNetns}`] : []), ...(l.master ? [`link:${l.master}`] : [])],
     });
+    // A VXLAN port's unicast peers (head-end replication), changed in place.
+    if (l.vxlan) {
+      out.push({
+        key: `fdb:${l.name}`, ref: { kind: 'fdb', dev: l.name }, owner: linkOwner(l, `link.${l.name}`), value: { peers: [...l.vxlan.peers].sort() },
+        parent: `link:${l.name}`, deps: [`link:${l.name}`],
+      });
+    }
   }
   const prioOwners = new Map(Object.values(s.nft.bridge?.prio ?? {}).map((p) => [p.value, p.owner]));
   for (const sh of Object.values(s.shaping)) {
@@ -163,7 +178,7 @@ export function itemize(s: HostState, portOfNic: (ns: string, ifname: string) =>
       const nKey = `vm-nic:${vm.node}:${nic.tap}`;
       const owner = linkOwner(s.links[nic.tap], addr.node(vm.node));
       out.push({
-        key: nKey, ref: { kind: 'vm-nic', node: vm.node, tap: nic.tap }, owner, value: { mac: nic.mac, slot: nic.slot },
+        key: nKey, ref: { kind: 'vm-nic', node: vm.node, tap: nic.tap }, owner, value: { mac: nic.mac, slot: nic.slot, ...(nic.mtu ? { mtu: nic.mtu } : {}) },
         meta: { nic }, parent: vKey, deps: [vKey, `link:${nic.tap}`],
       });
       const link = vm.links[nic.tap];

@@ -28,32 +28,39 @@ export interface Skeleton {
   chains: SkeletonChain[];
 }
 
-/** Bridge family table: partitions, isolation, per-pair drop, HTB class selection. */
+/**
+ * Bridge family table: partitions, isolation, per-pair drop, HTB class selection.
+ * A directed pair is keyed by the sender's MAC (`ether saddr`, the NIC's deterministic
+ * MAC) and the receiver's port (`oifname`): enforced where the frame leaves the bridge
+ * towards the receiver, so a frame that entered the bridge through a VXLAN port (a
+ * sender on another host) is matched exactly like one from a local port. Isolation is
+ * keyed by the isolated node's own port, which is always on the host that enforces it.
+ */
 export function bridgeSkeleton(lab: string): Skeleton {
   const c = (x: string) => `provium:${lab}:${x}`;
   return {
     family: 'bridge',
     table: nftTable(lab),
     sets: [
-      { name: 'blocked', decl: `type ifname . ifname; comment "${c('partitions')}";`, jsonType: 'ifname.ifname' },
+      { name: 'blocked', decl: `type ether_addr . ifname; comment "${c('partitions')}";`, jsonType: 'ether_addr.ifname' },
       { name: 'isolated', decl: `type ifname; comment "${c('isolation')}";`, jsonType: 'ifname' },
       {
         name: 'loss',
-        decl: `typeof iifname . oifname . numgen random mod 10000; flags interval; comment "${c('loss')}";`,
-        jsonType: 'ifname.ifname.integer',
+        decl: `typeof ether saddr . oifname . numgen random mod 10000; flags interval; comment "${c('loss')}";`,
+        jsonType: 'ether_addr.ifname.integer',
       },
-      { name: 'prio', decl: `type ifname . ifname : classid; comment "${c('classes')}";`, jsonType: 'ifname.ifname:classid' },
+      { name: 'prio', decl: `type ether_addr . ifname : classid; comment "${c('classes')}";`, jsonType: 'ether_addr.ifname:classid' },
     ],
     chains: [
       {
         name: 'lab_forward',
         decl: 'type filter hook forward priority -10; policy accept;',
         rules: [
-          { body: 'ether type != arp iifname . oifname @blocked counter drop', comment: c('partition') },
+          { body: 'ether type != arp ether saddr . oifname @blocked counter drop', comment: c('partition') },
           { body: 'ether type != arp iifname @isolated counter drop', comment: c('isolate-in') },
           { body: 'ether type != arp oifname @isolated counter drop', comment: c('isolate-out') },
-          { body: 'ether type != arp iifname . oifname . numgen random mod 10000 @loss counter drop', comment: c('loss') },
-          { body: 'meta priority set iifname . oifname map @prio', comment: c('classify') },
+          { body: 'ether type != arp ether saddr . oifname . numgen random mod 10000 @loss counter drop', comment: c('loss') },
+          { body: 'meta priority set ether saddr . oifname map @prio', comment: c('classify') },
         ],
       },
     ],

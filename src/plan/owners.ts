@@ -7,7 +7,10 @@
 export const addr = {
   node: (n: string) => `node.${n}`,
   nodeRoutes: (n: string) => `node.${n}.routes`,
+  routerNat: (n: string) => `node.${n}.nat`,
+  routerFirewall: (n: string) => `node.${n}.firewall`,
   bridge: (b: string) => `bridge.${b}`,
+  vxlan: (b: string) => `bridge.${b}.vxlan`,
   attach: (b: string, n: string) => `bridge.${b}.attach.${n}`,
   shaping: (b: string, n: string) => `bridge.${b}.shaping.${n}`,
   partitionSym: (b: string, x: string, y: string) => `bridge.${b}.partition[${x}<>${y}]`,

@@ -2,10 +2,13 @@
  * realize: Topology -> desired HostState (pure; no host access).
  * Maps every user-level object onto the host objects that implement it, using the
  * recipes measured in shared/notes/kernel-experiments.md:
- * - partitions/isolation: nft bridge-family sets of port names (ARP exempt);
- * - drop: nft `numgen random mod 10000` interval elements per directed pair;
+ * - partitions: nft bridge-family set of directed pairs, sender MAC . receiver port
+ *   (ARP exempt); isolation: a set of port names;
+ * - drop: nft `numgen random mod 10000` interval elements per directed pair (sender
+ *   MAC . receiver port);
  * - bandwidth/latency: HTB on the destination port's egress, one class per shaped
- *   source (selected by the nft `prio` map through skb->priority), netem as leaf;
+ *   source (selected by the nft `prio` map, sender MAC . receiver port, through
+ *   skb->priority), netem as leaf;
  *   a whole-bridge bandwidth/latency is each member port's default class;
  * - uplink/routes: inet-family table plus ip_forward, routes inside the nodes; for
  *   bridges with subnet6 also IPv6 routes, net.ipv6.conf.all.forwarding and an IPv6
@@ -13,6 +16,8 @@
  * Per-pair impairment fields override the whole-bridge field of the same name.
  */
 import type { Topology, BridgeSpec, ImpairmentSpec, NodeSpec } from '../model/topology.js';
+import { hasNamespace } from '../model/topology.js';
+import { defaultGateways, realizeRouters, returnRoutes } from './routers.js';
 import { dirname, resolve } from 'node:path';
 import type { HostState, PortShaping, NftBridgeTable, NftInetTable, RouteState } from '../model/state.js';
 import { emptyState, routeOrder } from '../model/state.js';
@@ -85,11 +90,25 @@ function prefixMask(prefix: number): string {
 }
 
 /**
+ * Whether this host holds the bridge's host side (host address, DHCP/DNS, routes, uplink,
+ * forwards): always, except in a multi-host lab's projection for a host that is not the
+ * bridge's home (src/hosts/project.ts).
+ */
+export function isHome(b: BridgeSpec): boolean {
+  return b.placement?.home !== false;
+}
+
+/** Whether the bridge exists on this host (false only in a multi-host projection). */
+export function isHere(b: BridgeSpec): boolean {
+  return b.placement?.absent !== true;
+}
+
+/**
  * Whether the lab forwards IP traffic in its host namespace (uplink, routes between
  * bridges or port forwards): then it has the inet table and needs net.ipv4.ip_forward=1.
  */
 export function needsForwarding(t: Topology): boolean {
-  return Object.values(t.bridges).some((b) => b.uplink || b.routes.length > 0 || b.forwards.length > 0);
+  return Object.values(t.bridges).some((b) => isHome(b) && (b.uplink || b.routes.length > 0 || b.forwards.length > 0));
 }
 
 /**
@@ -98,7 +117,7 @@ export function needsForwarding(t: Topology): boolean {
  * Routes between a bridge with subnet6 and one without are IPv4 only.
  */
 export function needsForwarding6(t: Topology): boolean {
-  return Object.values(t.bridges).some((b) => b.subnet6 !== undefined && (b.uplink || b.routes.some((r) => t.bridges[r]?.subnet6 !== undefined)));
+  return Object.values(t.bridges).some((b) => isHome(b) && b.subnet6 !== undefined && (b.uplink || b.routes.some((r) => t.bridges[r]?.subnet6 !== undefined)));
 }
 
 /** A qemu node boots a VM when it has a kernel or a disk; otherwise it only gets its TAPs. */
@@ -116,33 +135,47 @@ interface Effective {
 export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
   const s = emptyState();
   const lab = t.lab;
-  // Port device of each attachment, by bridge and node (looked up for every pair of members).
+  // Port device and NIC MAC of each attachment, by bridge and node (looked up for every pair of members).
   const ports = new Map(Object.values(t.bridges).map((b) => [b.name, new Map(b.attach.map((a) => [a.node, names.portDev(lab, a.node, a.nicIndex)]))]));
+  const macs = new Map(Object.values(t.bridges).map((b) => [b.name, new Map(b.attach.map((a) => [a.node, a.mac ?? names.nicMac(lab, a.node, b.name, t.macPrefix)]))]));
   const portOf = (node: string, bridge: string): string => ports.get(bridge)!.get(node)!;
+  const macOf = (node: string, bridge: string): string => macs.get(bridge)!.get(node)!;
+  /** A directed pair's key: the sender's NIC MAC and the receiver's port (see PortPair). */
+  const pairOf = (from: string, to: string, bridge: string): string => `${macOf(from, bridge)}>${portOf(to, bridge)}`;
 
-  // Node namespaces (netns nodes).
+  // Node namespaces (netns nodes and routers; a router's lo carries a router mark).
   for (const n of Object.values(t.nodes)) {
-    if (n.kind !== 'netns') continue;
+    if (!hasNamespace(n.kind)) continue;
     const ns = names.nodeNetns(lab, n.name);
-    s.namespaces[ns] = { name: ns, node: n.name, owner: names.nodeAlias(lab, n.name), loUp: true, nics: {}, routes: [] };
+    const owner = n.kind === 'router' ? names.routerAlias(lab, n.name, t.placement) : names.nodeAlias(lab, n.name, t.placement);
+    s.namespaces[ns] = { name: ns, node: n.name, owner, loUp: true, nics: {}, routes: [] };
   }
 
   // Bridges, ports, NICs.
   for (const b of Object.values(t.bridges)) {
+    if (!isHere(b)) continue;
     const dev = names.bridgeDev(lab, b.name);
+    const home = isHome(b);
     s.links[dev] = {
       name: dev, kind: 'bridge', alias: names.bridgeAlias(lab, b.name), mtu: b.mtu, up: true,
-      addrs: b.hostAddr ? [b.hostAddr] : [], addrs6: b.hostAddr6 ? [b.hostAddr6] : [],
+      addrs: b.hostAddr && home ? [b.hostAddr] : [], addrs6: b.hostAddr6 && home ? [b.hostAddr6] : [],
     };
+    const vx = b.placement?.vxlan;
+    if (vx) {
+      const vdev = names.vxlanDev(lab, b.name);
+      s.links[vdev] = { name: vdev, kind: 'vxlan', alias: names.vxlanAlias(lab, b.name), master: dev, mtu: b.mtu, up: true, addrs: [], vxlan: { vni: vx.vni, port: vx.port, local: vx.local, peers: [...vx.peers].sort() } };
+    }
     for (const a of b.attach) {
+      if (a.remote) continue; // on another host: only a sender here (partitions, drop, shaping)
       const node = t.nodes[a.node];
       const port = names.portDev(lab, a.node, a.nicIndex);
-      const isNetns = node.kind === 'netns';
+      const isNetns = hasNamespace(node.kind);
       // A VM's link state is its NIC's (QMP set_link); the TAP itself stays up.
       const vm = bootsVm(node);
       if (vm) {
         const v = vmOf(s, t, node, ctx);
-        v.nics[port] = { tap: port, mac: a.mac ?? names.nicMac(lab, a.node, b.name, t.macPrefix), slot: 0x10 + a.nicIndex };
+        // On a bridge spanning hosts the guest learns the MTU that fits the tunnel (virtio-net host_mtu).
+        v.nics[port] = { tap: port, mac: a.mac ?? names.nicMac(lab, a.node, b.name, t.macPrefix), slot: 0x10 + a.nicIndex, ...(vx && b.mtu ? { mtu: b.mtu } : {}) };
         v.links[port] = a.link;
       }
       s.links[port] = {
@@ -160,29 +193,34 @@ export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
   // VMs without any attachment still boot.
   for (const n of Object.values(t.nodes)) if (bootsVm(n)) vmOf(s, t, n, ctx);
 
-  // Routes inside nodes: to routed bridges' subnets and a default route for uplinks.
+  // Routes inside nodes: to routed bridges' subnets, default routes (uplink or gateway), routers' return routes.
   for (const ns of Object.values(s.namespaces)) ns.routes = nodeRoutes(t, ns.node);
+  realizeRouters(t, s);
 
   // DHCP/DNS per bridge, and resolv.conf for netns nodes on a bridge with DNS (first in NIC order).
   for (const b of Object.values(t.bridges)) {
-    if ((b.dhcp || b.dns) && b.hostAddr && ctx.stateDir) s.dnsmasq[b.name] = { bridge: b.name, config: dnsmasqConfig(t, b, ctx.stateDir), alive: true };
+    if ((b.dhcp || b.dns) && b.hostAddr && ctx.stateDir && isHere(b) && isHome(b)) s.dnsmasq[b.name] = { bridge: b.name, config: dnsmasqConfig(t, b, ctx.stateDir), alive: true };
   }
   for (const ns of Object.values(s.namespaces)) {
     const dnsBridges = Object.values(t.bridges)
       .filter((b) => b.dns && b.hostAddr && b.attach.some((a) => a.node === ns.node))
       .sort((x, y) => (x.name < y.name ? -1 : 1));
     if (dnsBridges.length === 0) continue;
-    s.resolv[ns.name] = `# provium:${lab}:node:${ns.node}\nnameserver ${dnsBridges[0].hostAddr!.split('/')[0]}\nsearch ${dnsBridges.map((b) => b.name).join(' ')}\noptions timeout:1 attempts:2\n`;
+    s.resolv[ns.name] = `# ${names.nodeAlias(lab, ns.node, t.placement)}\nnameserver ${dnsBridges[0].hostAddr!.split('/')[0]}\nsearch ${dnsBridges.map((b) => b.name).join(' ')}\noptions timeout:1 attempts:2\n`;
   }
 
   // Partitions, isolation, impairments.
   const bt: NftBridgeTable = { skeleton: desiredFingerprint(bridgeSkeleton(lab)), blocked: {}, isolated: {}, loss: {}, prio: {} };
+  // pairs: by the sender's MAC (which the nft prio map matches).
   type Shaped = { bridge: BridgeSpec; dstNode: string; pairs: Map<string, NonNullable<Effective['shape']> & { src: string }>; def?: Effective['shape'] };
   const shapedPorts = new Map<string, Shaped>();
   for (const b of Object.values(t.bridges)) {
     const members = b.attach.map((a) => a.node);
+    // Pairs are enforced at the receiver's port: only receivers on this host.
+    const remote = new Set(b.attach.filter((a) => a.remote).map((a) => a.node));
     const setBlocked = (x: string, y: string, owner: string) => {
-      const k = `${portOf(x, b.name)}>${portOf(y, b.name)}`;
+      if (remote.has(y)) return;
+      const k = pairOf(x, y, b.name);
       if (!bt.blocked[k]) bt.blocked[k] = { owner, value: true };
     };
     for (const p of b.partitions) {
@@ -193,7 +231,7 @@ export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
       } else setBlocked(p.a, p.b, addr.partitionDir(b.name, p.a, p.b));
     }
     if (b.partitionAll) for (const x of members) for (const y of members) if (x !== y) setBlocked(x, y, addr.partitionAll(b.name));
-    for (const n of b.isolate) bt.isolated[portOf(n, b.name)] = { owner: addr.isolate(b.name, n), value: true };
+    for (const n of b.isolate) if (!remote.has(n)) bt.isolated[portOf(n, b.name)] = { owner: addr.isolate(b.name, n), value: true };
 
     const whole = b.impairments.find((i) => !i.from);
     // Per-pair impairments by source, then destination node.
@@ -202,28 +240,28 @@ export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
     // Pairs without their own impairment share the whole-bridge drop (one owner string, one value).
     const wholeDrop = whole?.drop_pct !== undefined && Math.round(whole.drop_pct * 100) > 0 ? { owner: addr.impairWhole(b.name), value: Math.min(10000, Math.round(whole.drop_pct * 100)) } : undefined;
     for (const x of members) {
-      const px = portOf(x, b.name);
+      const mx = macOf(x, b.name);
       const mine = pairs.get(x);
       for (const y of members) {
-        if (x === y) continue;
+        if (x === y || remote.has(y)) continue;
         const py = portOf(y, b.name);
         const pair = mine?.get(y);
         if (!pair) {
-          if (wholeDrop) bt.loss[`${px}>${py}`] = wholeDrop;
+          if (wholeDrop) bt.loss[`${mx}>${py}`] = wholeDrop;
           continue;
         }
         const eff = effective(b.name, whole, pair, x, y);
         if (eff.drop && Math.round(eff.drop.pct * 100) > 0) {
-          bt.loss[`${px}>${py}`] = { owner: eff.drop.owner, value: Math.min(10000, Math.round(eff.drop.pct * 100)) };
+          bt.loss[`${mx}>${py}`] = { owner: eff.drop.owner, value: Math.min(10000, Math.round(eff.drop.pct * 100)) };
         }
         if (eff.shape) {
           const e: Shaped = shapedPorts.get(py) ?? { bridge: b, dstNode: y, pairs: new Map() };
-          e.pairs.set(px, { ...eff.shape, src: x });
+          e.pairs.set(mx, { ...eff.shape, src: x });
           shapedPorts.set(py, e);
         }
       }
       // The destination port's default class carries the whole-bridge bandwidth/latency.
-      if (whole && (whole.bandwidth_bps !== undefined || whole.latency_ms !== undefined)) {
+      if (whole && !remote.has(x) && (whole.bandwidth_bps !== undefined || whole.latency_ms !== undefined)) {
         const py = portOf(x, b.name);
         const e: Shaped = shapedPorts.get(py) ?? { bridge: b, dstNode: x, pairs: new Map() };
         e.def = { rateBps: whole.bandwidth_bps ?? UNSHAPED_BPS, latencyMs: whole.latency_ms, jitterMs: whole.jitter_ms, owner: addr.impairWhole(b.name) };
@@ -261,6 +299,7 @@ export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
       skeleton: desiredFingerprint(inetSkeleton(lab)), bridges: {}, forward: {}, uplinkBridges: {}, masqSources: {}, uplinkOifs: {}, masqSources6: {}, uplinkOifs6: {}, forwards: {},
     };
     for (const b of Object.values(t.bridges)) {
+      if (!isHere(b) || !isHome(b)) continue;
       const dev = names.bridgeDev(lab, b.name);
       it.bridges[dev] = { owner: addr.bridge(b.name), value: true };
       it.forward[`${dev}>${dev}`] = { owner: addr.bridge(b.name), value: true };
@@ -287,6 +326,12 @@ export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
     if (needsForwarding6(t)) s.ip6Forward = true;
   }
   return s;
+}
+
+/** MAC of node's NIC on bridge: the file's `mac:`, else the deterministic one (names.nicMac). */
+export function nicMacOf(t: Topology, node: string, bridge: string): string {
+  const a = t.bridges[bridge].attach.find((x) => x.node === node)!;
+  return a.mac ?? names.nicMac(t.lab, node, bridge, t.macPrefix);
 }
 
 /** The desired VM of a qemu node (created on first use). Paths resolve against the topology file's folder. */
@@ -321,10 +366,12 @@ function effective(b: string, whole: ImpairmentSpec | undefined, pair: Impairmen
 }
 
 /**
- * Routes of one netns node: routed bridges' subnets via the attached bridge's host
- * address; default via the first uplink bridge (in bridge-name order). The same for
- * IPv6 where both bridges have subnet6: their subnet6 via the host side's ::1, and an
- * IPv6 default route via the first uplink bridge with subnet6. Sorted by routeOrder.
+ * Routes of one netns node or router: routed bridges' subnets via the attached bridge's
+ * host address; default routes through a gateway router or an uplink bridge's host side
+ * (routers.ts defaultGateways: `default_route` first, else the first such bridge in
+ * bridge-name order; a router's through its upstream); routers' return routes (routers.ts
+ * returnRoutes). The same for IPv6 where bridges have subnet6: their subnet6 via the host
+ * side's ::1, defaults via ::1 of the gateway or uplink bridge. Sorted by routeOrder.
  */
 export function nodeRoutes(t: Topology, node: string): RouteState[] {
   const mine = Object.values(t.bridges)
@@ -339,12 +386,18 @@ export function nodeRoutes(t: Topology, node: string): RouteState[] {
       const sub = subnetOf(t.bridges[r]);
       if (sub && !attached.has(r) && !m.has(sub)) m.set(sub, gw);
     }
-    if (b.uplink && !m.has('default')) m.set('default', gw);
   };
   for (const b of mine) {
     const me = b.attach.find((a) => a.node === node)!;
     if (b.hostAddr && me.ip) add(routes, b, b.hostAddr, (r) => r.subnet);
     if (b.hostAddr6 && me.ip6) add(routes6, b, b.hostAddr6, (r) => r.subnet6);
+  }
+  const d = defaultGateways(t, node);
+  if (d.v4) routes.set('default', d.v4);
+  if (d.v6) routes6.set('default', d.v6);
+  for (const r of returnRoutes(t, node)) {
+    const m = r.via.includes(':') ? routes6 : routes;
+    if (!m.has(r.dst)) m.set(r.dst, r.via);
   }
   return [...routes, ...routes6].map(([dst, via]) => ({ dst, via })).sort(routeOrder);
 }

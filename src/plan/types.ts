@@ -34,6 +34,8 @@ export interface Change {
   address: string;
   action: Action;
   items: ItemChange[];
+  /** The address these host objects were owned by before, when they move in place (a replugged attachment). */
+  movedFrom?: string;
 }
 
 /** One QMP command, and what it changes in the VM's record (vm.json) when it succeeds. */
@@ -56,6 +58,8 @@ export interface Invocation {
   stdin?: string;
   /** What it does, for logs: "host links", "node a", "nft transaction". */
   label: string;
+  /** Consecutive invocations with the same value run concurrently (8 at a time), e.g. one per router. */
+  parallel?: string;
   /** A node namespace batch whose output (after the writes) reads that namespace back. */
   readsBack?: string;
   /**

@@ -99,6 +99,7 @@ function bridgeLines(b: BridgeSpec): string[] {
   const lines = [`bridge ${b.name}`];
   if (b.subnet) lines.push(b.subnet);
   if (b.hostAddr) lines.push(`host ${b.hostAddr}`);
+  if (b.gateway) lines.push(`gateway ${b.gateway} ${b.gatewayAddr ?? ''}`.trim());
   if (b.mtu !== undefined) lines.push(`mtu ${b.mtu}`);
   for (const i of b.impairments) if (i.from === undefined && i.to === undefined) lines.push(`whole bridge: ${impairmentLabel(i)}`);
   if (b.partitionAll) lines.push('partition_all: every pair cut');
@@ -157,6 +158,11 @@ function picture(t: Topology): Picture {
 
 function nodeVertex(n: NodeSpec, isolatedOn: string[] | undefined, attached: boolean): Vertex {
   const lines = [n.name, n.kind === 'qemu' && n.qemu ? `qemu, ${n.qemu.memory_mb} MiB` : n.kind];
+  if (n.router) {
+    const nat = n.router.nat;
+    lines.push(nat ? `NAT ${nat.preset ?? `${nat.mapping} / ${nat.filtering}`}` : 'no NAT');
+    if (n.router.firewall) lines.push(`firewall ${n.router.firewall.preset ?? 'allow list'}`);
+  }
   if (isolatedOn) lines.push(`isolated on ${isolatedOn.join(', ')}`);
   if (!attached) lines.push('no NIC');
   return { id: nodeId(n.name), shape: n.kind === 'qemu' ? 'qemu' : 'netns', lines, isolated: isolatedOn !== undefined };

@@ -25,6 +25,7 @@ export function planJson(plan: Plan) {
     changes: plan.changes.map((ch) => ({
       address: ch.address,
       action: ch.action,
+      ...(ch.movedFrom ? { moved_from: ch.movedFrom } : {}),
       items: ch.items.map((it) => ({
         key: it.key, action: it.action, object: describeItem(it),
         before: it.before?.value ?? null, after: it.after?.value ?? null,

@@ -7,8 +7,10 @@ import { readFileSync } from 'node:fs';
 import type { Topology } from '../model/topology.js';
 import type { Planned } from '../apply/index.js';
 import { parseAlias } from '../model/names.js';
+import { nicMacOf } from '../plan/realize.js';
 import { planJson } from './json.js';
 import type { NicCounters } from '../observe/counters.js';
+import { firewallFields, parseNatCode } from '../plan/router-nft.js';
 
 /** Leases dnsmasq handed out ("expiry mac ip hostname clientid" lines of its lease file, named in its config). */
 function readLeases(config: string): { mac: string; ip: string; name: string; expires: string }[] {
@@ -47,7 +49,10 @@ export function showJson(t: Topology, planned: Planned, counters: Record<string,
     const a = parseAlias(l.alias);
     if (a?.kind === 'port') who.set(l.name, { node: a.node, bridge: a.bridge });
   }
-  const name = (dev: string) => who.get(dev)?.node ?? dev;
+  // Senders of pair elements are MACs (the file's NICs): named back through the file.
+  const macs = new Map<string, string>();
+  for (const b of Object.values(t.bridges)) for (const a of b.attach) macs.set(nicMacOf(t, a.node, b.name), a.node);
+  const name = (devOrMac: string) => who.get(devOrMac)?.node ?? macs.get(devOrMac) ?? devOrMac;
   const pair = (k: string) => k.split('>').map(name).join('->');
   const bridges: Record<string, unknown> = {};
   for (const l of Object.values(s.links)) {
@@ -73,7 +78,7 @@ export function showJson(t: Topology, planned: Planned, counters: Record<string,
     const dm = s.dnsmasq[a.bridge];
     const names = dm ? [...dm.config.matchAll(/^host-record=([^,\n]+),(.+)$/gm)].map((m) => ({ name: m[1], addresses: m[2].split(',') })) : [];
     const leases = dm ? readLeases(dm.config) : [];
-    const inBridge = (k: string) => devs.has(k.split('>')[0]);
+    const inBridge = (k: string) => devs.has(k.split('>')[1]);
     const bt = s.nft.bridge;
     bridges[a.bridge] = {
       device: l.name, up: l.up, host_addresses: [...l.addrs, ...(l.addrs6 ?? [])], mtu: l.mtu, ports,
@@ -98,8 +103,16 @@ export function showJson(t: Topology, planned: Planned, counters: Record<string,
     };
   }
   const nodes = Object.fromEntries(Object.values(s.namespaces).map((n) => [n.node, { netns: n.name, nics: n.nics, routes: n.routes }]));
+  const routers = Object.fromEntries(Object.values(s.routers ?? {}).sort((a, b) => (a.node < b.node ? -1 : 1)).map((r) => {
+    const nat = r.table ? parseNatCode(r.table.nat) : undefined;
+    return [r.node, {
+      netns: r.ns, upstream: r.table?.wan ?? [], downstream: r.table?.lan ?? [], public_address: r.table?.public4[0] ?? null,
+      nat: nat ? { mapping: nat.mapping, filtering: nat.filtering, hairpin: nat.hairpin, port_preservation: nat.portPreservation, udp_timeout_s: r.ctUdp ?? null, tcp_established_timeout_s: r.ctTcpEstablished ?? null } : null,
+      firewall: firewallFields(r.table),
+    }];
+  }));
   const vms = Object.fromEntries(Object.values(s.vms).sort((a, b) => (a.node < b.node ? -1 : 1)).map((v) => [v.node, { status: v.status, pid: v.pid ?? null, accel: v.spec.accel, memory_mb: v.spec.memoryMb, cpus: v.spec.cpus, nics: v.nics, links_recorded: v.links }]));
-  return { lab: t.lab, nodes, vms, bridges, ip_forward: s.ipForward ?? null, ipv6_forwarding: s.ip6Forward ?? null, drift: planJson(planned.plan) };
+  return { lab: t.lab, nodes, vms, bridges, routers, ip_forward: s.ipForward ?? null, ipv6_forwarding: s.ip6Forward ?? null, drift: planJson(planned.plan) };
 }
 
 export function renderShow(t: Topology, planned: Planned, opts: { color: boolean }, counters: Record<string, NicCounters> = {}): string {
@@ -125,6 +138,10 @@ export function renderShow(t: Topology, planned: Planned, opts: { color: boolean
       if (sh.default && sh.default.bandwidth_bps < 10e9) out.push(`    into ${node}: ${sh.default.bandwidth_bps / 1e6} Mbit/s${sh.default.latency_ms ? `, ${sh.default.latency_ms} ms` : ''}`);
       for (const [src, x] of Object.entries(sh.from) as [string, any][]) out.push(`    ${src}->${node}: ${x.bandwidth_bps / 1e6} Mbit/s${x.latency_ms ? `, latency ${x.latency_ms} ms, jitter ${x.jitter_ms} ms` : ''}`);
     }
+  }
+  for (const [n, v] of Object.entries(j.routers) as [string, any][]) {
+    const nat = v.nat ? `NAT ${v.nat.mapping} mapping, ${v.nat.filtering} filtering, hairpin ${v.nat.hairpin ? 'on' : 'off'}, port preservation ${v.nat.port_preservation ? 'on' : 'off'}, UDP ${v.nat.udp_timeout_s} s, TCP ${v.nat.tcp_established_timeout_s} s` : 'no NAT';
+    out.push(`  router ${c.bold(n)}: upstream ${v.upstream.join(',')}${v.public_address ? ` (${v.public_address})` : ''}, downstream ${v.downstream.join(',') || '-'}; ${nat}; firewall ${v.firewall.firewall ?? 'none'}`);
   }
   for (const [n, v] of Object.entries(j.vms) as [string, any][]) {
     out.push(`  vm ${c.bold(n)}: ${v.status}${v.pid ? ` (pid ${v.pid})` : ''}, ${v.accel}, ${v.memory_mb} MiB, ${v.cpus} CPU`);

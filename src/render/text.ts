@@ -29,6 +29,7 @@ function show(field: string, v: unknown, item: Item | undefined): string {
     if (field === 'delayMs' || field === 'jitterMs') return `${v} ms`;
   }
   if (field === 'mtu') return `${v} bytes`;
+  if (field.endsWith('_timeout_s')) return `${v} s`;
   if (field === 'memoryMb') return `${v} MiB`;
   if (Array.isArray(v)) return v.length ? `[${v.join(', ')}]` : '[]';
   if (typeof v === 'string' && v.includes('\n')) return v.split('\n').filter(Boolean).join(' | ');
@@ -46,8 +47,9 @@ export function describeItem(c: ItemChange): string {
     case 'routes': return `routes in ${ref.ns}`;
     case 'link': {
       const k = ((c.after ?? c.before)!.value as { kind?: string }).kind;
-      return `${k === 'bridge' ? 'bridge' : k === 'tun' ? 'TAP port' : 'veth port'} ${ref.name}`;
+      return `${k === 'bridge' ? 'bridge' : k === 'tun' ? 'TAP port' : k === 'vxlan' ? 'VXLAN port' : 'veth port'} ${ref.name}`;
     }
+    case 'fdb': return `VXLAN peers of ${ref.dev} (head-end replication)`;
     case 'qdisc': return `HTB qdisc on ${ref.dev}`;
     case 'class': return `HTB class on ${ref.dev} (minor ${ref.minor.toString(16)})`;
     case 'nft-table': return `nft table ${ref.family} (sets, chains, rules)`;
@@ -65,12 +67,16 @@ export function describeItem(c: ItemChange): string {
     case 'vm-link': return `VM link state on ${ref.tap} (recorded: QEMU cannot report it)`;
     case 'dnsmasq': return `dnsmasq (DHCP/DNS) on bridge ${ref.bridge}`;
     case 'resolv': return `/etc/netns/${ref.ns}/resolv.conf`;
+    case 'router': return `router settings in ${ref.ns} (forwarding, nft table)`;
+    case 'router-nat': return `NAT in ${ref.ns} (RFC 4787 behaviour)`;
+    case 'router-fw': return `firewall in ${ref.ns}`;
   }
 }
 
 function renderChange(ch: Change, c: InstanceType<typeof Chalk>): string[] {
   const color = { create: c.green, update: c.yellow, replace: c.magenta, delete: c.red }[ch.action];
-  const out = [`  ${c.bold(`# ${ch.address}`)} ${VERB[ch.action]}`, color(`  ${SYMBOL[ch.action]} ${ch.address}`)];
+  const moved = ch.movedFrom ? ` (moved from ${ch.movedFrom})` : '';
+  const out = [`  ${c.bold(`# ${ch.address}`)} ${VERB[ch.action]}${moved}`, color(`  ${SYMBOL[ch.action]} ${ch.address}`)];
   for (const it of ch.items) {
     const item = it.after ?? it.before;
     const ic = { create: c.green, update: c.yellow, replace: c.magenta, delete: c.red }[it.action];
@@ -79,11 +85,13 @@ function renderChange(ch: Change, c: InstanceType<typeof Chalk>): string[] {
     const fields = it.fields.filter((f) => f.field !== 'owner' || it.action === 'update');
     if (it.action === 'update' || it.action === 'replace') {
       for (const f of fields) {
-        if (f.field === 'skeleton') out.push('          structure (sets, chains, rules) differs from what provium writes');
-        else out.push(`          ${FIELD_NAME[f.field] ?? f.field}: ${show(f.field, f.before, item)} -> ${show(f.field, f.after, item)}`);
+        if (f.field === 'skeleton' || f.field === 'table' || f.field === 'rules') {
+          if (f.before !== undefined && f.after !== undefined && it.fields.length > 1) continue; // follows from the other fields
+          out.push(`          ${f.before === undefined ? 'nft table missing' : 'structure (sets, chains, rules) differs from what provium writes'}`);
+        } else out.push(`          ${FIELD_NAME[f.field] ?? f.field}: ${show(f.field, f.before, item)} -> ${show(f.field, f.after, item)}`);
       }
     } else if (it.action === 'create' && item?.ref.kind !== 'nft-table') {
-      for (const f of fields) if (f.field !== 'owner' && !(f.field === 'value' && f.after === true)) out.push(c.dim(`          ${FIELD_NAME[f.field] ?? f.field}: ${show(f.field, f.after, item)}`));
+      for (const f of fields) if (f.field !== 'owner' && f.field !== 'rules' && f.field !== 'table' && !(f.field === 'value' && f.after === true)) out.push(c.dim(`          ${FIELD_NAME[f.field] ?? f.field}: ${show(f.field, f.after, item)}`));
     }
   }
   return out;

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import {
   labTest, must, udpCount, udpProbe, iperf, ping, report, mbit, isReadOnly, listNetns, snapshotDir, ensureDir, makeUpstream, type Lab,
 } from './helpers.js';
+import { nicMac } from '../../src/model/names.js';
 
 /** JSON printed by ip, tc and nft, read loosely. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -101,8 +102,8 @@ labTest('one-field change: changing one pair drop_pct is one change, at most 2 h
   const e0 = nftElems(rs0);
   const e1 = nftElems(rs1);
   for (const k of Object.keys({ ...e0, ...e1 })) if (k !== 'bridge loss') assert.deepEqual(e1[k], e0[k], `elements of ${k} unchanged`);
-  // a is on data (eth0) and lan (eth1): its lan port is <lab>-a-1.
-  const ab = `"concat":${JSON.stringify([lab.port('a', 1), lab.port('b')])}`.slice(0, -1);
+  // A pair element is the sender's NIC MAC (a on lan) and the receiver's port (b's).
+  const ab = `"concat":${JSON.stringify([nicMac(lab.name, 'a', 'lan'), lab.port('b')])}`.slice(0, -1);
   const isAb = (e: string) => e.includes(ab);
   assert.deepEqual(e1['bridge loss'].filter((e) => !isAb(e)), e0['bridge loss'].filter((e) => !isAb(e)), 'the other loss elements are unchanged');
   const ab0 = e0['bridge loss'].filter(isAb);

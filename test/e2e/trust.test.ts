@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { labTest, run, report, isReadOnly, listNetns, udpCount, ipOf, type Lab } from './helpers.js';
+import { nicMac } from '../../src/model/names.js';
 
 const BODY = (drop: number) => `
   nodes: { a: { kind: netns }, b: { kind: netns }, c: { kind: netns } }
@@ -68,7 +69,7 @@ labTest('saved plan: apply PLANFILE runs exactly the saved plan; a plan made bef
   lab.write(BODY(9));
   const p2 = join(lab.dir, 'p2.json');
   assert.equal((await lab.provium(['plan', '--out', p2])).code, 0);
-  await run(['ip', 'netns', 'exec', lab.hostNs, 'nft', 'delete', 'element', 'bridge', `provium_${lab.name}`, 'blocked', `{ "${lab.port('a', 1)}" . "${lab.port('c', 0)}" }`]);
+  await run(['ip', 'netns', 'exec', lab.hostNs, 'nft', 'delete', 'element', 'bridge', `provium_${lab.name}`, 'blocked', `{ ${nicMac(lab.name, 'a', 'lan')} . "${lab.port('c', 0)}" }`]);
   lab.clearTrace();
   const s = await lab.provium(['apply', p2], { file: false });
   assert.equal(s.code, 1, 'a stale plan is refused');

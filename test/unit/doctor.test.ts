@@ -33,7 +33,7 @@ function healthy(): Fake {
     capEff: '000001ffffffffff',
     files: { '/proc/self/ns/net': '', '/run/netns': '', '/dev/kvm': '', '/sys/module/kvm_intel': '', '/proc/cpuinfo': 'flags\t\t: fpu vmx sse\n' },
     writable: ['/run/netns', '/run', '/dev/kvm'],
-    tools: ['ip', 'tc', 'nft', 'bridge', 'sysctl', 'qemu-system-x86_64', 'tcpdump', 'iperf3', 'socat'],
+    tools: ['ip', 'tc', 'nft', 'bridge', 'sysctl', 'conntrack', 'qemu-system-x86_64', 'tcpdump', 'iperf3', 'socat'],
     features: { netem: true, htb: true, nftBridge: true, tun: true },
     modules: { bridge: true, veth: true, ifb: true, nftMasq: true, brNetfilter: false },
   };
@@ -97,7 +97,7 @@ describe('doctor on fake hosts', () => {
     assertStructure(doctorJson(r));
     assert.deepEqual(r.checks.filter((c) => c.status !== 'ok').map((c) => c.name), []);
     assert.ok(doctorReady(r));
-    assert.deepEqual(ran.map((a) => a.slice(1).join(' ')).sort(), ['--version', '--version', '--version', '--version', '--version', '-V', '-V', '-V', '-V'].sort());
+    assert.deepEqual(ran.map((a) => a.slice(1).join(' ')).sort(), ['--version', '--version', '--version', '--version', '--version', '--version', '-V', '-V', '-V', '-V'].sort());
     assert.match(byName(r, 'tool:ip').detail, /ip utility, version 1\.0 \(\/usr\/bin\/ip\)/);
     const text = renderDoctor(r);
     assert.equal(text.trimEnd().split('\n').length, r.checks.length + 1, 'one line per check plus the verdict');

@@ -69,3 +69,12 @@ test('the schema rejects what it should (the checks above can fail)', async () =
   assert.equal(v({ ...doc, changes: [{ address: 'x', action: 'move', items: [] }] }), false);
   assert.equal(v({ ...doc, commands: [{ argv: 'ip link', label: 'x' }] }), false);
 });
+
+test('a multi-host plan --json document (changes and commands with their host, per-host plans) matches the output schema', async () => {
+  const { multiPlanJson } = await import('../../src/hosts/render.js');
+  const { plan, observation } = await planFixture('drifted');
+  const t = loadTopology(new URL('drifted/topology.yaml', FIXTURES).pathname);
+  const doc = multiPlanJson({ lab: t.lab, errors: [], hosts: [{ host: 'h1', topology: t, ctx: {}, plan, observation, record: {} }, { host: 'h2', topology: t, ctx: {}, plan, observation, record: {} }] });
+  assert.ok(doc.changes.every((c) => c.host === 'h1' || c.host === 'h2'));
+  check('plan', JSON.parse(JSON.stringify(doc)));
+});

@@ -2,6 +2,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { planFixture, FIXTURES } from './replay.js';
+import { nicMac } from '../../src/model/names.js';
 
 process.env.PROVIUM_STATE_DIR = '/nonexistent/provium-unit';
 
@@ -46,10 +47,10 @@ describe('plan on recorded host output', () => {
     const cmds = plan.invocations.map((i) => i.label);
     assert.deepEqual(cmds, ['host links', 'namespace pv-fx-a', 'namespace pv-fx-c', 'traffic control', 'nftables transaction']);
     const nft = plan.invocations.find((i) => i.label === 'nftables transaction')!.stdin!;
-    assert.equal(nft.trim(), 'add element bridge provium_fx blocked { "fx-a-1" . "fx-b-1" comment "bridge.lan.partition[a<>b]" }');
+    // The sender by its NIC's MAC, the receiver by its port.
+    assert.equal(nft.trim(), `add element bridge provium_fx blocked { ${nicMac('fx', 'a', 'lan')} . "fx-b-1" comment "bridge.lan.partition[a<>b]" }`);
     const host = plan.invocations.find((i) => i.label === 'host links')!.stdin!;
     // The re-created NIC gets its deterministic MAC back, so peers' ARP caches stay valid.
-    const { nicMac } = await import('../../src/model/names.js');
     assert.match(host, new RegExp(`link add fx-c-0 type veth peer name eth0 address ${nicMac('fx', 'c', 'lan')} netns pv-fx-c`));
     assert.match(host, /link set fx-c-0 down/);
   });

@@ -31,6 +31,7 @@ describe('topology cache', () => {
       const k = cacheKey('b', 'lab.yaml', '/x/lab.yaml', 'text');
       assert.notEqual(k, cacheKey('b', './lab.yaml', '/x/lab.yaml', 'text'), 'the path as given is part of the key (positions name it)');
       assert.notEqual(k, cacheKey('c', 'lab.yaml', '/x/lab.yaml', 'text'), 'another build');
+      assert.notEqual(cacheKey('b', 'lab.yaml', '/x/lab.yaml', 'text', '/root'), cacheKey('b', 'lab.yaml', '/x/lab.yaml', 'text', '/home/u'), 'another home directory (hosts: identity ~/...)');
       assert.equal(readEntry(dir, k), undefined, 'no directory yet');
       writeEntry(dir, k, t);
       assert.deepEqual(readEntry(dir, k), t);
