@@ -6,9 +6,12 @@
  * links, addresses and routes (both families) through the runner's NamespaceIO (the
  * netlink helper: requests to one process; or iproute2: `ip -j -d addr show` plus one
  * `ip -j -d -n NS -batch -` per namespace, 8 at a time), + 1 `tc -j qdisc show` (+1
- * `tc -batch` class show when shaped ports exist) + 1 `nft -j list ruleset`; with uplink
- * 1 `ip -j route show table all default` (the IPv4 and IPv6 default routes), while the
- * lab routes 1 `sysctl -n` (ip_forward and IPv6 forwarding in one process).
+ * `tc -batch` class show when shaped ports exist) + 1 `nft -j list ruleset` (on the
+ * netlink path skipped while the host namespace's ruleset generation is unchanged:
+ * nft-cache.ts); with VXLAN ports 1 `bridge -j -batch -` (their FDB peers); per router 2
+ * (its table and sysctls: routers.ts); with uplink 1 `ip -j route show table all default`
+ * (the IPv4 and IPv6 default routes), while the lab routes 1 `sysctl -n` (ip_forward and
+ * IPv6 forwarding in one process).
  */
 import { readdirSync, existsSync } from 'node:fs';
 import { observeVms, vmFolderConflicts } from './vms.js';
