@@ -18,4 +18,9 @@ echo "# iproute2 path (PROVIUM_NETLINK=off): basics, partitions, reconcile, l3, 
 PROVIUM_NETLINK=off node --test --test-concurrency=1 \
   dist/test/e2e/basics.test.js dist/test/e2e/partitions.test.js dist/test/e2e/reconcile.test.js \
   dist/test/e2e/l3.test.js dist/test/e2e/ipv6-routes.test.js || rc=$?
+# Routers' namespaces (addresses, default and return routes, a replug) on the iproute2 path:
+# two of the NAT tests (~15 s); the multi-host test with a local host covers VXLAN ports.
+echo "# iproute2 path (PROVIUM_NETLINK=off): routers (double NAT, multi-homed), a local host of a multi-host lab"
+PROVIUM_NETLINK=off node --test --test-concurrency=1 --test-name-pattern '^(double NAT|multi-homed|multi-host with a local host)' \
+  dist/test/e2e/nat.test.js dist/test/e2e/multihost.test.js || rc=$?
 exit $rc
