@@ -28,6 +28,7 @@ import { ensureMininet, mininetVersion, runMininet, type MininetResult } from '.
 import { breakdown, describe, fmtBreakdown, fmtGroups, fmtHelper, isReader, type Breakdown } from './timeline.js';
 import { counts, generateLab, plainLab, renamed, toYaml, withOneDropChanged, type LabSpec } from './topology.js';
 import { deleteNetns, listNetns, median, randTag, run, secs, TraceTap, waitQuiet, type Ran, type TraceEntry } from './util.js';
+import { scenarioBench, scenarioDetails, scenarioRows, type ScenarioResult } from './scenario.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const RUNS = Number(process.env.PVB_RUNS ?? 3);
@@ -96,6 +97,8 @@ interface LabResult {
   crossHelperPlansIpLab: string;
   change: { what: string; planChanges: number; planItems: number; hostCommands: number; invocations: string[]; applyMs: number; breakdown?: Breakdown };
   mininet?: MininetResult;
+  /** Scenario steps against fresh applies (bench/scenario.ts), on the 50-node lab. */
+  scenario?: ScenarioResult;
   /** The same topology as Mininet's single,N (N hosts on one bridge): provium and the baseline. */
   plain?: { applyMs: number[]; destroyMs: number[]; baselineMs: number[]; verified: string };
 }
@@ -246,6 +249,12 @@ class Bench {
     };
     log(`one-field change ${spec.lab} (${ch.what}): plan ${res.change.planChanges} change(s) / ${res.change.planItems} item(s), apply host_commands ${aj.host_commands}, ${secs(ap.r.ms)} s; ${fmtBreakdown(res.change.breakdown!)}`);
     for (const inv of res.change.invocations) log(`   ran: ${inv}`);
+
+    if (n === 50) {
+      await waitQuiet();
+      res.scenario = await scenarioBench((a) => this.provium(a), spec, file, this.host, this.tmp, 5);
+      log(`scenario ${spec.lab}: ${scenarioDetails(res.scenario).join(' ')}`);
+    }
 
     await this.destroy(chFile, res);
 
@@ -419,6 +428,7 @@ function buildRows(results: LabResult[], helpMs: number, big?: BigResult): Row[]
     rows.push({ metric: `one drop_pct change, ${r.n} nodes: apply end to end`, value: `${secs(r.change.applyMs)} s`, reference: `${r.change.hostCommands} host command(s)`, ratio: '-', target: tgt(r.n, '<= 0.25 s'), ok: okIf(r.n, r.change.applyMs <= 250) });
     rows.push({ metric: `one drop_pct change, ${r.n} nodes: plan changes`, value: String(r.change.planChanges), reference: `${r.change.planItems} item(s)`, ratio: '-', target: '= 1', ok: r.change.planChanges === 1 });
   }
+  for (const r of results) if (r.scenario) rows.push(...scenarioRows(r.n, r.scenario));
   for (const r of results) {
     const ref = median(r.baselineTeardownMs);
     const ratio = median(r.destroyMs) / ref;
@@ -506,6 +516,7 @@ function details(results: LabResult[], nodeStartMs: number, helpMs: number, mnVe
     out.push(`- one-field change (${r.change.what}): plan ${r.change.planChanges} change(s) with ${r.change.planItems} item(s); apply host_commands ${r.change.hostCommands}, ${secs(r.change.applyMs)} s.`);
     for (const inv of r.change.invocations) out.push(`  - ran \`${inv}\``);
     if (r.change.breakdown) out.push(`  - ${fmtBreakdown(r.change.breakdown)}`);
+    if (r.scenario) out.push(...scenarioDetails(r.scenario));
     out.push(`- destroy: ${r.destroyMs.map(secs).join(', ')} s (median ${secs(median(r.destroyMs))}).`);
     r.destroyBreakdowns.forEach((b, i) => out.push(`  - run ${i + 1}: ${fmtBreakdown(b)}`));
     const d0 = r.destroyBreakdowns[r.destroyBreakdowns.length - 1];

@@ -22,13 +22,17 @@ export interface DiagnosticsResult {
   cases: { name: string; bytes: number; nodes: number; ms: number[]; diagnostics: number }[];
 }
 
-/** qemu nodes with one unknown key each, until the file has `bytes` bytes. */
+/** Room left for the closing `bridges:` part, so a file never exceeds `bytes` (4 MiB is the most provium reads from one file). */
+const TAIL = 64;
+
+/** qemu nodes with one unknown key each, up to `bytes` bytes. */
 function qemuFile(bytes: number, unknown: boolean): { text: string; nodes: number } {
   const parts = ['lab: big\nnodes:\n'];
   let size = parts[0].length;
   let i = 0;
   while (size < bytes) {
     const node = `  vm${i}:\n    kind: qemu\n    kernel: guest/vmlinuz-6.1.0-28-cloud-amd64\n    initrd: guest/initrd.img-6.1.0-28-cloud-amd64\n    append: "console=ttyS0 quiet root=/dev/vda1 pv.ip=10.${(i >> 8) & 255}.${i & 255}.10/16"\n    memory_mb: 256\n${unknown ? '    colour: blue\n' : '    cpus: 1\n'}`;
+    if (size + node.length + TAIL > bytes) break; // stays within provium's 4 MiB input limit
     parts.push(node);
     size += node.length;
     i++;
@@ -44,6 +48,7 @@ function denseFile(bytes: number): { text: string; nodes: number } {
   let i = 0;
   while (size < bytes) {
     const node = `  node${i}:\n    kind: netns\n    colour: blue\n`;
+    if (size + node.length + TAIL > bytes) break;
     parts.push(node);
     size += node.length;
     i++;

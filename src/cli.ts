@@ -6,9 +6,14 @@
 import { Command } from 'commander';
 import { Chalk } from 'chalk';
 import { createInterface } from 'node:readline/promises';
-import { existsSync, readFileSync } from 'node:fs';
-import { checkTopology, loadTopology } from './load/index.js';
-import { loadTopologyCached } from './load/cache.js';
+import { existsSync } from 'node:fs';
+import { stringify as yamlStringify } from 'yaml';
+import { checkSources, type CheckResult, type LoadOptions, type SourceInput } from './load/index.js';
+import { checkSourcesCached } from './load/cache.js';
+import { parseVarFlags } from './load/vars.js';
+import { toData, withoutKeys } from './load/tree.js';
+import { checkScenario } from './scenario/compile.js';
+import { renderEvent, runScenario, type RunEvent } from './scenario/run.js';
 import { InputError, ProviumError, formatDiagnostic } from './model/diagnostics.js';
 import type { Topology } from './model/topology.js';
 import { HostRunner, CommandError } from './host/runner.js';
@@ -131,35 +136,66 @@ async function confirm(question: string): Promise<boolean> {
   return a.trim() === 'yes';
 }
 
-/**
- * Loads a topology file. With `json`, invalid input also prints the validate document
- * ({format_version, valid: false, diagnostics}) on stdout before the error propagates.
- * `cached`: through the topology cache (load/cache.ts): the commands that read the host
- * as root (plan, apply, destroy, show, exec, capture); never validate or graph.
- */
-function load(file: string, json = false, text?: string, cached = false): Topology {
-  try {
-    return cached && text === undefined ? loadTopologyCached(file) : loadTopology(file, text);
-  } catch (e) {
-    if (json && e instanceof InputError) printJson({ format_version: FORMAT_VERSION, valid: false, diagnostics: e.diagnostics.map(diagnosticJson) });
-    throw e;
-  }
+/** The options every command taking FILE has: `-f OVERLAY` (repeatable, later wins) and `--var NAME=VALUE` (repeatable). */
+interface FileOpts {
+  file: string[];
+  var: string[];
 }
 
+/** Adds -f/--file and --var to a command. */
+function fileOptions(cmd: Command): Command {
+  return cmd
+    .option('-f, --file <overlay>', 'merge this overlay file onto FILE (repeatable; later files win; - reads standard input)', collect, [])
+    .option('--var <name=value>', 'value of ${NAME} in the files (repeatable; wins over the environment)', collect, []);
+}
+
+/** The sources and load options of FILE plus its -f overlays and --var values. Throws ProviumError on a bad --var. */
+function sourcesOf(file: string, o: FileOpts): { sources: SourceInput[]; opts: LoadOptions } {
+  const { vars, errors } = parseVarFlags(o.var ?? []);
+  if (errors.length) throw new ProviumError(errors[0], 'write --var NAME=VALUE, e.g. --var LEADER=r1');
+  return { sources: [file, ...(o.file ?? [])].map((name) => ({ name })), opts: { vars } };
+}
+
+/** What was loaded: the topology, and every file merged (names as shown, texts as read) and the variables used. */
+interface Loaded {
+  t: Topology;
+  r: CheckResult;
+}
+
+/** Commands whose load goes through the topology cache: those that read the host as root. */
+const CACHED_COMMANDS = new Set(['plan', 'apply', 'destroy', 'show', 'exec', 'capture']);
+
 /**
- * The topology of a file and the sources it was loaded from, for a saved plan: the text
- * is read once and that very text is loaded and stored. (One file today; overlays and
- * variables join `sources` and the plan file's `variables` when the loader takes them.)
+ * Loads FILE with its -f overlays and --var variables; InputError when invalid (with
+ * `json`, the validate document {format_version, valid: false, diagnostics} is printed on
+ * stdout first). A scenario file's steps are not run by this command: it says so
+ * (stderr) and uses the topology.
  */
-function loadWithSources(file: string, json: boolean): { t: Topology; sources: PlanSource[] } {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch {
-    return { t: load(file, json), sources: [] }; // the loader reports why it cannot read it
+function load(file: string, o: FileOpts, command: string, json = false): Loaded {
+  const { sources, opts } = sourcesOf(file, o);
+  // The commands that read the host as root go through the topology cache (load/cache.ts);
+  // validate, graph, render, doctor and run never do.
+  const cached = CACHED_COMMANDS.has(command);
+  const c = cached ? checkSourcesCached(sources, opts) : undefined;
+  const r = c ? c.r : checkSources(sources, opts);
+  if (!r.topology) {
+    if (json) printJson({ format_version: FORMAT_VERSION, valid: false, diagnostics: r.diagnostics.map(diagnosticJson), files: r.files.map((f) => f.name) });
+    throw new InputError(r.diagnostics);
   }
-  const t = load(file, json, text);
-  return { t, sources: [planSource(t.file, text)] };
+  if (c ? c.steps : r.merged?.kind === 'map' && r.merged.entries.has('steps')) {
+    process.stderr.write(`note: ${file} has steps:, which provium run runs; ${command} uses its topology and ignores them\n`);
+  }
+  return { t: r.topology, r };
+}
+
+/** A saved plan's sources: every file read (absolute path, `-` for standard input), with the very text that was loaded. */
+function planSources(r: CheckResult): PlanSource[] {
+  return r.files.map((f) => planSource(f.path, f.text));
+}
+
+/** "Merged 2 files (later wins): lab.yaml, cut.yaml" when more than one file was read. */
+function mergedLine(r: CheckResult): string {
+  return r.files.length > 1 ? `Merged ${r.files.length} files (later wins): ${r.files.map((f) => f.name).join(', ')}\n\n` : '';
 }
 
 /** The topology of a saved plan (see apply/planfile.ts); with `json`, invalid stored text prints the validate document. */
@@ -192,50 +228,57 @@ export function buildProgram(): Command {
     .exitOverride();
   const globals = (): Globals => program.opts() as Globals;
 
-  program
-    .command('validate')
-    .description('check a topology file: schema and meaning; every problem at once, with file:line:column')
-    .argument('<file>')
-    .option('--json', 'machine-readable output')
-    .action((file: string, o: { json?: boolean }) => {
-      const r = checkTopology(file);
-      const errors = r.diagnostics.filter((d) => d.severity === 'error');
-      if (o.json) {
-        printJson({ format_version: FORMAT_VERSION, valid: errors.length === 0, diagnostics: r.diagnostics.map(diagnosticJson) });
-      } else {
-        writeDiagnostics(r.diagnostics.map(formatDiagnostic));
-        if (errors.length === 0) process.stdout.write(`${file}: valid (lab ${r.topology?.lab})\n`);
-      }
-      if (errors.length) throw new ExitError(1);
-    });
+  fileOptions(
+    program
+      .command('validate')
+      .description('check a topology or scenario file (with its overlays): schema, meaning, steps; every problem at once, with file:line:column')
+      .argument('<file>')
+      .option('--json', 'machine-readable output'),
+  ).action((file: string, o: FileOpts & { json?: boolean }) => {
+    const { sources, opts } = sourcesOf(file, o);
+    const r = checkSources(sources, opts);
+    // A scenario is validated with its steps (every apply's topology, every node, every duration).
+    const scenario = r.merged?.kind === 'map' && r.merged.entries.has('steps') ? checkScenario(sources, opts) : undefined;
+    const diagnostics = scenario ? scenario.diagnostics : r.diagnostics;
+    const files = (scenario?.files ?? r.files).map((f) => f.name);
+    const errors = diagnostics.filter((d) => d.severity === 'error');
+    if (o.json) {
+      printJson({ format_version: FORMAT_VERSION, valid: errors.length === 0, diagnostics: diagnostics.map(diagnosticJson), files });
+    } else {
+      writeDiagnostics(diagnostics.map(formatDiagnostic));
+      const what = scenario?.scenario ? `, scenario of ${scenario.scenario.steps.length} step(s)` : '';
+      if (errors.length === 0) process.stdout.write(`${file}: valid (lab ${r.topology?.lab}${what}${files.length > 1 ? `; files merged: ${files.join(', ')}` : ''})\n`);
+    }
+    if (errors.length) throw new ExitError(1);
+  });
 
-  program
+  fileOptions(program
     .command('plan')
     .description('observe the host, diff it against the file and show the minimal change; changes nothing')
-    .argument('<file>')
+    .argument('<file>'))
     .option('--json', 'machine-readable plan (format_version 1)')
     .option('--commands', 'also print the exact host commands apply would run')
     .option('--detailed-exitcode', 'exit 0 when there is nothing to do, 2 when there are changes, 1 on error')
     .option('--out <planfile>', 'save the plan, with a fingerprint of the host state it was computed from, for `provium apply PLANFILE`')
     .option('--target <name>', 'limit the plan to this node or bridge and what it depends on or what depends on it (repeatable; also -target)', collect, [])
     .option('--replace <address>', 'force a replace of the object at this plan address, e.g. node.v1 (repeatable; also -replace)', collect, [])
-    .action(async (file: string, o: { json?: boolean; commands?: boolean; detailedExitcode?: boolean; out?: string; target: string[]; replace: string[] }) => {
-      const { t, sources } = o.out ? loadWithSources(file, o.json === true) : { t: load(file, o.json === true, undefined, true), sources: [] };
+    .action(async (file: string, o: FileOpts & { json?: boolean; commands?: boolean; detailedExitcode?: boolean; out?: string; target: string[]; replace: string[] }) => {
+      const { t, r } = load(file, o, 'plan', o.json === true);
       requireRoot();
       const ctx: HostContext = { ...hostCtx(globals(), t.lab), targets: o.target, replace: o.replace };
       if (t.hosts) {
         if (o.target.length) throw new ProviumError('--target is not supported for a file with hosts: yet');
-        return hostsPlan(t, ctx.hostNetns, o, await hostsIo(globals(), true));
+        return hostsPlan(t, ctx.hostNetns, { ...o, sources: planSources(r), variables: r.vars }, await hostsIo(globals(), true));
       }
       const runner = new HostRunner();
       const planned = await planFor(t, ctx, runner);
       const { plan } = planned;
-      if (o.json) printJson(planJson(plan));
-      else process.stdout.write(renderPlan(plan, { color: useColor(globals()), commands: o.commands }));
+      if (o.json) printJson({ ...planJson(plan), files: r.files.map((f) => f.name) });
+      else process.stdout.write(mergedLine(r) + renderPlan(plan, { color: useColor(globals()), commands: o.commands }));
       if (o.out && plan.errors.length === 0) {
         const saved: PlanFile = {
           format_version: PLAN_FORMAT, kind: PLAN_KIND, created: new Date().toISOString(), lab: t.lab,
-          sources, variables: {}, options: { targets: o.target, replace: o.replace }, host_netns: ctx.hostNetns ?? null,
+          sources: planSources(r), variables: r.vars, options: { targets: o.target, replace: o.replace }, host_netns: ctx.hostNetns ?? null,
           fingerprint: fingerprint(planned.observation), plan: planJson(plan), invocations: plan.invocations,
         };
         writePlanFile(o.out, saved);
@@ -246,10 +289,10 @@ export function buildProgram(): Command {
     });
 
   const applyLike = (name: 'apply' | 'destroy') =>
-    program
+    fileOptions(program
       .command(name)
       .description(name === 'apply' ? 'plan, then run exactly the commands that plan needs, then verify' : 'remove every host object the lab owns, and nothing else')
-      .argument('<file>')
+      .argument('<file>'))
       .option('--auto-approve', 'do not ask for confirmation (required without a terminal)')
       .option('--json', 'machine-readable result')
       .option('--commands', 'also print the exact host commands')
@@ -257,10 +300,13 @@ export function buildProgram(): Command {
       .option('--no-rollback', 'when apply fails, keep the partial state for debugging instead of rolling back')
       .option('--target <name>', 'limit to this node or bridge and what it depends on or what depends on it (repeatable; also -target)', collect, [])
       .option('--replace <address>', 'force a replace of the object at this plan address (repeatable; also -replace)', collect, [])
-      .action(async (file: string, o: { autoApprove?: boolean; json?: boolean; commands?: boolean; refreshLinks?: boolean; rollback?: boolean; target: string[]; replace: string[] }) => {
+      .action(async (file: string, o: FileOpts & { autoApprove?: boolean; json?: boolean; commands?: boolean; refreshLinks?: boolean; rollback?: boolean; target: string[]; replace: string[] }) => {
         // apply takes a topology file or a plan file saved by `plan --out`.
-        const saved = name === 'apply' && isPlanFile(file) ? readPlanFile(file) : undefined;
-        const t = saved ? loadSaved(saved, file, o.json === true) : load(file, o.json === true, undefined, true);
+        const saved = name === 'apply' && file !== '-' && isPlanFile(file) ? readPlanFile(file) : undefined;
+        if (saved && (o.file.length > 0 || o.var.length > 0)) throw new ProviumError(`${file} is a saved plan: it holds every file and variable it was planned from; -f and --var cannot be added`);
+        const loaded = saved ? undefined : load(file, o, name, o.json === true);
+        const t = saved ? loadSaved(saved, file, o.json === true) : loaded!.t;
+        const files = loaded ? loaded.r.files.map((f) => f.name) : saved!.sources.map((x) => x.name);
         requireRoot();
         const g = globals();
         if (saved && g.netns !== undefined && g.netns !== (saved.host_netns ?? undefined)) {
@@ -305,9 +351,9 @@ export function buildProgram(): Command {
               );
             }
           }
-          if (!o.json) process.stdout.write(renderPlan(plan, { color: useColor(g), commands: o.commands }));
+          if (!o.json) process.stdout.write((loaded ? mergedLine(loaded.r) : '') + renderPlan(plan, { color: useColor(g), commands: o.commands }));
           if (plan.errors.length) {
-            if (o.json) printJson({ ...planJson(plan), applied: false });
+            if (o.json) printJson({ ...planJson(plan), files, applied: false });
             throw new ExitError(1);
           }
           if (plan.changes.length > 0) {
@@ -328,12 +374,12 @@ export function buildProgram(): Command {
             prog.stop();
             const s = summary(plan);
             if (o.json) {
-              printJson({ ...planJson(plan), applied: true, host_commands: ran, seconds: Math.round(performance.now() - t0) / 1000 });
+              printJson({ ...planJson(plan), files, applied: true, host_commands: ran, seconds: Math.round(performance.now() - t0) / 1000 });
             } else {
               process.stdout.write(`\n${name === 'apply' ? 'Apply' : 'Destroy'} complete! Resources: ${s.add} added, ${s.change} changed, ${s.destroy} destroyed (${ran} host command invocations, ${((performance.now() - t0) / 1000).toFixed(2)} s, verified).\n`);
             }
           } else if (o.json) {
-            printJson({ ...planJson(plan), applied: true, host_commands: 0 });
+            printJson({ ...planJson(plan), files, applied: true, host_commands: 0 });
           }
           if (name === 'destroy') recordDestroyed(t.lab, planned, ctx);
           else recordApplied(t, planned, ctx);
@@ -345,14 +391,14 @@ export function buildProgram(): Command {
   applyLike('apply');
   applyLike('destroy');
 
-  program
+  fileOptions(program
     .command('exec')
     .description('run a command inside a netns node')
     .argument('<file>')
     .argument('<node>')
-    .argument('<cmd...>')
-    .action(async (file: string, node: string, cmd: string[]) => {
-      const t = load(file, false, undefined, true);
+    .argument('<cmd...>'))
+    .action(async (file: string, node: string, cmd: string[], o: FileOpts) => {
+      const { t } = load(file, o, 'exec');
       // Node namespaces are named globally; a --netns given must still be the lab's.
       if (globals().netns !== undefined) hostCtx(globals(), t.lab, { quiet: true });
       const n = t.nodes[node];
@@ -365,13 +411,13 @@ export function buildProgram(): Command {
       if (code !== 0) throw new ExitError(code);
     });
 
-  program
+  fileOptions(program
     .command('show')
     .description('what the host has for this lab, by object, and drift against the file')
     .argument('<file>')
-    .option('--json', 'machine-readable output')
-    .action(async (file: string, o: { json?: boolean }) => {
-      const t = load(file, o.json === true, undefined, true);
+    .option('--json', 'machine-readable output'))
+    .action(async (file: string, o: FileOpts & { json?: boolean }) => {
+      const { t } = load(file, o, 'show', o.json === true);
       requireRoot();
       if (t.hosts) throw new ProviumError('show is not supported for a file with hosts: yet', 'provium plan FILE shows the drift of every host');
       const ctx = hostCtx(globals(), t.lab);
@@ -382,7 +428,7 @@ export function buildProgram(): Command {
       else process.stdout.write(renderShow(t, planned, { color: useColor(globals()) }, counters));
     });
 
-  program
+  fileOptions(program
     .command('capture')
     .description("tcpdump on a bridge (BRIDGE) or on the host side of a node's NIC (NODE.NIC, e.g. a.eth0)")
     .argument('<file>')
@@ -390,32 +436,83 @@ export function buildProgram(): Command {
     .option('-w, --write <pcap>', 'write a pcap file (- for stdout) instead of printing decoded packets')
     .option('--duration <time>', 'stop after this time: 500ms, 5s, 2m')
     .option('--count <n>', 'stop after n packets')
-    .option('--filter <expr>', 'BPF (pcap-filter) expression, e.g. "icmp or arp"')
-    .action(async (file: string, target: string, o: CaptureOptions) => {
-      const t = load(file, false, undefined, true);
+    .option('--filter <expr>', 'BPF (pcap-filter) expression, e.g. "icmp or arp"'))
+    .action(async (file: string, target: string, o: CaptureOptions & FileOpts) => {
+      const { t } = load(file, o, 'capture');
       if (t.hosts) throw new ProviumError('capture is not supported for a file with hosts: yet', 'run tcpdump on the host that holds the bridge or node');
       await captureCommand(t, target, o, hostCtx(globals(), t.lab).hostNetns);
     });
 
 
-  program
+  fileOptions(program
     .command('graph')
     .description('the topology as a picture (Mermaid flowchart or Graphviz DOT), from the file alone; no host access')
     .argument('<file>')
-    .option('--format <format>', 'mermaid (renders on GitHub in a ```mermaid block) or dot (Graphviz)', 'mermaid')
-    .action((file: string, o: { format: string }) => {
+    .option('--format <format>', 'mermaid (renders on GitHub in a ```mermaid block) or dot (Graphviz)', 'mermaid'))
+    .action((file: string, o: FileOpts & { format: string }) => {
       if (o.format !== 'mermaid' && o.format !== 'dot') throw new ProviumError(`--format: unknown format ${JSON.stringify(o.format)}`, 'use --format mermaid or --format dot');
-      const t = load(file);
+      const { t } = load(file, o, 'graph');
       process.stdout.write(o.format === 'dot' ? renderDot(t) : renderMermaid(t));
     });
 
-  program
+  fileOptions(program
+    .command('render')
+    .description('the effective topology of FILE with its extends chain, -f overlays and variables, merged and checked (like docker compose config); no host access')
+    .argument('<file>')
+    .option('--json', 'JSON instead of YAML'))
+    .action((file: string, o: FileOpts & { json?: boolean }) => {
+      const { r } = load(file, o, 'render', o.json === true);
+      const data = toData(withoutKeys(r.merged!, ['steps']));
+      if (o.json) printJson(data);
+      else process.stdout.write(`# provium render: ${r.files.map((f) => f.name).join(' + ')}${Object.keys(r.vars).length ? ` (variables: ${Object.keys(r.vars).sort().join(', ')})` : ''}\n${yamlStringify(data, { lineWidth: 0 })}`);
+    });
+
+  fileOptions(program
+    .command('run')
+    .description('run a scenario: its steps (apply, wait, exec, until, repeat) in order on the lab, holding its lock; on a failed step or SIGINT/SIGTERM restore the base (or destroy with --destroy-after) and exit 1')
+    .argument('<scenario>')
+    .option('--json', 'one JSON object per event (step, start, committed, end, outcome)')
+    .option('--destroy-after', 'destroy the lab at the end (after success or failure) instead of leaving it or restoring the base'))
+    .action(async (file: string, o: FileOpts & { json?: boolean; destroyAfter?: boolean }) => {
+      const { sources, opts } = sourcesOf(file, o);
+      // Everything is checked before the host is touched.
+      const c = checkScenario(sources, opts);
+      if (!c.scenario) throw new InputError(c.diagnostics);
+      requireRoot();
+      const g = globals();
+      const ctx = hostCtx(g, c.scenario.base.lab, { command: 'run' });
+      const ctl = new AbortController();
+      let stopping = false;
+      const onSignal = (sig: NodeJS.Signals) => {
+        if (!stopping) {
+          stopping = true;
+          if (!o.json) process.stderr.write(`\n${sig}: stopping the run; ${o.destroyAfter ? 'destroying the lab' : 'restoring the base lab'} (this takes a moment)\n`);
+          ctl.abort(sig);
+        } else if (!o.json) process.stderr.write(`${sig}: already stopping, please wait\n`);
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+      try {
+        const ok = await runScenario(c.scenario, {
+          hostNetns: ctx.hostNetns, destroyAfter: o.destroyAfter, signal: ctl.signal, command: `provium run ${file}`,
+          onWarning: warn,
+          onProcesses: (ns, pids) => process.stderr.write(`ending ${pids.length} process(es) still running in ${ns} (pid ${pids.join(', ')}): SIGTERM, then SIGKILL after 2 s\n`),
+          onEvent: (e: RunEvent) => process.stdout.write(o.json ? JSON.stringify(e) + '\n' : renderEvent(e)),
+        });
+        if (!ok) throw new ExitError(1);
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+      }
+    });
+
+  fileOptions(program
     .command('doctor')
     .description('what this host (or, given a FILE with hosts:, every host of that lab) can run: root, tools, kernel features, namespaces, KVM; what each missing piece disables, and the fix. Changes nothing')
     .argument('[file]', 'a lab file with hosts: check every host of it, over SSH')
-    .option('--json', 'machine-readable output (format_version 1)')
-    .action(async (file: string | undefined, o: { json?: boolean }) => {
-      const t = file ? load(file) : undefined;
+    .option('--json', 'machine-readable output (format_version 1)'))
+    .action(async (file: string | undefined, o: FileOpts & { json?: boolean }) => {
+      const t = file ? load(file, o, 'doctor', o.json === true).t : undefined;
       if (t?.hosts) {
         const hosts = await openHosts(t, globals().netns);
         try {

@@ -8,7 +8,8 @@ import type { HostState } from '../model/state.js';
 import { ProviumError } from '../model/diagnostics.js';
 import { CommandError, mapLimit, type Runner } from '../host/runner.js';
 import { namespaceIO, type NsDump } from '../host/namespaces.js';
-import { observe, realFiles, type HostFiles, type Observation, type Reuse } from '../observe/index.js';
+import { observe, realFiles, type HostFiles, type Observation, type Reuse, type Wanted } from '../observe/index.js';
+import { partialParts } from '../observe/partial.js';
 import { bridgeDev, nodeNetns, parseAlias } from '../model/names.js';
 import { computePlan, planToState, wantedFor, type Plan } from '../plan/index.js';
 import { needsForwarding, needsForwarding6 } from '../plan/realize.js';
@@ -47,12 +48,33 @@ function forwardingRecords(lab: string, ctx: HostContext): { rec: LabRecord; ns:
  * of its host namespace turned it on, once no other lab there forwards.
  */
 export async function planFor(t: Topology, ctx0: HostContext, runner: Runner, files: HostFiles = realFiles, reuse?: Reuse): Promise<Planned> {
-  const ctx: HostContext = { ...ctx0, stateDir: ctx0.stateDir ?? join(stateRoot(), t.lab) };
+  const ctx = labContext(t.lab, ctx0);
+  const observation = await observe(t.lab, ctx, runner, wantedWithRecord(t, ctx), files, reuse);
+  return planFromObservation(t, observation, ctx);
+}
+
+/** The context with the lab's state directory filled in. */
+export function labContext(lab: string, ctx: HostContext): HostContext {
+  return { ...ctx, stateDir: ctx.stateDir ?? join(stateRoot(), lab) };
+}
+
+/** What observe must read for t, including the forwarding sysctls whose found values the lab may have to put back. */
+export function wantedWithRecord(t: Topology, ctx: HostContext): Wanted {
   const f = forwardingRecords(t.lab, ctx);
   const wanted = wantedFor(t);
   if (f.relies4 && f.before4 !== undefined) wanted.ipForward = true;
   if (f.relies6 && f.before6 !== undefined) wanted.ip6Forward = true;
-  const observation = await observe(t.lab, ctx, runner, wanted, files, reuse);
+  return wanted;
+}
+
+/**
+ * The plan of t against an observation made with (at least) wantedWithRecord(t, ctx):
+ * pure but for reading the lab's and the host namespace's records. What planFor does
+ * after observing; a LabSession plans this way against its cached observation.
+ */
+export function planFromObservation(t: Topology, observation: Observation, ctx0: HostContext): Planned {
+  const ctx = labContext(t.lab, ctx0);
+  const f = forwardingRecords(t.lab, ctx);
   const others = observation.facts.forwardingLabs ?? { v4: [], v6: [] };
   const restore4 = !needsForwarding(t) && f.relies4 && others.v4.length === 0 ? f.before4 : undefined;
   const restore6 = !needsForwarding6(t) && f.relies6 && others.v6.length === 0 ? f.before6 : undefined;
@@ -299,6 +321,10 @@ export interface ApplyOptions {
   /** Undo a failed apply (default true); false keeps the partial state for debugging. */
   rollback?: boolean;
   onStep?: (inv: Invocation) => void;
+  /** Called when the last changing invocation finished (the instant the change happened), before verification. */
+  onCommitted?: () => void;
+  /** Called with the observation that verified the apply (the host as it is now). */
+  onVerified?: (o: Observation) => void;
 }
 
 /**
@@ -331,10 +357,13 @@ export async function applyPlan(t: Topology, planned: Planned, ctx: HostContext,
   const journal = journalNetns(labDir, invocations, ctx.warn);
   try {
     const readBack = await runInvocations(invocations, runner, opts.onStep);
+    opts.onCommitted?.();
     await waitPortsGone(plan, ctx, runner);
     await waitBridgesIpv6Ready(t, plan, ctx, runner);
     // Verify what was asked: not re-sending links nor forcing replaces again; a --target stays.
-    await verify(t, { ...ctx, refreshLinks: false, replace: undefined }, runner, { previous: observation.state, touched: touchedNamespaces(plan), readBack });
+    // Only what the plan touched is read again (see observe/partial.ts).
+    const reuse = { previous: observation.state, touched: touchedNamespaces(plan), readBack, parts: partialParts(plan), facts: observation.facts };
+    await verify(t, { ...ctx, refreshLinks: false, replace: undefined }, runner, reuse, opts.onVerified);
   } catch (e) {
     if (opts.rollback === false) throw new ApplyError(e as Error, undefined);
     try {
@@ -448,13 +477,17 @@ export function touchedNamespaces(plan: Plan): Set<string> {
  * Re-observes until a fresh plan is empty (up to ~3 s); throws ProviumError listing
  * what remains. With `reuse`, only the namespaces the apply touched are read again.
  */
-export async function verify(t: Topology, ctx: HostContext, runner: Runner, reuse?: Reuse): Promise<Plan> {
+export async function verify(t: Topology, ctx: HostContext, runner: Runner, reuse?: Reuse, onVerified?: (o: Observation) => void): Promise<Plan> {
   let last: Plan | undefined;
   for (let attempt = 0; attempt < 12; attempt++) {
     if (attempt > 0) await new Promise((r) => setTimeout(r, Math.min(50 * 2 ** attempt, 800)));
-    // The namespaces' read-back is only as fresh as the first attempt: retries read again.
-    last = (await planFor(t, ctx, runner, realFiles, attempt === 0 ? reuse : reuse && { ...reuse, readBack: undefined })).plan;
-    if (last.changes.length === 0 && last.errors.length === 0) return last;
+    // The namespaces' read-back is only as fresh as the first attempt: retries read everything again.
+    const planned = await planFor(t, ctx, runner, realFiles, attempt === 0 ? reuse : reuse && { ...reuse, readBack: undefined, parts: undefined });
+    last = planned.plan;
+    if (last.changes.length === 0 && last.errors.length === 0) {
+      onVerified?.(planned.observation);
+      return last;
+    }
   }
   const what = last!.changes.map((c) => `${c.action} ${c.address}`).join(', ');
   throw new ProviumError(`verification failed: after apply the host still differs from the file (${what})`);

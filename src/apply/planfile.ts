@@ -2,8 +2,8 @@
  * Saved plans (`provium plan FILE --out PLANFILE`, `provium apply PLANFILE`).
  *
  * A plan file (format_version "2") holds the topology sources it was made from (name,
- * text and SHA-256 of each, in load order; today one file) and the variables given
- * (none today), the plan options (--target, --replace), the host namespace, a
+ * text and SHA-256 of each file read, in load order: extends bases, FILE, -f overlays)
+ * and the variables the files used, the plan options (--target, --replace), the host namespace, a
  * fingerprint of the observed host state the plan was computed from (SHA-256 of the
  * normalized HostState plus the host facts planning reads), the plan for people
  * (`plan --json`), and the invocations it will run.
@@ -25,7 +25,7 @@ import type { Invocation } from '../plan/types.js';
 import type { Topology } from '../model/topology.js';
 import { planJson } from '../render/json.js';
 import { ProviumError } from '../model/diagnostics.js';
-import { loadTopology } from '../load/index.js';
+import { loadSources } from '../load/index.js';
 import { writeFileAtomic } from '../host/safefs.js';
 
 export const PLAN_KIND = 'provium-plan';
@@ -174,14 +174,20 @@ export function readPlanFile(path: string): PlanFile {
 
 /**
  * Loads the topology of a saved plan from its stored sources and variables, through
- * the same loader as a file given on the command line; checks that it is lab
- * `saved.lab`. Throws InputError (the stored text is invalid) or ProviumError.
+ * the same loader as files given on the command line: every stored file in load order
+ * (extends bases first, then FILE, then each -f overlay; a base already loaded is not
+ * merged again, so the order reproduces the merge), each from its stored text (nothing
+ * is read from the disk, nor from the environment); checks that it is lab `saved.lab`.
+ * Throws InputError (the stored text is invalid) or ProviumError.
  */
 export function loadPlanTopology(saved: PlanFile, path: string): Topology {
-  if (saved.sources.length !== 1 || Object.keys(saved.variables).length > 0) {
-    throw new ProviumError(`${path}: the plan was made from ${saved.sources.length} files and ${Object.keys(saved.variables).length} variables; this provium loads one topology file`, 'plan again with this provium');
-  }
-  const t = loadTopology(saved.sources[0].name, saved.sources[0].text);
+  const texts = new Map(saved.sources.map((s) => [s.name, s.text]));
+  const stored = (name: string): string => {
+    const text = texts.get(name);
+    if (text === undefined) throw new ProviumError(`${path}: the saved plan does not hold ${name}, which its files name`, 'plan again');
+    return text;
+  };
+  const t = loadSources(saved.sources.map((s) => ({ name: s.name, text: s.text })), { vars: saved.variables, env: {}, readFile: stored, readStdin: () => stored('-') });
   if (t.lab !== saved.lab) throw new ProviumError(`${path}: the stored topology is lab ${t.lab}, but the plan file says lab ${saved.lab}: the plan file was changed after it was saved`, 'plan again');
   return t;
 }

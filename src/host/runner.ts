@@ -27,6 +27,8 @@ export interface RunOptions {
   allowFail?: boolean;
   /** Milliseconds before the command is killed. Default 60 s. */
   timeoutMs?: number;
+  /** Kills the command (SIGKILL) when aborted; it then ends with exit code 130. */
+  signal?: AbortSignal;
 }
 
 /** Thrown when a command exits non-zero: carries the command, its exit code and stderr. */
@@ -85,7 +87,7 @@ export class HostRunner implements Runner {
   async run(argv: string[], opts: RunOptions = {}): Promise<RunResult> {
     const t0 = performance.now();
     this.count++;
-    const p = await capture(argv, opts.stdin ?? '', opts.timeoutMs ?? 60_000);
+    const p = await capture(argv, opts.stdin ?? '', opts.timeoutMs ?? 60_000, opts.signal);
     const r: RunResult = { argv, ...p, ms: performance.now() - t0 };
     this.log.push(r);
     traceRun(r, opts.stdin);
@@ -104,17 +106,24 @@ export class HostRunner implements Runner {
  * Spawns argv (no shell), writes `input` to its stdin, collects stdout and stderr.
  * Exit code 124 after a timeout (SIGKILL), 127 when the program cannot be started.
  */
-export function capture(argv: string[], input: string, timeoutMs: number): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+export function capture(argv: string[], input: string, timeoutMs: number, signal?: AbortSignal): Promise<{ exitCode: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let timedOut = false;
+    let aborted = false;
     let spawnError: Error | undefined;
     const child = spawn(argv[0], argv.slice(1), { env: { ...process.env, LC_ALL: 'C' }, stdio: ['pipe', 'pipe', 'pipe'] });
     const timer = setTimeout(() => {
       timedOut = true;
       child.kill('SIGKILL');
     }, timeoutMs);
+    const onAbort = () => {
+      aborted = true;
+      child.kill('SIGKILL');
+    };
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener('abort', onAbort, { once: true });
     child.stdout.on('data', (d: Buffer) => out.push(d));
     child.stderr.on('data', (d: Buffer) => err.push(d));
     child.stdin.on('error', () => {}); // a command that exits without reading its input
@@ -122,10 +131,12 @@ export function capture(argv: string[], input: string, timeoutMs: number): Promi
     child.stdin.end(input);
     child.on('close', (code) => {
       clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
       let stderr = Buffer.concat(err).toString('utf8');
       if (timedOut) stderr += `\n(timed out after ${timeoutMs} ms)`;
+      if (aborted) stderr += '\n(stopped)';
       if (spawnError) stderr += `\n${spawnError.message}`;
-      resolve({ exitCode: timedOut ? 124 : spawnError ? 127 : code ?? 1, stdout: Buffer.concat(out).toString('utf8'), stderr });
+      resolve({ exitCode: timedOut ? 124 : aborted ? 130 : spawnError ? 127 : code ?? 1, stdout: Buffer.concat(out).toString('utf8'), stderr });
     });
   });
 }

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import type { Topology } from '../model/topology.js';
 import { ProviumError } from '../model/diagnostics.js';
-import { fingerprint, firstDifference, PLAN_FORMAT, PLAN_KIND, planSource, sha256, writePlanFile, type PlanFile } from '../apply/planfile.js';
+import { fingerprint, firstDifference, PLAN_FORMAT, PLAN_KIND, planSource, sha256, writePlanFile, type PlanFile, type PlanSource } from '../apply/planfile.js';
 import type { Invocation } from '../plan/types.js';
 import { closeHosts, lockHosts, openHosts } from './hosts.js';
 import { allErrors, applyHosts, emptyHostsTopology, planHosts, removeLabDirs, type MultiPlan } from './lab.js';
@@ -43,7 +43,7 @@ export class HostsExit extends Error {
 }
 
 /** `provium plan FILE` for a multi-host lab. */
-export async function hostsPlan(t: Topology, hostNetns: string | undefined, o: { json?: boolean; commands?: boolean; detailedExitcode?: boolean; out?: string; replace?: string[] }, io: Io): Promise<void> {
+export async function hostsPlan(t: Topology, hostNetns: string | undefined, o: { json?: boolean; commands?: boolean; detailedExitcode?: boolean; out?: string; replace?: string[]; sources?: PlanSource[]; variables?: Record<string, string> }, io: Io): Promise<void> {
   const hosts = await openHosts(t, hostNetns);
   try {
     const mp = await planHosts(t, hosts, { replace: o.replace });
@@ -51,11 +51,11 @@ export async function hostsPlan(t: Topology, hostNetns: string | undefined, o: {
     else io.out(renderMultiPlan(t, mp, { color: io.color, commands: o.commands }));
     const errors = allErrors(mp);
     if (o.out && errors.length === 0) {
-      const text = readFileSync(t.file, 'utf8');
+      const sources = o.sources ?? [planSource(t.file, readFileSync(t.file, 'utf8'))];
       const per = hostFingerprints(mp);
       const doc: PlanFile & { hosts: SavedHostPlan[] } = {
         format_version: PLAN_FORMAT, kind: PLAN_KIND, created: new Date().toISOString(), lab: t.lab,
-        sources: [planSource(t.file, text)], variables: {}, options: { targets: [], replace: o.replace ?? [] }, host_netns: hostNetns ?? null,
+        sources, variables: o.variables ?? {}, options: { targets: [], replace: o.replace ?? [] }, host_netns: hostNetns ?? null,
         fingerprint: `sha256:${sha256(per.map((p) => `${p.name}=${p.fingerprint}`).join('\n'))}`,
         plan: multiPlanJson(mp) as unknown as PlanFile['plan'], invocations: mp.hosts.flatMap((h) => h.plan.invocations), hosts: per,
       };

@@ -87,6 +87,31 @@ export interface InForward {
   path: DataPath;
 }
 
+/** One group of a group entry: node names, or `others` (every member of the bridge not named in another group of the entry). */
+export interface InGroupSet {
+  names: InRef[];
+  others: boolean;
+  /** Where the group (or the from/to value) is written. */
+  path: DataPath;
+}
+
+/**
+ * A partition or impairment written with groups: `{ groups: [[a], [b, c]] }` (every pair
+ * across different groups, both ways) or `{ from: [a, b], to: [c] }` (every directed pair
+ * from the first set to the second; `others` allowed as either set).
+ */
+export interface InGroupEntry {
+  list: 'partitions' | 'impairments';
+  kind: 'groups' | 'fromto';
+  /** groups: each group; fromto: [from, to]. */
+  sets: InGroupSet[];
+  /** Both `groups` and from/to were given (an error). */
+  mixed: boolean;
+  /** Impairments: the entry's settings (from/to absent). */
+  fields?: InImpairment;
+  path: DataPath;
+}
+
 /** A bridge under `bridges`. `path` is ["bridges", name]. */
 export interface InBridge {
   name: string;
@@ -99,6 +124,8 @@ export interface InBridge {
   partitionAll: boolean;
   impairments: InImpairment[];
   isolate: InRef[];
+  /** Partitions and impairments written with groups (groups, from/to lists, others), in list order. */
+  groupEntries: InGroupEntry[];
   uplink: boolean;
   routes: InRef[];
   forwards: InForward[];
@@ -194,6 +221,10 @@ function readBridge(name: string, v: unknown): InBridge {
     partitionAll: o.partition_all === true,
     impairments: list(o.impairments).flatMap((item, i) => readImpairment(item, [...path, 'impairments', i])),
     isolate: readRefs(o.isolate, [...path, 'isolate']),
+    groupEntries: [
+      ...list(o.partitions).flatMap((item, i) => readGroupEntry(item, 'partitions', [...path, 'partitions', i])),
+      ...list(o.impairments).flatMap((item, i) => readGroupEntry(item, 'impairments', [...path, 'impairments', i])),
+    ],
     uplink: o.uplink === true,
     routes: readRefs(o.routes, [...path, 'routes']),
     forwards: list(o.forwards).flatMap((item, i) => readForward(item, [...path, 'forwards', i])),
@@ -229,8 +260,9 @@ function readAttach(item: unknown, path: DataPath): InAttach[] {
   ];
 }
 
-/** Partition entry: [a, b] or {from, to}; [] when unreadable. */
+/** Partition entry: [a, b] or {from, to}; [] when unreadable or written with groups (readGroupEntry). */
 function readPartition(item: unknown, path: DataPath): InPartition[] {
+  if (isGroupForm(item)) return [];
   if (Array.isArray(item)) {
     if (item.length !== 2 || typeof item[0] !== 'string' || typeof item[1] !== 'string') return [];
     return [{ kind: 'symmetric', a: { name: item[0], path: [...path, 0] }, b: { name: item[1], path: [...path, 1] }, path }];
@@ -239,9 +271,9 @@ function readPartition(item: unknown, path: DataPath): InPartition[] {
   return [{ kind: 'directional', a: { name: item.from, path: [...path, 'from'] }, b: { name: item.to, path: [...path, 'to'] }, path }];
 }
 
-/** Impairment entry, with its profile's values filled in; [] when not a mapping. */
+/** Impairment entry, with its profile's values filled in; [] when not a mapping or written with groups (readGroupEntry). */
 function readImpairment(item: unknown, path: DataPath): InImpairment[] {
-  if (!isObj(item)) return [];
+  if (!isObj(item) || isGroupForm(item)) return [];
   const ref = (key: string): InRef | undefined =>
     typeof item[key] === 'string' ? { name: item[key] as string, path: [...path, key] } : undefined;
   // A profile fills the fields the entry does not set (unknown names are schema errors).
@@ -264,4 +296,40 @@ function readImpairment(item: unknown, path: DataPath): InImpairment[] {
 /** A list of names (isolate, routes); non-strings skipped. */
 function readRefs(v: unknown, path: DataPath): InRef[] {
   return list(v).flatMap((name, i) => (typeof name === 'string' ? [{ name, path: [...path, i] }] : []));
+}
+
+/** The word that names, in a group, every member of the bridge not named in another group of the entry. */
+export const OTHERS = 'others';
+
+/** True for an entry written with groups: a `groups` key, a list as from/to, or `others` as from/to. */
+export function isGroupForm(item: unknown): boolean {
+  if (!isObj(item)) return false;
+  const set = (v: unknown) => Array.isArray(v) || v === OTHERS;
+  return 'groups' in item || set(item.from) || set(item.to);
+}
+
+/** One group: a node name, `others`, or a list of names (which may be just [others]). Non-strings are skipped (the schema reports them). */
+function readSet(v: unknown, path: DataPath): InGroupSet {
+  if (typeof v === 'string') return v === OTHERS ? { names: [], others: true, path } : { names: [{ name: v, path }], others: false, path };
+  const names: InRef[] = [];
+  let others = false;
+  list(v).forEach((name, i) => {
+    if (name === OTHERS) others = true;
+    else if (typeof name === 'string') names.push({ name, path: [...path, i] });
+  });
+  return { names, others, path };
+}
+
+/** A partition or impairment entry written with groups; [] for any other entry. */
+function readGroupEntry(item: unknown, listName: 'partitions' | 'impairments', path: DataPath): InGroupEntry[] {
+  if (!isObj(item) || !isGroupForm(item)) return [];
+  const mixed = 'groups' in item && ('from' in item || 'to' in item);
+  const { from: _f, to: _t, groups: _g, ...settings } = item;
+  const fields = listName === 'impairments' ? readImpairment(settings, path)[0] : undefined;
+  if ('groups' in item) {
+    const sets = list(item.groups).map((g, i) => readSet(g, [...path, 'groups', i]));
+    return [{ list: listName, kind: 'groups', sets, mixed, fields, path }];
+  }
+  if (item.from === undefined || item.to === undefined) return []; // from without to: reported by the schema
+  return [{ list: listName, kind: 'fromto', sets: [readSet(item.from, [...path, 'from']), readSet(item.to, [...path, 'to'])], mixed, fields, path }];
 }

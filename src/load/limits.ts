@@ -23,7 +23,8 @@ function microseconds(v: number): boolean {
 
 export function checkLimits(input: Input, r: Reporter): void {
   for (const b of input.bridges?.values() ?? []) {
-    for (const imp of b.impairments) {
+    // Entries written with groups carry their settings in `fields` (same path as the entry).
+    for (const imp of [...b.impairments, ...b.groupEntries.flatMap((e) => (e.fields ? [e.fields] : []))]) {
       for (const key of ['latency_ms', 'jitter_ms'] as const) {
         const v = imp[key];
         if (v !== undefined && v >= 0 && !microseconds(v)) {

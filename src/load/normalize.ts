@@ -21,7 +21,10 @@ import type { NicTable } from './devices.js';
 import type { InAttach, InBridge, InImpairment, InNode, Input } from './input.js';
 import { eui64, formatIpv6, parseIpv6 } from '../model/ipv6.js';
 import { formatCidr } from './ipv4.js';
-import type { Locator } from './source.js';
+import { expandGroups } from './groups.js';
+import type { PathLocator } from './tree.js';
+import type { DataPath } from './source.js';
+import type { SourcePos } from '../model/topology.js';
 
 /** QEMU defaults: memory in MiB, virtual CPUs, accelerator. */
 export const QEMU_DEFAULTS = { memory_mb: 256, cpus: 1, accel: 'auto' } as const;
@@ -31,7 +34,7 @@ export interface Checked {
   input: Input;
   addressing: Addressing;
   nics: NicTable;
-  locator: Locator;
+  locator: PathLocator;
 }
 
 /**
@@ -69,6 +72,8 @@ export function normalize(absFile: string, c: Checked): Topology {
 /** A node; qemu settings with defaults for kind qemu. Positioned at its name. */
 function normalizeNode(n: InNode, c: Checked): NodeSpec {
   const spec: NodeSpec = { name: n.name, kind: n.kind!, ...(n.host !== undefined ? { host: n.host } : {}), pos: c.locator.pos(n.path, { key: true }) };
+  const keyPos = keyPositions(c, n.path, { kernel: n.kernel, initrd: n.initrd, disk: n.disk });
+  if (keyPos) spec.keyPos = keyPos;
   if (n.kind === 'qemu') {
     spec.qemu = omitUndefined({
       kernel: n.kernel,
@@ -87,6 +92,8 @@ function normalizeNode(n: InNode, c: Checked): NodeSpec {
 function normalizeBridge(b: InBridge, routes: string[], c: Checked): BridgeSpec {
   const net = c.addressing.subnets.get(b.name);
   const net6 = b.subnet6 ? parseIpv6(b.subnet6.split('/')[0]) : undefined;
+  // Group entries expand into the pairs they stand for, after the entries written pair by pair.
+  const groups = expandGroups(b, c.locator);
   return omitUndefined({
     name: b.name,
     subnet: net ? formatCidr(net) : undefined,
@@ -95,11 +102,12 @@ function normalizeBridge(b: InBridge, routes: string[], c: Checked): BridgeSpec 
     hostAddr6: net6 ? `${formatIpv6([...net6.slice(0, 7), 1])}/64` : undefined,
     mtu: b.mtu,
     attach: b.attach.map((a) => normalizeAttach(a, b, c)),
-    partitions: b.partitions.map(
-      (p): PartitionSpec => ({ kind: p.kind, a: p.a.name, b: p.b.name, pos: c.locator.pos(p.path) }),
-    ),
+    partitions: [
+      ...b.partitions.map((p): PartitionSpec => ({ kind: p.kind, a: p.a.name, b: p.b.name, pos: c.locator.pos(p.path) })),
+      ...groups.partitions,
+    ],
     partitionAll: b.partitionAll,
-    impairments: b.impairments.map((i) => normalizeImpairment(i, c)),
+    impairments: [...b.impairments.map((i) => normalizeImpairment(i, c)), ...groups.impairments],
     isolate: b.isolate.map((ref) => ref.name),
     uplink: b.uplink,
     routes,
@@ -107,7 +115,18 @@ function normalizeBridge(b: InBridge, routes: string[], c: Checked): BridgeSpec 
     dns: b.dns,
     forwards: b.forwards.map((f) => ({ hostPort: f.hostPort, node: f.node.name, port: f.port, proto: f.proto, pos: c.locator.pos(f.path) })),
     pos: c.locator.pos(b.path, { key: true }),
+    keyPos: keyPositions(c, b.path, { uplink: b.uplink || undefined, dhcp: b.dhcp || undefined, dns: b.dns || undefined }),
   });
+}
+
+/** Positions of the keys of `fields` that are set (their values undefined otherwise), under path; undefined when none is set. */
+export function keyPositions<K extends string>(c: { locator: PathLocator }, path: DataPath, fields: Record<K, unknown>): Partial<Record<K, SourcePos>> | undefined {
+  const out: Partial<Record<K, SourcePos>> = {};
+  for (const [k, v] of Object.entries(fields) as [K, unknown][]) {
+    // A value a profile filled in is not written: only keys present in the file have a position.
+    if (v !== undefined && (c.locator.has?.([...path, k]) ?? true)) out[k] = c.locator.pos([...path, k], { key: true });
+  }
+  return Object.keys(out).length ? out : undefined;
 }
 
 /** One NIC: address (static or allocated), link state, MAC in lower case, NIC name and index. */
@@ -139,6 +158,14 @@ function normalizeImpairment(i: InImpairment, c: Checked): ImpairmentSpec {
     bandwidth_bps: i.bandwidth_bps,
     profile: i.profile,
     pos: c.locator.pos(i.path),
+    keyPos: impairmentKeyPos(i, c.locator),
+  });
+}
+
+/** Where an impairment entry's settings are written (each may come from another file than the entry). */
+export function impairmentKeyPos(i: InImpairment, locator: PathLocator): ImpairmentSpec['keyPos'] {
+  return keyPositions({ locator }, i.path, {
+    latency_ms: i.latency_ms, jitter_ms: i.jitter_ms, drop_pct: i.drop_pct, bandwidth_bps: i.bandwidth_bps, profile: i.profile,
   });
 }
 

@@ -2,13 +2,14 @@
  * Collects located diagnostics during semantic checks (every problem at once).
  */
 import type { Diagnostic } from '../model/diagnostics.js';
-import type { DataPath, Locator } from './source.js';
+import type { DataPath } from './source.js';
+import type { PathLocator } from './tree.js';
 
 /** Accumulates diagnostics, locating each one at a data path through the Locator. */
 export class Reporter {
   readonly diagnostics: Diagnostic[] = [];
 
-  constructor(readonly locator: Locator) {}
+  constructor(readonly locator: PathLocator) {}
 
   /** Records an error at path (at its key with `key: true`). */
   error(path: DataPath, summary: string, detail: string, opts: { key?: boolean } = {}): void {

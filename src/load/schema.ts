@@ -14,7 +14,8 @@ import { dirname, join } from 'node:path';
 import { createRequire } from 'node:module';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import type { Diagnostic } from '../model/diagnostics.js';
-import type { DataPath, Locator } from './source.js';
+import type { DataPath } from './source.js';
+import type { PathLocator } from './tree.js';
 
 /**
  * provium's own folder: the nearest folder above this module holding a package.json
@@ -98,7 +99,7 @@ function validator(): ValidateFunction {
 }
 
 /** Validates plain data (doc.toJS()) against the schema; one diagnostic per relevant ajv error. */
-export function validateSchema(data: unknown, locator: Locator): Diagnostic[] {
+export function validateSchema(data: unknown, locator: PathLocator): Diagnostic[] {
   const validate = validator();
   if (validate(data)) return [];
   return relevantErrors(validate.errors ?? []).map((e) => toDiagnostic(e, locator));
@@ -127,7 +128,7 @@ function relevantErrors(errors: ErrorObject[]): ErrorObject[] {
 const SHAPE_KEYWORDS = new Set(['type', 'pattern', 'enum', 'const', 'not', 'anyOf', 'oneOf', 'minItems', 'maxItems', 'minLength', 'maxLength', 'false schema']);
 
 /** Converts one ajv error into a located diagnostic. */
-function toDiagnostic(e: ErrorObject, locator: Locator): Diagnostic {
+function toDiagnostic(e: ErrorObject, locator: PathLocator): Diagnostic {
   const path = pointerToPath(e.instancePath);
   const where = describePath(path);
   const custom = customMessage(e);

@@ -6,6 +6,7 @@ import { LineCounter, isAlias, isMap, isPair, isScalar, isSeq, parseDocument, vi
 import type { Document, Node as YamlNode, Pair, YAMLError } from 'yaml';
 import type { Diagnostic } from '../model/diagnostics.js';
 import type { SourcePos } from '../model/topology.js';
+import { RESET_TAGS } from './tree.js';
 
 /** A path into the parsed data: mapping keys (strings) and sequence indexes (numbers). */
 export type DataPath = readonly (string | number)[];
@@ -46,7 +47,7 @@ export function parseSource(file: string, text: string): ParsedSource {
   const lineCounter = new LineCounter();
   // Duplicate keys are found below in linear time: yaml's own check (uniqueKeys) compares
   // each key with every earlier one of its mapping, quadratic in the mapping's size.
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: false });
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: false, customTags: RESET_TAGS });
   const locator = new Locator(file, doc, lineCounter);
   const openers = new Openers(doc, text);
   const duplicates = duplicateKeys(doc, locator);

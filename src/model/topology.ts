@@ -42,6 +42,8 @@ export interface NodeSpec {
   /** netns nodes: the bridge whose gateway (router or uplink host side) carries its default route. */
   defaultRoute?: string;
   pos?: SourcePos;
+  /** Where some settings are written (kernel, initrd, disk), possibly in another file than the node's name. */
+  keyPos?: Partial<Record<'kernel' | 'initrd' | 'disk', SourcePos>>;
 }
 
 /** One NIC of a node on a bridge. `nic` is eth0, eth1, ... in order of bridge name per node. */
@@ -66,11 +68,28 @@ export interface AttachSpec {
   pos?: SourcePos;
 }
 
+/**
+ * The group entry a pair was expanded from (`{ groups: [[a], [b, c]] }` or
+ * `{ from: [a, b], to: [c] }`): every pair of one entry shares it, and the host objects
+ * of all of them are owned by the entry's plan address (bridge.<b>.partition[<key>] or
+ * bridge.<b>.impairment[<key>]), so a plan shows the entry as one change.
+ */
+export interface GroupRef {
+  /** The entry's canonical text: "a|b,c" (groups, `others` as written), "a,b>c" (from/to); a hash when too long for an nft comment. */
+  key: string;
+  /** Directed pairs the entry covers: its specificity (fewer is more specific). */
+  pairs: number;
+  /** Order of the entry among the list's group entries (among equally specific entries, the later wins). */
+  index: number;
+}
+
 /** A partition: `symmetric` drops a->b and b->a; `directional` drops from->to only. */
 export interface PartitionSpec {
   kind: 'symmetric' | 'directional';
   a: string;
   b: string;
+  /** Set when the pair comes from a group entry. */
+  group?: GroupRef;
   pos?: SourcePos;
 }
 
@@ -89,7 +108,11 @@ export interface ImpairmentSpec {
   bandwidth_bps?: number;
   /** The named profile the entry used (its values are already merged into the fields above). */
   profile?: string;
+  /** Set when the pair comes from a group entry (then from and to are set). */
+  group?: GroupRef;
   pos?: SourcePos;
+  /** Where each setting is written (an overlay may add it to an entry of its base). */
+  keyPos?: Partial<Record<'latency_ms' | 'jitter_ms' | 'drop_pct' | 'bandwidth_bps' | 'profile', SourcePos>>;
 }
 
 /** A port forward: TCP/UDP host port (on the lab's host namespace addresses) to a node's port on this bridge. */
@@ -140,6 +163,8 @@ export interface BridgeSpec {
   /** Set in a per-host projection only: what this host holds of the bridge. */
   placement?: BridgePlacement;
   pos?: SourcePos;
+  /** Where some settings are written (uplink, dhcp, dns), possibly in another file than the bridge's name. */
+  keyPos?: Partial<Record<'uplink' | 'dhcp' | 'dns', SourcePos>>;
 }
 
 /**

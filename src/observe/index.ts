@@ -27,6 +27,7 @@ import { namespaceIO, type NamespaceIO, type NsDump } from '../host/namespaces.j
 import { readNftCache, writeNftCache, type NftReading } from './nft-cache.js';
 import { readJournal } from '../apply/statedir.js';
 import { detectFeature, type Feature } from './features.js';
+import { observePartial, type Part } from './partial.js';
 import { observeRouters } from './routers.js';
 
 /** Names the desired state will create: same-named objects without the lab's mark are conflicts. */
@@ -123,6 +124,9 @@ export interface Reuse {
   touched: Set<string>;
   /** Namespaces as read back by apply's batches after their writes (NamespaceIO.applyNamespace). */
   readBack?: Map<string, NsDump>;
+  /** Re-read only these host-wide parts (partial.ts); the rest of the state, and the facts, are `previous` and `facts`. */
+  parts?: Part[];
+  facts?: HostFacts;
 }
 const SYSCTL = { ipForward: 'net.ipv4.ip_forward', ip6Forward: 'net.ipv6.conf.all.forwarding' } as const;
 
@@ -131,7 +135,7 @@ const SYSCTL = { ipForward: 'net.ipv4.ip_forward', ip6Forward: 'net.ipv6.conf.al
  * stored reading when the ruleset generation and namespace cookie show that nothing
  * was committed since it was taken (observe/nft-cache.ts).
  */
-async function readNft(lab: string, ctx: HostContext, runner: Runner, io: NamespaceIO): Promise<NftReading> {
+export async function readNft(lab: string, ctx: HostContext, runner: Runner, io: NamespaceIO = namespaceIO(runner)): Promise<NftReading> {
   const gen = io.nftGeneration ? await io.nftGeneration(ctx.hostNetns).catch(() => undefined) : undefined;
   const stamp = gen && { ...gen, table: nftTable(lab), owner: ownerPrefix(lab) };
   const kept = stamp ? readNftCache(ctx.stateDir, stamp) : undefined;
@@ -144,6 +148,7 @@ async function readNft(lab: string, ctx: HostContext, runner: Runner, io: Namesp
 }
 
 export async function observe(lab: string, ctx: HostContext, runner: Runner, wanted: Wanted, files: HostFiles = realFiles, reuse?: Reuse): Promise<Observation> {
+  if (reuse?.parts && reuse.facts) return observePartial(lab, ctx, runner, wanted, { state: reuse.previous, facts: reuse.facts }, reuse.parts);
   const state = emptyState();
   const facts: HostFacts = { features: { netem: false, htb: false, nftBridge: false, tun: false }, featureSource: {}, conflicts: [] };
   for (const f of ['netem', 'htb', 'nftBridge', 'tun'] as const) {

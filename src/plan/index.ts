@@ -88,7 +88,7 @@ export function computePlan(t: Topology, observedIn: HostState, facts: HostFacts
   const uplinks = Object.values(t.bridges).filter((b) => isHome(b) && b.uplink);
   if (uplinks.length > 0 && !facts.defaultRouteDev) {
     errors.push({
-      severity: 'error', pos: uplinks[0].pos,
+      severity: 'error', pos: uplinks[0].keyPos?.uplink ?? uplinks[0].pos,
       summary: `uplink: the lab's host namespace${ctx.hostNetns ? ` (${ctx.hostNetns})` : ''} has no default route`,
       detail: 'an uplink masquerades to the default-route interface; add a default route or set uplink: false',
     });
@@ -96,13 +96,14 @@ export function computePlan(t: Topology, observedIn: HostState, facts: HostFacts
   for (const n of Object.values(t.nodes).filter(bootsVm)) {
     for (const f of [n.qemu!.kernel, n.qemu!.initrd, n.qemu!.disk]) {
       if (f && facts.missingFiles?.includes(resolve(dirname(t.file), f))) {
-        errors.push({ severity: 'error', pos: n.pos, summary: `node ${n.name}: file not found: ${f}`, detail: `resolved against the topology file's folder: ${resolve(dirname(t.file), f)}` });
+        const key = (['kernel', 'initrd', 'disk'] as const).find((k) => n.qemu![k] === f);
+        errors.push({ severity: 'error', pos: (key && n.keyPos?.[key]) ?? n.pos, summary: `node ${n.name}: file not found: ${f}`, detail: `resolved against the topology file's folder: ${resolve(dirname(t.file), f)}` });
       }
     }
   }
   const served = Object.values(t.bridges).find((b) => isHome(b) && (b.dhcp || b.dns));
   if (served && facts.dnsmasqBinary === undefined) {
-    errors.push({ severity: 'error', pos: served.pos, summary: `dnsmasq not found: bridge ${served.name} serves DHCP/DNS`, detail: 'install it (Debian: apt-get install dnsmasq-base)' });
+    errors.push({ severity: 'error', pos: served.keyPos?.dhcp ?? served.keyPos?.dns ?? served.pos, summary: `dnsmasq not found: bridge ${served.name} serves DHCP/DNS`, detail: 'install it (Debian: apt-get install dnsmasq-base)' });
   }
   if (Object.values(t.nodes).some(bootsVm) && facts.qemuBinary === undefined) {
     errors.push({ severity: 'error', summary: 'qemu-system-x86_64 not found: the topology boots VMs', detail: 'install it (Debian: apt-get install qemu-system-x86)' });
@@ -148,9 +149,9 @@ export function computePlan(t: Topology, observedIn: HostState, facts: HostFacts
   return { lab, changes, errors, invocations };
 }
 
-/** Whether a plan address is about node or bridge `name` (node.a, bridge.lan.attach.a, ...impairment[a>b], route[data<>lan]). */
+/** Whether a plan address is about node or bridge `name` (node.a, bridge.lan.attach.a, ...impairment[a>b], ...partition[a|b,c], route[data<>lan]). */
 export function addressMentions(address: string, name: string): boolean {
-  const tokens = address.split(/[.[\]<>*]+/).filter(Boolean);
+  const tokens = address.split(/[.[\]<>*,|]+/).filter(Boolean);
   return tokens.includes(name);
 }
 

@@ -16,9 +16,13 @@ export const addr = {
   partitionSym: (b: string, x: string, y: string) => `bridge.${b}.partition[${x}<>${y}]`,
   partitionDir: (b: string, x: string, y: string) => `bridge.${b}.partition[${x}>${y}]`,
   partitionAll: (b: string) => `bridge.${b}.partition_all`,
+  /** A partition written with groups; key as in GroupRef ("a|b,c", "a,b>c"). */
+  partitionGroup: (b: string, key: string) => `bridge.${b}.partition[${key}]`,
   isolate: (b: string, n: string) => `bridge.${b}.isolate[${n}]`,
   impairWhole: (b: string) => `bridge.${b}.impairment[*]`,
   impairPair: (b: string, x: string, y: string) => `bridge.${b}.impairment[${x}>${y}]`,
+  /** An impairment written with groups; key as in GroupRef. */
+  impairGroup: (b: string, key: string) => `bridge.${b}.impairment[${key}]`,
   uplink: (b: string) => `bridge.${b}.uplink`,
   dns: (b: string) => `bridge.${b}.dhcp_dns`,
   nodeResolv: (n: string) => `node.${n}.resolv`,

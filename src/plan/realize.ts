@@ -15,7 +15,7 @@
  *   masquerade.
  * Per-pair impairment fields override the whole-bridge field of the same name.
  */
-import type { Topology, BridgeSpec, ImpairmentSpec, NodeSpec } from '../model/topology.js';
+import type { Topology, BridgeSpec, GroupRef, ImpairmentSpec, NodeSpec } from '../model/topology.js';
 import { hasNamespace } from '../model/topology.js';
 import { defaultGateways, realizeRouters, returnRoutes } from './routers.js';
 import { dirname, resolve } from 'node:path';
@@ -223,8 +223,13 @@ export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
       const k = pairOf(x, y, b.name);
       if (!bt.blocked[k]) bt.blocked[k] = { owner, value: true };
     };
-    for (const p of b.partitions) {
-      if (p.kind === 'symmetric') {
+    // The first owner of a directed pair stays: entries in precedence order (see byPrecedence).
+    for (const p of [...b.partitions].sort(byPrecedence)) {
+      if (p.group) {
+        const owner = addr.partitionGroup(b.name, p.group.key);
+        setBlocked(p.a, p.b, owner);
+        if (p.kind === 'symmetric') setBlocked(p.b, p.a, owner);
+      } else if (p.kind === 'symmetric') {
         const [x, y] = [p.a, p.b].sort();
         setBlocked(p.a, p.b, addr.partitionSym(b.name, x, y));
         setBlocked(p.b, p.a, addr.partitionSym(b.name, x, y));
@@ -234,10 +239,16 @@ export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
     for (const n of b.isolate) if (!remote.has(n)) bt.isolated[portOf(n, b.name)] = { owner: addr.isolate(b.name, n), value: true };
 
     const whole = b.impairments.find((i) => !i.from);
-    // Per-pair impairments by source, then destination node.
-    const pairs = new Map<string, Map<string, ImpairmentSpec>>();
-    for (const i of b.impairments) if (i.from) pairs.set(i.from, (pairs.get(i.from) ?? new Map()).set(i.to!, i));
-    // Pairs without their own impairment share the whole-bridge drop (one owner string, one value).
+    // Every pair-level entry covering a directed pair, most specific first, by source then destination node.
+    const pairs = new Map<string, Map<string, ImpairmentSpec[]>>();
+    for (const i of b.impairments) {
+      if (!i.from) continue;
+      const bySrc = pairs.get(i.from) ?? new Map<string, ImpairmentSpec[]>();
+      pairs.set(i.from, bySrc);
+      bySrc.set(i.to!, [...(bySrc.get(i.to!) ?? []), i]);
+    }
+    for (const bySrc of pairs.values()) for (const list of bySrc.values()) list.sort(byPrecedence);
+    // Pairs without an entry of their own share the whole-bridge drop (one owner string, one value).
     const wholeDrop = whole?.drop_pct !== undefined && Math.round(whole.drop_pct * 100) > 0 ? { owner: addr.impairWhole(b.name), value: Math.min(10000, Math.round(whole.drop_pct * 100)) } : undefined;
     for (const x of members) {
       const mx = macOf(x, b.name);
@@ -348,19 +359,39 @@ function vmOf(s: HostState, t: Topology, n: NodeSpec, ctx: RealizeContext) {
   });
 }
 
-/** Effective drop and shaping of pair x->y on bridge b: per-pair fields override whole-bridge ones. */
-function effective(b: string, whole: ImpairmentSpec | undefined, pair: ImpairmentSpec | undefined, x: string, y: string): Effective {
+/**
+ * Precedence of pair-level entries covering one directed pair, most specific first: an
+ * entry naming exactly that pair beats any group entry; among group entries the one
+ * covering fewer directed pairs wins, and among equally many the later one in the
+ * list. A comparator for Array.prototype.sort (stable: exact pairs keep list order).
+ */
+export function byPrecedence(x: { group?: GroupRef }, y: { group?: GroupRef }): number {
+  if (!x.group || !y.group) return (x.group ? 1 : 0) - (y.group ? 1 : 0);
+  return x.group.pairs - y.group.pairs || y.group.index - x.group.index;
+}
+
+/**
+ * Effective drop and shaping of pair x->y on bridge b. `specs`: the pair-level entries
+ * covering it, most specific first (byPrecedence). Each field comes from the first entry
+ * that sets it, else from the whole-bridge entry; jitter goes with the latency it
+ * belongs to. Host objects are owned by the entry that provided their value.
+ */
+function effective(b: string, whole: ImpairmentSpec | undefined, specs: ImpairmentSpec[], x: string, y: string): Effective {
   const out: Effective = {};
-  const pOwner = addr.impairPair(b, x, y);
+  const owner = (s: ImpairmentSpec) => (s.group ? addr.impairGroup(b, s.group.key) : addr.impairPair(b, x, y));
   const wOwner = addr.impairWhole(b);
-  if (pair?.drop_pct !== undefined) out.drop = { pct: pair.drop_pct, owner: pOwner };
+  const drop = specs.find((s) => s.drop_pct !== undefined);
+  if (drop) out.drop = { pct: drop.drop_pct!, owner: owner(drop) };
   else if (whole?.drop_pct !== undefined) out.drop = { pct: whole.drop_pct, owner: wOwner };
-  // A pair gets its own class only when it sets bandwidth or latency itself; otherwise
-  // it shares the destination port's default class (whole-bridge values).
-  if (pair && (pair.bandwidth_bps !== undefined || pair.latency_ms !== undefined)) {
-    const latencyMs = pair.latency_ms ?? whole?.latency_ms;
-    const jitterMs = pair.latency_ms !== undefined ? pair.jitter_ms : whole?.jitter_ms;
-    out.shape = { rateBps: pair.bandwidth_bps ?? whole?.bandwidth_bps ?? UNSHAPED_BPS, latencyMs, jitterMs, owner: pOwner };
+  // A pair gets its own class only when a pair-level entry sets bandwidth or latency;
+  // otherwise it shares the destination port's default class (whole-bridge values).
+  const bw = specs.find((s) => s.bandwidth_bps !== undefined);
+  const lat = specs.find((s) => s.latency_ms !== undefined);
+  if (bw || lat) {
+    const first = specs.find((s) => s === bw || s === lat)!;
+    const latencyMs = lat ? lat.latency_ms : whole?.latency_ms;
+    const jitterMs = lat ? lat.jitter_ms : whole?.jitter_ms;
+    out.shape = { rateBps: bw?.bandwidth_bps ?? whole?.bandwidth_bps ?? UNSHAPED_BPS, latencyMs, jitterMs, owner: owner(first) };
   }
   return out;
 }
@@ -407,9 +438,11 @@ export function requiredFeatures(t: Topology): { feature: 'netem' | 'htb' | 'tun
   const out: { feature: 'netem' | 'htb' | 'tun'; because: string; pos?: import('../model/topology.js').SourcePos }[] = [];
   for (const b of Object.values(t.bridges)) {
     for (const i of b.impairments) {
-      const where = i.from ? addr.impairPair(b.name, i.from, i.to!) : addr.impairWhole(b.name);
-      if (i.latency_ms !== undefined || i.jitter_ms !== undefined) out.push({ feature: 'netem', because: `${where} sets latency_ms/jitter_ms`, pos: i.pos });
-      if (i.bandwidth_bps !== undefined || i.latency_ms !== undefined) out.push({ feature: 'htb', because: `${where} needs an HTB class`, pos: i.pos });
+      const where = i.group ? addr.impairGroup(b.name, i.group.key) : i.from ? addr.impairPair(b.name, i.from, i.to!) : addr.impairWhole(b.name);
+      // Located at the setting that needs the feature (an overlay may have added it to a base's entry).
+      const k = i.keyPos ?? {};
+      if (i.latency_ms !== undefined || i.jitter_ms !== undefined) out.push({ feature: 'netem', because: `${where} sets latency_ms/jitter_ms`, pos: k.latency_ms ?? k.jitter_ms ?? k.profile ?? i.pos });
+      if (i.bandwidth_bps !== undefined || i.latency_ms !== undefined) out.push({ feature: 'htb', because: `${where} needs an HTB class`, pos: k.bandwidth_bps ?? k.latency_ms ?? k.profile ?? i.pos });
     }
   }
   if (Object.values(t.nodes).some((n) => n.kind === 'qemu')) out.push({ feature: 'tun', because: 'qemu nodes need TAP devices' });

@@ -92,12 +92,14 @@ function expectMatrix(m: Record<string, number>, blocked: (x: string, y: string)
 
 test('examples: every examples/*.yaml validates and has a paragraph in examples/README.md', async () => {
   const files = readdirSync(EXAMPLES).filter((f) => f.endsWith('.yaml')).sort();
-  for (const want of ['split-brain', 'one-way', 'slow-link', 'lossy-link', 'isolated-node', 'uplink', 'routed', 'vm-lab', 'etcd']) {
+  for (const want of ['split-brain', 'one-way', 'slow-link', 'lossy-link', 'isolated-node', 'uplink', 'routed', 'vm-lab', 'etcd', 'etcd-scenario', 'latency-regions']) {
     assert.ok(files.includes(`${want}.yaml`), `examples/${want}.yaml exists`);
   }
   const readme = readFileSync(`${EXAMPLES}README.md`, 'utf8');
   for (const f of files) {
-    const r = await run(['node', PROVIUM_BIN, 'validate', `${EXAMPLES}${f}`], { timeoutMs: 30_000, env: { NO_COLOR: '1' } });
+    // A scenario that needs variables names them in its comments (`--var LEADER=e1`).
+    const vars = [...readFileSync(`${EXAMPLES}${f}`, 'utf8').matchAll(/^#.*?((?:--var [A-Za-z_]\w*=\S+ ?)+)/gm)].flatMap((m) => m[1].trim().split(/\s+/));
+    const r = await run(['node', PROVIUM_BIN, 'validate', `${EXAMPLES}${f}`, ...vars], { timeoutMs: 30_000, env: { NO_COLOR: '1' } });
     assert.equal(r.code, 0, `provium validate examples/${f}: exit ${r.code}\n${r.stdout}${r.stderr}`);
     if (f !== 'basic.yaml' && f !== 'full.yaml') assert.ok(readme.includes(f), `examples/README.md mentions ${f}`);
   }

@@ -27,7 +27,7 @@ function skipReason(): string | undefined {
 test('latency tests pass inside a netem-capable guest running this checkout', { skip: skipReason() ?? false, timeout: 900_000 }, async (t) => {
   const dir = mkdtempSync('/tmp/pv-guest-');
   const consoleLog = `${dir}/console.log`;
-  const cmd = `cd ${REPO} && node --test --test-reporter=tap --test-name-pattern='^latency' dist/test/e2e/impairments.test.js 2>&1`;
+  const cmd = `cd ${REPO} && node --test --test-concurrency=1 --test-reporter=tap --test-name-pattern='^latency' dist/test/e2e/impairments.test.js dist/test/e2e/scenarios.test.js 2>&1`;
   const t0 = Date.now();
   try {
     const r = await run([
@@ -45,7 +45,7 @@ test('latency tests pass inside a netem-capable guest running this checkout', { 
     assert.match(out, /PV-BOOT \S+ netem=yes/, `the guest kernel has netem:\n${out.slice(-3000)}`);
     assert.equal(rc, '0', `the latency tests failed in the guest:\n${body.slice(-6000)}`);
     const ran = body.split('\n').filter((l) => /^ok \d+ - latency/.test(l.trim()));
-    assert.ok(ran.length >= 2, `both latency tests reported:\n${body.slice(-4000)}`);
+    assert.ok(ran.length >= 3, `the latency tests of impairments.test.js and the latency-region scenario reported:\n${body.slice(-4000)}`);
     for (const l of ran) assert.doesNotMatch(l, /# SKIP/, `a latency test was skipped in the guest: ${l}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -102,7 +102,7 @@ describe('examples', () => {
         ['directional', 'a', 'c'],
       ],
     );
-    assert.deepEqual(lan.impairments.map(({ pos: _pos, ...rest }) => rest), [
+    assert.deepEqual(lan.impairments.map(({ pos: _pos, keyPos: _k, ...rest }) => rest), [
       { latency_ms: 20, drop_pct: 1, bandwidth_bps: 10000000 },
       { from: 'a', to: 'b', latency_ms: 25, jitter_ms: 5, drop_pct: 1, bandwidth_bps: 1000000 },
     ]);

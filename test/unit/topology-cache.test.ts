@@ -1,16 +1,18 @@
 /**
  * The topology cache (src/load/cache.ts): a cached topology is exactly the loaded one
  * (JSON round trip of every example and fixture), entries are found only by their own
- * key, never through a symlink, written atomically and pruned; the bundled CLI gives
- * the same plan from a cold and a warm cache, and a changed file is loaded anew.
+ * key, never through a symlink, written atomically and pruned; a cached load is used
+ * only while every file of the extends chain and the overlays, every real path, every
+ * environment variable looked up and the --var values are the same; the bundled CLI
+ * gives the same plan from a cold and a warm cache, and a changed file is loaded anew.
  */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadTopology } from '../../src/load/index.js';
-import { cacheDir, cacheKey, MAX_ENTRIES, readEntry, writeEntry } from '../../src/load/cache.js';
+import { checkSources, loadTopology } from '../../src/load/index.js';
+import { cacheDir, cacheKey, checkSourcesCached, MAX_ENTRIES, readEntry, writeEntry, type CacheEntry } from '../../src/load/cache.js';
 import { readNftCache, writeNftCache } from '../../src/observe/nft-cache.js';
 import { repoDir, yamlFiles } from './helpers.js';
 
@@ -28,20 +30,25 @@ describe('topology cache', () => {
     const dir = join(mkdtempSync('/tmp/pv-cache-'), 'c');
     try {
       const t = loadTopology(repoDir('test/fixtures/applied/topology.yaml'));
-      const k = cacheKey('b', 'lab.yaml', '/x/lab.yaml', 'text');
-      assert.notEqual(k, cacheKey('b', './lab.yaml', '/x/lab.yaml', 'text'), 'the path as given is part of the key (positions name it)');
-      assert.notEqual(k, cacheKey('c', 'lab.yaml', '/x/lab.yaml', 'text'), 'another build');
-      assert.notEqual(cacheKey('b', 'lab.yaml', '/x/lab.yaml', 'text', '/root'), cacheKey('b', 'lab.yaml', '/x/lab.yaml', 'text', '/home/u'), 'another home directory (hosts: identity ~/...)');
+      const entry = (key: string): CacheEntry => ({ key, topology: t, files: [], vars: {}, rootPath: '/x/lab.yaml', steps: false, realpaths: [], env: [] });
+      const k = cacheKey('b', '/root', '/x', [{ name: 'lab.yaml' }]);
+      assert.notEqual(k, cacheKey('b', '/root', '/x', [{ name: './lab.yaml' }]), 'the path as given is part of the key (positions name it)');
+      assert.notEqual(k, cacheKey('c', '/root', '/x', [{ name: 'lab.yaml' }]), 'another build');
+      assert.notEqual(k, cacheKey('b', '/home/u', '/x', [{ name: 'lab.yaml' }]), 'another home directory (hosts: identity ~/...)');
+      assert.notEqual(k, cacheKey('b', '/root', '/y', [{ name: 'lab.yaml' }]), 'another working folder');
+      assert.notEqual(k, cacheKey('b', '/root', '/x', [{ name: 'lab.yaml' }, { name: 'cut.yaml' }]), 'an overlay');
+      assert.notEqual(k, cacheKey('b', '/root', '/x', [{ name: 'lab.yaml' }], { N: '1' }), 'a --var value');
+      assert.equal(cacheKey('b', '/root', '/x', [{ name: 'l' }], { A: '1', B: '2' }), cacheKey('b', '/root', '/x', [{ name: 'l' }], { B: '2', A: '1' }), '--var order does not matter');
       assert.equal(readEntry(dir, k), undefined, 'no directory yet');
-      writeEntry(dir, k, t);
-      assert.deepEqual(readEntry(dir, k), t);
+      writeEntry(dir, entry(k));
+      assert.deepEqual(readEntry(dir, k)?.topology, t);
       assert.deepEqual(readdirSync(dir), [`topology-${k}.json`], 'no temporary file left');
       // An entry under another key's name is not used.
-      const other = cacheKey('b', 'lab.yaml', '/x/lab.yaml', 'other');
-      writeFileSync(join(dir, `topology-${other}.json`), JSON.stringify({ key: k, topology: t }));
+      const other = cacheKey('b', '/root', '/x', [{ name: 'other.yaml' }]);
+      writeFileSync(join(dir, `topology-${other}.json`), JSON.stringify(entry(k)));
       assert.equal(readEntry(dir, other), undefined);
       // A symlinked entry or directory is never followed.
-      const sym = cacheKey('b', 's', '/s', 's');
+      const sym = cacheKey('b', '/s', '/s', [{ name: 's' }]);
       symlinkSync(join(dir, `topology-${k}.json`), join(dir, `topology-${sym}.json`));
       assert.equal(readEntry(dir, sym), undefined, 'symlinked entry');
       const link = `${dir}-link`;
@@ -53,8 +60,8 @@ describe('topology cache', () => {
       rmSync(join(dir, `topology-${other}.json`));
       utimesSync(join(dir, `topology-${k}.json`), 500, 500);
       for (let i = 0; i < MAX_ENTRIES + 3; i++) {
-        const key = cacheKey('p', String(i), '/p', 'p');
-        writeEntry(dir, key, t);
+        const key = cacheKey('p', '/p', '/p', [{ name: String(i) }]);
+        writeEntry(dir, entry(key));
         utimesSync(join(dir, `topology-${key}.json`), 1000 + i, 1000 + i);
       }
       const left = readdirSync(dir).filter((f) => f.startsWith('topology-'));
@@ -62,6 +69,88 @@ describe('topology cache', () => {
       assert.ok(!left.includes(`topology-${k}.json`), 'the oldest went first');
     } finally {
       rmSync(join(dir, '..'), { recursive: true, force: true });
+    }
+  });
+
+  test('a cached load is used only while every input is the same: files of the extends chain and overlays, real paths, environment variables (set or not), --var values', () => {
+    const tmp = mkdtempSync('/tmp/pv-cache-inputs-');
+    const before = process.env.PV_CACHE_T_SUBNET;
+    try {
+      const cache = join(tmp, 'cache');
+      const where = { dir: cache, build: 'test-build' };
+      writeFileSync(join(tmp, 'v1.yaml'), 'lab: ci\nnodes: { a: { kind: netns }, b: { kind: netns } }\nbridges: { lan: { subnet: "${PV_CACHE_T_SUBNET:-10.9.0.0/24}", attach: [a, b] } }\n');
+      writeFileSync(join(tmp, 'v2.yaml'), 'lab: ci\nnodes: { a: { kind: netns } }\nbridges: { lan: { subnet: 10.8.0.0/24, attach: [a] } }\n');
+      symlinkSync(join(tmp, 'v1.yaml'), join(tmp, 'base.yaml'));
+      writeFileSync(join(tmp, 'lab.yaml'), 'extends: base.yaml\nbridges: { lan: { mtu: 1400 } }\n');
+      writeFileSync(join(tmp, 'cut.yaml'), 'bridges: { lan: { partitions: [[a, b]] } }\n');
+      const sources = [{ name: join(tmp, 'lab.yaml') }, { name: join(tmp, 'cut.yaml') }];
+      delete process.env.PV_CACHE_T_SUBNET;
+      const load = (vars: Record<string, string> = {}) => checkSourcesCached(sources, { vars }, where);
+      const fresh = (vars: Record<string, string> = {}) => checkSources(sources, { vars });
+      const same = (c: ReturnType<typeof load>, vars: Record<string, string> = {}) => {
+        const f = fresh(vars);
+        assert.deepEqual(c.r.topology, f.topology);
+        assert.deepEqual(c.r.files, f.files, 'files (names, paths, texts) as loaded');
+        assert.deepEqual(c.r.vars, f.vars);
+      };
+      const cold = load();
+      assert.equal(cold.hit, false);
+      same(cold);
+      const warm = load();
+      assert.equal(warm.hit, true, 'unchanged inputs: from the cache');
+      same(warm);
+      assert.equal(warm.r.topology!.bridges.lan.subnet, '10.9.0.0/24');
+
+      // An environment variable the file refers to (unset, so its default was used) is set.
+      process.env.PV_CACHE_T_SUBNET = '10.7.0.0/24';
+      const env = load();
+      assert.equal(env.hit, false, 'an unset variable that is now set');
+      assert.equal(env.r.topology!.bridges.lan.subnet, '10.7.0.0/24');
+      assert.equal(load().hit, true);
+      process.env.PV_CACHE_T_SUBNET = '10.6.0.0/24';
+      assert.equal(load().r.topology!.bridges.lan.subnet, '10.6.0.0/24', 'a changed value');
+      // --var wins and is part of the key.
+      const v = load({ PV_CACHE_T_SUBNET: '10.5.0.0/24' });
+      assert.equal(v.hit, false);
+      assert.equal(v.r.topology!.bridges.lan.subnet, '10.5.0.0/24');
+      assert.equal(load({ PV_CACHE_T_SUBNET: '10.5.0.0/24' }).hit, true);
+      delete process.env.PV_CACHE_T_SUBNET;
+      assert.equal(load().r.topology!.bridges.lan.subnet, '10.9.0.0/24', 'unset again: the default');
+
+      // The extends base's symbolic link now points at another file (whose own text is unchanged).
+      assert.equal(load().hit, true);
+      rmSync(join(tmp, 'base.yaml'));
+      symlinkSync(join(tmp, 'v2.yaml'), join(tmp, 'base.yaml'));
+      const relinked = load();
+      assert.equal(relinked.hit, false, 'a retargeted link in the extends chain');
+      assert.equal(relinked.r.topology, undefined, 'and the overlay now names a node the new base lacks');
+      rmSync(join(tmp, 'base.yaml'));
+      symlinkSync(join(tmp, 'v1.yaml'), join(tmp, 'base.yaml'));
+      assert.equal(load().r.topology!.bridges.lan.attach.length, 2);
+
+      // A changed base (through the chain) and a changed overlay.
+      assert.equal(load().hit, true);
+      writeFileSync(join(tmp, 'v1.yaml'), 'lab: ci\nnodes: { a: { kind: netns }, b: { kind: netns } }\nbridges: { lan: { subnet: 10.4.0.0/24, attach: [a, b] } }\n');
+      const base = load();
+      assert.equal(base.hit, false, 'the base changed');
+      assert.equal(base.r.topology!.bridges.lan.subnet, '10.4.0.0/24');
+      writeFileSync(join(tmp, 'cut.yaml'), 'bridges: { lan: { isolate: [a] } }\n');
+      const cut = load();
+      assert.equal(cut.hit, false, 'the overlay changed');
+      same(cut);
+      assert.equal(load().hit, true);
+      // A file that became something else than a regular file is not read from the cache.
+      rmSync(join(tmp, 'cut.yaml'));
+      mkdirSync(join(tmp, 'cut.yaml'));
+      const dirNow = load();
+      assert.equal(dirNow.hit, false);
+      assert.equal(dirNow.r.topology, undefined, 'the loader reports it');
+      // Standard input is never cached.
+      assert.equal(checkSourcesCached([{ name: '-' }], { readStdin: () => 'lab: s\n' }, where).hit, false);
+    } finally {
+      if (before === undefined) delete process.env.PV_CACHE_T_SUBNET;
+      else process.env.PV_CACHE_T_SUBNET = before;
+      rmSync(tmp, { recursive: true, force: true });
     }
   });
 
