@@ -55,10 +55,25 @@ const byKey = <T>(xs: T[], key: (x: T) => string) => [...xs].sort((a, b) => (key
 
 /** Reads every namespace of the lab and its host links on both paths; asserts they agree. Returns the number of namespaces compared. */
 async function compareReads(lab: Lab, what: string, nodes = ['a', 'b', 'c']): Promise<number> {
+  // Both paths read at the same time, but the kernel may change a field in between: a
+  // link-local IPv6 address of a link that just came up leaves duplicate address detection
+  // ("tentative") after 1-2 s. So a difference is read again, for up to 5 s, before it fails.
+  const t0 = Date.now();
+  for (;;) {
+    try {
+      return await compareOnce(lab, what, nodes);
+    } catch (e) {
+      if (Date.now() - t0 > 5000) throw e;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
+
+async function compareOnce(lab: Lab, what: string, nodes: string[]): Promise<number> {
   const nl = new NetlinkIO(helper!);
   const ip = new IprouteIO(new HostRunner());
   const names = nodes.map((n) => lab.ns(n));
-  const [dn, di] = await Promise.all([nl.readNamespaces(names), ip.readNamespaces(names)]);
+  const [dn, di] = await Promise.all([nl.readNamespaces(names), ip.readNamespaces(names)]).finally(() => nl.helper.close());
   names.forEach((ns, i) => {
     const a = dn[i] as NsDump;
     const b = di[i] as NsDump;
@@ -68,10 +83,10 @@ async function compareReads(lab: Lab, what: string, nodes = ['a', 'b', 'c']): Pr
     assert.deepEqual(byKey(a.routes.map(routeFields), rk), byKey(b.routes.map(routeFields), rk), `${what}: routes of ${ns} (helper vs iproute2)`);
     assert.deepEqual(toNamespaceState(ns, 'x', a.links, a.routes), toNamespaceState(ns, 'x', b.links, b.routes), `${what}: NamespaceState of ${ns}`);
   });
-  const [hn, hi] = await Promise.all([nl.hostLinks(lab.hostNs), ip.hostLinks(lab.hostNs)]);
+  const nh = new NetlinkIO(helper!);
+  const [hn, hi] = await Promise.all([nh.hostLinks(lab.hostNs), ip.hostLinks(lab.hostNs)]).finally(() => nh.helper.close());
   assert.deepEqual(hn.map(linkFields), hi.map(linkFields), `${what}: links of the host namespace ${lab.hostNs}`);
   assert.deepEqual(hn.map(toLinkState), hi.map(toLinkState), `${what}: LinkState of the host namespace`);
-  nl.helper.close();
   return names.length;
 }
 
