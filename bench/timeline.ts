@@ -24,13 +24,29 @@ export interface Breakdown {
   slowest: { what: string; ms: number }[];
   /** The changing commands grouped: per-namespace batches together, others one by one; in start order. */
   changeGroups: { what: string; n: number; wallMs: number; sumMs: number }[];
+  /** Netlink helper requests: how many, their summed own time (ms), and the wall time from the first one's start to the last one's end. */
+  helper: { n: number; sumMs: number; wallMs: number; writes: number };
 }
 
+/** A batch line that only reads (`addr show`, `route show table all`, `class show dev X`, ...). */
+const READ_LINE = /^\s*(addr|route|link|class|qdisc)\s+show\b/;
+
+/**
+ * Whether a traced command only reads: a batch whose every line is a `show` (the
+ * netlink helper's requests are traced as `provium-nl -n NS -batch -` with the batch
+ * lines they stand for), else `-j` output without a batch, or `sysctl -n`.
+ */
 export function isReader(e: { argv: string[]; stdin?: string }): boolean {
+  if (e.argv[0] === 'provium-nl' && e.argv.includes('show')) return true; // the nftables generation
+  if (e.argv.includes('-batch') && e.stdin !== undefined) return e.stdin.split('\n').filter((l) => l.trim()).every((l) => READ_LINE.test(l));
   if (e.argv.includes('-j')) return true;
-  if (e.stdin && /^(addr show|class show)/.test(e.stdin)) return true;
   if (e.argv.includes('sysctl') && e.argv.includes('-n')) return true;
   return false;
+}
+
+/** A netlink helper request (its `ms` is the helper's own time for it). */
+export function isHelper(e: { argv: string[] }): boolean {
+  return e.argv[0] === 'provium-nl';
 }
 
 export function describe(e: { argv: string[]; stdin?: string }): string {
@@ -75,14 +91,33 @@ export function breakdown(entries: TraceEntry[], t0: number, wall: number): Brea
     changeCmdMs: changes.reduce((a, x) => a + x.e.ms, 0),
     slowest: [...entries].sort((a, b) => b.ms - a.ms).slice(0, 4).map((e) => ({ what: describe(e), ms: e.ms })),
     changeGroups: groups(changes),
+    helper: helperStats(ev),
   };
+}
+
+function helperStats(ev: { e: TraceEntry; start: number; end: number; reader: boolean }[]): Breakdown['helper'] {
+  const h = ev.filter((x) => isHelper(x.e));
+  if (h.length === 0) return { n: 0, sumMs: 0, wallMs: 0, writes: 0 };
+  return {
+    n: h.length,
+    sumMs: h.reduce((a, x) => a + x.e.ms, 0),
+    wallMs: Math.max(...h.map((x) => x.end)) - Math.min(...h.map((x) => x.start)),
+    writes: h.filter((x) => !x.reader).length,
+  };
+}
+
+/** "201 requests (200 writing), 85 ms of the helper's own time". */
+export function fmtHelper(b: Breakdown): string {
+  const h = b.helper;
+  if (h.n === 0) return 'not used';
+  return `${h.n} requests (${h.writes} writing), ${Math.round(h.sumMs)} ms of the helper's own time`;
 }
 
 function groups(changes: { e: TraceEntry; start: number; end: number }[]): Breakdown['changeGroups'] {
   const out: (Breakdown['changeGroups'][number] & { start: number; end: number })[] = [];
-  const nsBatch = (e: TraceEntry) => e.argv[0] === 'ip' && e.argv[1] === '-n' && e.argv[2]?.startsWith('pv-') && e.argv.includes('-batch');
+  const nsBatch = (e: TraceEntry) => e.argv.includes('-batch') && e.argv.some((a) => a.startsWith('pv-')) && (e.argv[0] === 'ip' || isHelper(e));
   for (const c of changes) {
-    const what = nsBatch(c.e) ? 'per-node `ip -n NS -batch` (8 at a time)' : `\`${describe(c.e)}\``;
+    const what = !nsBatch(c.e) ? `\`${describe(c.e)}\`` : isHelper(c.e) ? 'per-node netlink helper requests' : 'per-node `ip -n NS -batch` (8 at a time)';
     const g = nsBatch(c.e) ? out.find((x) => x.what === what) : undefined;
     if (g) {
       g.n++;

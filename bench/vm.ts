@@ -39,7 +39,7 @@ export async function vmBench(repo: string, provBin: string, log: (m: string) =>
   }
   const host = `pvb-vm-${Math.random().toString(36).slice(2, 8)}`;
   const dir = mkdtempSync('/tmp/pvb-vm-');
-  const env = { PROVIUM_STATE_DIR: join(dir, 'state'), NO_COLOR: '1' };
+  const env = { PROVIUM_STATE_DIR: join(dir, 'state'), PROVIUM_CACHE_DIR: join(dir, 'cache'), NO_COLOR: '1' };
   const prov = (args: string[]) => run([process.execPath, provBin, '--netns', host, ...args], { env, timeoutMs: 180_000 });
   const lab = (name: string, n: number) => {
     const nodes = Array.from({ length: n }, (_, i) => `  v${i}: { kind: qemu, kernel: ${guest}/vmlinux, initrd: ${guest}/initrd.gz, append: "console=ttyS0 quiet pv.ip=10.77.0.${10 + i}/24", memory_mb: 160 }`);

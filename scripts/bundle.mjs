@@ -3,7 +3,8 @@
 // hundred ES modules cuts Node start-up of every provium call (measured: module
 // loading 195 ms -> 67 ms). Tests import the unbundled modules from dist/src/.
 import { build } from 'esbuild';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Ajv } from 'ajv';
 import standaloneCode from 'ajv/dist/standalone/index.js';
 
@@ -37,3 +38,10 @@ await build({
   // Some CommonJS dependencies call require(): give the ESM bundle one.
   banner: { js: "import { createRequire as __pvCreateRequire } from 'node:module'; const require = __pvCreateRequire(import.meta.url);" },
 });
+
+// The build id: a hash of everything the bundled CLI runs (the bundle, its chunks, the
+// schema validator). The topology cache (src/load/cache.ts) keys its entries with it, so
+// a rebuilt provium never reads a topology an older build loaded.
+const id = createHash('sha256');
+for (const f of ['dist/provium.mjs', 'dist/schema-validator.cjs', ...readdirSync('dist/chunks').sort().map((c) => `dist/chunks/${c}`)]) id.update(f).update(readFileSync(f));
+writeFileSync('dist/build-id', id.digest('hex') + '\n');

@@ -10,6 +10,7 @@ bash scripts/setup.sh >&2
 file=${1:-examples/basic.yaml}
 host=pvdemo-$$
 export PROVIUM_STATE_DIR=$(mktemp -d /tmp/provium-demo.XXXXXX)
+export PROVIUM_CACHE_DIR=$PROVIUM_STATE_DIR/cache   # the topology cache (removed with it)
 provium() { node bin/provium --netns "$host" "$@"; }
 lab=$(sed -n 's/^lab: *\([a-z0-9]*\).*/\1/p' "$file")
 cleanup() {

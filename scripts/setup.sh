@@ -10,6 +10,12 @@ for pair in ip:iproute2 tc:iproute2 bridge:iproute2 nft:nftables iperf3:iperf3 t
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
 done
+# The netlink helper (native/, built by npm run build): a C compiler, make and libmnl's headers.
+for pair in gcc:gcc make:make; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
+done
+[ -f /usr/include/stdio.h ] || need+=(libc6-dev)
+[ -f /usr/include/libmnl/libmnl.h ] || need+=(libmnl-dev)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -10,6 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { stringify as yamlStringify } from 'yaml';
 import { checkSources, schemaPath, type CheckResult, type LoadOptions, type SourceInput } from './load/index.js';
+import { checkSourcesCached } from './load/cache.js';
 import { parseVarFlags } from './load/vars.js';
 import { toData, withoutKeys } from './load/tree.js';
 import { checkScenario } from './scenario/compile.js';
@@ -156,6 +157,9 @@ interface Loaded {
   r: CheckResult;
 }
 
+/** Commands whose load goes through the topology cache: those that read the host as root. */
+const CACHED_COMMANDS = new Set(['plan', 'apply', 'destroy', 'show', 'exec', 'capture']);
+
 /**
  * Loads FILE with its -f overlays and --var variables; InputError when invalid (with
  * `json`, the validate document {format_version, valid: false, diagnostics} is printed on
@@ -164,12 +168,16 @@ interface Loaded {
  */
 function load(file: string, o: FileOpts, command: string, json = false): Loaded {
   const { sources, opts } = sourcesOf(file, o);
-  const r = checkSources(sources, opts);
+  // The commands that read the host as root go through the topology cache (load/cache.ts);
+  // validate, graph, render, doctor and run never do.
+  const cached = CACHED_COMMANDS.has(command);
+  const c = cached ? checkSourcesCached(sources, opts) : undefined;
+  const r = c ? c.r : checkSources(sources, opts);
   if (!r.topology) {
     if (json) printJson({ format_version: FORMAT_VERSION, valid: false, diagnostics: r.diagnostics.map(diagnosticJson), files: r.files.map((f) => f.name) });
     throw new InputError(r.diagnostics);
   }
-  if (r.merged?.kind === 'map' && r.merged.entries.has('steps')) {
+  if (c ? c.steps : r.merged?.kind === 'map' && r.merged.entries.has('steps')) {
     process.stderr.write(`note: ${file} has steps:, which provium run runs; ${command} uses its topology and ignores them\n`);
   }
   return { t: r.topology, r };

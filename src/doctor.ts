@@ -18,6 +18,7 @@ import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:
 import { Chalk } from 'chalk';
 import { detectFeature, detectKernelModule, FEATURE_FIX, featureModule, type Feature, type ModuleSpec } from './observe/features.js';
 import { HostRunner, mapLimit } from './host/runner.js';
+import { checkHelper, helperPath, netlinkMode } from './host/netlink.js';
 
 export const DOCTOR_FORMAT_VERSION = '1';
 
@@ -63,6 +64,11 @@ export interface DoctorProbe {
   feature(f: Feature): { present: boolean; source: string };
   /** An extra kernel module or built-in option. */
   module(m: ExtraModule): { present: boolean; source: string };
+  /**
+   * The netlink helper (host/netlink.ts): its path when built, whether it runs and
+   * speaks this provium's protocol (`provium-nl --version`), and PROVIUM_NETLINK.
+   */
+  netlink(): { path?: string; ok: boolean; detail: string; mode: 'auto' | 'on' | 'off' | 'invalid' | 'remote' };
 }
 
 /** Module name, kernel option and module directory of the extra pieces (same layout as features.ts). */
@@ -118,6 +124,17 @@ export function hostProbe(): DoctorProbe {
     run: (argv) => runner.run(argv, { allowFail: true, timeoutMs: 5_000 }),
     feature: detectFeature,
     module: detectModule,
+    netlink: () => {
+      let mode: 'auto' | 'on' | 'off' | 'invalid';
+      try {
+        mode = netlinkMode();
+      } catch {
+        mode = 'invalid';
+      }
+      const path = helperPath();
+      if (!path) return { ok: false, detail: 'not built (dist/native/provium-nl is missing)', mode };
+      return { path, ...checkHelper(path), mode };
+    },
   };
 }
 
@@ -301,10 +318,33 @@ function checkIpv6Forwarding(p: DoctorProbe): Check {
   };
 }
 
+/**
+ * The netlink helper: with it, one process reads and writes every node namespace;
+ * without it (or with PROVIUM_NETLINK=off) provium runs one `ip` process per namespace,
+ * which works the same, only slower on labs with many nodes.
+ */
+function checkNetlink(p: DoctorProbe): Check {
+  const base = { name: 'netlink', required: false, enables: ['reading and writing every node namespace from one process (fast plan, apply and destroy of labs with many nodes)'] };
+  const n = p.netlink();
+  const build = 'install gcc, make and libmnl-dev (apt-get install gcc make libmnl-dev), then npm run build (scripts/setup.sh does both)';
+  // A host reached over SSH needs nothing of provium: it always takes the iproute2 path.
+  if (n.mode === 'remote') return { ...base, status: 'ok', detail: 'not used on a host reached over SSH: one `ip` process per node namespace there (nothing of provium is installed on it)' };
+  if (n.mode === 'invalid') return { ...base, status: 'warn', detail: 'PROVIUM_NETLINK is set to a value other than auto, on or off: plan and apply refuse to run', fix: 'set PROVIUM_NETLINK to auto (default), on or off' };
+  if (!n.path || !n.ok) {
+    return {
+      ...base, status: 'warn',
+      detail: `netlink helper ${n.detail}: node namespaces are read and written by one \`ip\` process each (slower)${n.mode === 'on' ? '; PROVIUM_NETLINK=on makes plan and apply fail' : ''}`,
+      fix: build,
+    };
+  }
+  if (n.mode === 'off') return { ...base, status: 'ok', detail: `netlink helper ${n.detail}, disabled by PROVIUM_NETLINK=off: one \`ip\` process per node namespace` };
+  return { ...base, status: 'ok', detail: `netlink helper ${n.detail}: one process for every node namespace` };
+}
+
 /** Runs every check (read-only; the version commands run in parallel). */
 export async function runDoctor(probe: DoctorProbe = hostProbe()): Promise<DoctorReport> {
   const tools = checkTools(probe);
-  const checks = [checkRoot(probe), ...(await tools), ...checkKernel(probe), checkNetns(probe), checkKvm(probe), checkBrNetfilter(probe), checkIpv6Forwarding(probe)];
+  const checks = [checkRoot(probe), ...(await tools), ...checkKernel(probe), checkNetns(probe), checkKvm(probe), checkBrNetfilter(probe), checkIpv6Forwarding(probe), checkNetlink(probe)];
   return { format_version: DOCTOR_FORMAT_VERSION, checks };
 }
 

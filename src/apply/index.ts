@@ -7,6 +7,7 @@ import type { Topology } from '../model/topology.js';
 import type { HostState } from '../model/state.js';
 import { ProviumError } from '../model/diagnostics.js';
 import { CommandError, mapLimit, type Runner } from '../host/runner.js';
+import { namespaceIO, type NsDump } from '../host/namespaces.js';
 import { observe, realFiles, type HostFiles, type Observation, type Reuse, type Wanted } from '../observe/index.js';
 import { partialParts } from '../observe/partial.js';
 import { bridgeDev, nodeNetns, parseAlias } from '../model/names.js';
@@ -149,36 +150,43 @@ export const localActions: InvocationActions = {
   runQmp: (inv) => runQmp(inv),
 };
 
-/** Runs one invocation: a host command, or a VM action (start, stop, QMP steps). Returns a command's stdout. */
-async function runOne(inv: Invocation, runner: Runner, actions: InvocationActions = localActions): Promise<string> {
+/**
+ * Runs one invocation: a host command, a node namespace's batch (through the runner's
+ * NamespaceIO: the netlink helper, or `ip -n NS -batch` on hosts without it), or a VM
+ * action (start, stop, QMP steps). Returns what a namespace batch read back.
+ */
+async function runOne(inv: Invocation, runner: Runner, actions: InvocationActions = localActions): Promise<NsDump | undefined> {
   if (inv.writeFiles?.length) await actions.writeFiles(inv.writeFiles);
   if (inv.removeFiles) {
     await actions.removeFiles(inv.removeFiles.files, inv.removeFiles.dirsIfEmpty);
-    return '';
+    return undefined;
   }
   if (inv.stopPidfile) {
     await actions.stopPidfile(inv.stopPidfile.pidfile, inv.stopPidfile.match);
-    return '';
+    return undefined;
   }
-  if (inv.writeFiles && inv.argv[0] === 'write') return '';
+  if (inv.writeFiles && inv.argv[0] === 'write') return undefined;
+  if (inv.readsBack) return namespaceIO(runner).applyNamespace(inv.readsBack, inv.stdin ?? '');
   if (inv.vmStart) await actions.startVm(inv, runner);
   else if (inv.vmStop) await actions.stopVm(inv);
   else if (inv.qmp) await actions.runQmp(inv);
-  else return (await runner.run(inv.argv, { stdin: inv.stdin })).stdout;
-  return '';
+  else await runner.run(inv.argv, { stdin: inv.stdin });
+  return undefined;
 }
 
 /**
  * Runs invocations in order; consecutive per-namespace batches and VM starts/stops run
- * 8 at a time. Returns what the namespace batches read back (namespace -> JSON output).
- * `actions`: where files, processes and VMs are handled (this machine by default).
- * Throws CommandError.
+ * together (8 at a time; the netlink helper takes every namespace batch at once and runs
+ * them in order); so do consecutive invocations of one `parallel` group (8 at a time).
+ * Returns what the namespace batches read back (namespace -> links and routes after the
+ * writes). `actions`: where files, processes and VMs are handled (this machine by
+ * default). Throws CommandError.
  */
-export async function runInvocations(invs: Invocation[], runner: Runner, onStep?: (inv: Invocation) => void, actions?: InvocationActions): Promise<Map<string, string>> {
-  const readBack = new Map<string, string>();
+export async function runInvocations(invs: Invocation[], runner: Runner, onStep?: (inv: Invocation) => void, actions?: InvocationActions): Promise<Map<string, NsDump>> {
+  const readBack = new Map<string, NsDump>();
   const hook = testHooks();
   let done = 0;
-  const runOneHooked = async (inv: Invocation): Promise<string> => {
+  const runOneHooked = async (inv: Invocation): Promise<NsDump | undefined> => {
     if (hook.failLabel !== undefined && inv.label === hook.failLabel) {
       throw new CommandError({ argv: inv.argv, exitCode: 1, stdout: '', stderr: `injected failure (PROVIUM_TEST_FAIL_AT=${hook.failLabel})`, ms: 0 }, inv.stdin);
     }
@@ -194,10 +202,11 @@ export async function runInvocations(invs: Invocation[], runner: Runner, onStep?
       let j = i;
       while (j < invs.length && groupOf(invs[j]) === groupOf(invs[i])) j++;
       const group = invs.slice(i, j);
-      await mapLimit(group, 8, async (inv) => {
+      const netlink = namespaceIO(runner).mechanism === 'netlink' && group.every((x) => x.readsBack);
+      await mapLimit(group, netlink ? group.length : 8, async (inv) => {
         onStep?.(inv);
         const out = await runOneHooked(inv);
-        if (inv.readsBack) readBack.set(inv.readsBack, out);
+        if (inv.readsBack && out) readBack.set(inv.readsBack, out);
       });
       i = j;
     } else {
@@ -397,9 +406,9 @@ export async function waitPortsGone(plan: Plan, ctx: HostContext, runner: Runner
   if (names.size === 0) return;
   const t0 = Date.now();
   let forced = false;
+  const io = namespaceIO(runner);
   for (let delay = 10; ; delay = Math.min(delay * 2, 200)) {
-    const r = await runner.run([...ipArgv(ctx), '-j', 'link', 'show']);
-    const left = (JSON.parse(r.stdout || '[]') as { ifname: string }[]).filter((l) => names.has(l.ifname)).map((l) => l.ifname);
+    const left = (await io.hostLinks(ctx.hostNetns)).filter((l) => names.has(l.ifname)).map((l) => l.ifname);
     if (left.length === 0) return;
     if (!forced && Date.now() - t0 > 1000) {
       forced = true;
@@ -413,8 +422,8 @@ export async function waitPortsGone(plan: Plan, ctx: HostContext, runner: Runner
 
 /**
  * When the lab forwards IPv6 and this apply created or changed one of its bridges:
- * waits until no address on the lab's bridges is tentative (`ip -j -6 addr show
- * tentative`, iproute2 JSON: one entry per link with its matching addr_info). A new
+ * waits until no IPv6 address on the lab's bridges is tentative ("tentative": true in
+ * the addr_info of iproute2's `ip -j addr show`, or of the netlink helper's read). A new
  * bridge's link-local address goes through duplicate address detection (~1-2 s);
  * until then the host cannot resolve the neighbours it forwards IPv6 to, so apply
  * returns only once IPv6 forwarding really works. Bounded: after 5 s it goes on
@@ -426,10 +435,10 @@ export async function waitBridgesIpv6Ready(t: Topology, plan: Plan, ctx: HostCon
   const touched = plan.changes.flatMap((c) => c.items).some((i) => i.after?.ref.kind === 'link' && bridges.has(i.after.ref.name));
   if (!touched) return;
   const t0 = Date.now();
+  const io = namespaceIO(runner);
   for (let delay = 20; Date.now() - t0 < 5000; delay = Math.min(delay * 2, 200)) {
-    const r = await runner.run([...ipArgv(ctx), '-j', '-6', 'addr', 'show', 'tentative']);
-    const links = JSON.parse(r.stdout || '[]') as { ifname: string; addr_info?: unknown[] }[];
-    if (!links.some((l) => bridges.has(l.ifname) && (l.addr_info?.length ?? 0) > 0)) return;
+    const links = await io.hostLinks(ctx.hostNetns);
+    if (!links.some((l) => bridges.has(l.ifname) && (l.addr_info ?? []).some((a) => a.family === 'inet6' && a.tentative))) return;
     await new Promise((res) => setTimeout(res, delay));
   }
 }

@@ -10,6 +10,8 @@
  */
 import { spawn } from 'node:child_process';
 import { appendFileSync } from 'node:fs';
+import type { NamespaceIO } from './namespaces.js';
+import { chooseNamespaceIO } from './netlink.js';
 
 export interface RunResult {
   argv: string[];
@@ -75,6 +77,21 @@ export class CommandError extends Error {
 export interface Runner {
   count: number;
   run(argv: string[], opts?: RunOptions): Promise<RunResult>;
+  /**
+   * Its own way to read and write node namespaces (HostRunner: the netlink helper);
+   * without one, observe and apply use one `ip -n NS -batch` per namespace through run()
+   * (host/namespaces.ts namespaceIO()).
+   */
+  namespaceIO?(): NamespaceIO;
+}
+
+/**
+ * Appends one JSON line {argv, exitCode, ms, stdin} to $PROVIUM_TRACE when it is set
+ * (tests and the benchmark read it). The netlink helper's requests are traced too.
+ */
+export function traceCommand(argv: string[], exitCode: number, ms: number, stdin?: string): void {
+  const trace = process.env.PROVIUM_TRACE;
+  if (trace) appendFileSync(trace, JSON.stringify({ argv, exitCode, ms: Math.round(ms * 10) / 10, stdin }) + '\n');
 }
 
 /** Appends one invocation to $PROVIUM_TRACE and $PROVIUM_RECORD when set (`host` names a remote host). */
@@ -90,6 +107,16 @@ export function traceRun(r: RunResult, stdin: string | undefined, host?: string)
 export class HostRunner implements Runner {
   count = 0;
   readonly log: RunResult[] = [];
+  private nsio?: NamespaceIO;
+
+  /**
+   * Node namespaces are read and written by the netlink helper when it is built (one
+   * process for all of them), else by one `ip` process per namespace; PROVIUM_NETLINK
+   * (auto, on, off) chooses (host/netlink.ts).
+   */
+  namespaceIO(): NamespaceIO {
+    return (this.nsio ??= chooseNamespaceIO(this));
+  }
 
   async run(argv: string[], opts: RunOptions = {}): Promise<RunResult> {
     const t0 = performance.now();

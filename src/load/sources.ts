@@ -37,6 +37,11 @@ export interface LoadOptions {
   readStdin?: () => string;
   /** Folder relative paths are resolved against (default process.cwd()). */
   cwd?: string;
+  /**
+   * The real path of an existing path (default fs.realpathSync; the path itself when it
+   * does not exist). The topology cache (cache.ts) records what it answered.
+   */
+  realpath?: (path: string) => string;
 }
 
 /** A file that was read: its name as shown in diagnostics, absolute path (`-` for standard input), and text. */
@@ -135,8 +140,8 @@ export function mergeSources(sources: SourceInput[], opts: LoadOptions = {}): Me
       err('invalid extends', 'extends names one base file: a path relative to this file, e.g. extends: lab.yaml', v.pos);
       return undefined;
     }
-    const baseAbs = canonical(resolve(path === '-' ? cwd : dirname(path), v.value));
-    const here = [...chain, canonical(path)];
+    const baseAbs = canonical(resolve(path === '-' ? cwd : dirname(path), v.value), opts.realpath);
+    const here = [...chain, canonical(path, opts.realpath)];
     if (here.includes(baseAbs)) {
       const names = [...here.slice(here.indexOf(baseAbs)), baseAbs].map((p) => shown(p, cwd));
       err('extends cycle', `${names.join(' -> ')}: a file cannot extend itself, directly or through its bases`, v.pos);
@@ -160,7 +165,7 @@ export function mergeSources(sources: SourceInput[], opts: LoadOptions = {}): Me
   /** Canonical paths of the files merged by the sources processed so far. */
   const done = new Set<string>();
   sources.forEach((s, i) => {
-    if (i > 0) for (const f of files) done.add(canonical(f.path));
+    if (i > 0) for (const f of files) done.add(canonical(f.path, opts.realpath));
     const path = s.name === '-' ? '-' : resolve(cwd, s.name);
     const t = loadFile(s.name === '-' ? '<stdin>' : s.name, path, s.text, []);
     if (!t) {
@@ -183,10 +188,10 @@ export function mergeSources(sources: SourceInput[], opts: LoadOptions = {}): Me
 }
 
 /** The real path when it exists (so a symlinked file in a cycle is recognised), else the path itself. */
-function canonical(p: string): string {
+function canonical(p: string, realpath: (p: string) => string = realpathSync): string {
   if (p === '-') return p;
   try {
-    return realpathSync(p);
+    return realpath(p);
   } catch {
     return p;
   }

@@ -2,12 +2,16 @@
  * observe: reads what the host has for one lab and lifts it into a HostState of the
  * same shape as the desired one, plus HostFacts (features, default route, conflicts).
  * Read-only: runs only reader commands (ip/tc/nft show, sysctl -n).
- * Invocations: 1 `ip -j -d addr show` + 1 `tc -j qdisc show` (+1 `tc -batch` class
- * show when shaped ports exist) + 1 `nft -j list ruleset` + 1 per node namespace
- * (`ip -j -d -n NS -batch -` with addr show and route show table all: both families),
- * run 8 at a time; with uplink 1 `ip -j route show table all default` (the IPv4 and
- * IPv6 default routes), while the lab routes 1 `sysctl -n` (ip_forward and IPv6
- * forwarding in one process).
+ * Reads: the host namespace's links with their addresses and every node namespace's
+ * links, addresses and routes (both families) through the runner's NamespaceIO (the
+ * netlink helper: requests to one process; or iproute2: `ip -j -d addr show` plus one
+ * `ip -j -d -n NS -batch -` per namespace, 8 at a time), + 1 `tc -j qdisc show` (+1
+ * `tc -batch` class show when shaped ports exist) + 1 `nft -j list ruleset` (on the
+ * netlink path skipped while the host namespace's ruleset generation is unchanged:
+ * nft-cache.ts); with VXLAN ports 1 `bridge -j -batch -` (their FDB peers); per router 2
+ * (its table and sysctls: routers.ts); with uplink 1 `ip -j route show table all default`
+ * (the IPv4 and IPv6 default routes), while the lab routes 1 `sysctl -n` (ip_forward and
+ * IPv6 forwarding in one process).
  */
 import { readdirSync, existsSync } from 'node:fs';
 import { observeVms, vmFolderConflicts } from './vms.js';
@@ -16,9 +20,11 @@ import { observeServices, type Services } from './services.js';
 import type { Conflict, HostFacts, HostState, LinkState, VmState } from '../model/state.js';
 import { emptyState } from '../model/state.js';
 import { netnsPrefix, nftTable, nodeNetns, ownerPrefix, parseAlias } from '../model/names.js';
-import { mapLimit, type Runner } from '../host/runner.js';
-import { ipArgv, nftArgv, READ_BACK, sysctlArgv, tcArgv, type HostContext } from '../plan/commands.js';
-import { addressMtus, defaultRouteDevs, forwardingLabs, splitJsonDocs, toLinkState, toNamespaceState, toNft, toShaping, vxlanPeers, type FdbEntry, type IpLink, type IpRoute, type TcQdisc } from './parse.js';
+import type { Runner } from '../host/runner.js';
+import { ipArgv, nftArgv, sysctlArgv, tcArgv, type HostContext } from '../plan/commands.js';
+import { addressMtus, defaultRouteDevs, forwardingFrom, otherLabsInet, splitJsonDocs, toLinkState, toNamespaceState, toNft, toShaping, vxlanPeers, type FdbEntry, type IpRoute, type TcQdisc } from './parse.js';
+import { namespaceIO, type NamespaceIO, type NsDump } from '../host/namespaces.js';
+import { readNftCache, writeNftCache, type NftReading } from './nft-cache.js';
 import { readJournal } from '../apply/statedir.js';
 import { detectFeature, type Feature } from './features.js';
 import { observePartial, type Part } from './partial.js';
@@ -118,15 +124,30 @@ export const realFiles: HostFiles = { listNetns, detectFeature, kvmUsable, obser
 export interface Reuse {
   previous: HostState;
   touched: Set<string>;
-  /** Output of READ_BACK (`addr show` + `route show table all`, JSON) per namespace, read back by apply's batches after their writes. */
-  readBack?: Map<string, string>;
+  /** Namespaces as read back by apply's batches after their writes (NamespaceIO.applyNamespace). */
+  readBack?: Map<string, NsDump>;
   /** Re-read only these host-wide parts (partial.ts); the rest of the state, and the facts, are `previous` and `facts`. */
   parts?: Part[];
   facts?: HostFacts;
 }
-
-const NS_READ = READ_BACK.join('\n') + '\n';
 const SYSCTL = { ipForward: 'net.ipv4.ip_forward', ip6Forward: 'net.ipv6.conf.all.forwarding' } as const;
+
+/**
+ * The lab's nftables tables from `nft -j list ruleset`, or, on the netlink path, the
+ * stored reading when the ruleset generation and namespace cookie show that nothing
+ * was committed since it was taken (observe/nft-cache.ts).
+ */
+export async function readNft(lab: string, ctx: HostContext, runner: Runner, io: NamespaceIO = namespaceIO(runner)): Promise<NftReading> {
+  const gen = io.nftGeneration ? await io.nftGeneration(ctx.hostNetns).catch(() => undefined) : undefined;
+  const stamp = gen && { ...gen, table: nftTable(lab), owner: ownerPrefix(lab) };
+  const kept = stamp ? readNftCache(ctx.stateDir, stamp) : undefined;
+  if (kept) return kept;
+  const out = await runner.run([...nftArgv(ctx), '-j', 'list', 'ruleset']);
+  const ruleset = JSON.parse(out.stdout || '{"nftables":[]}');
+  const reading: NftReading = { ...toNft(ruleset, nftTable(lab), ownerPrefix(lab)), others: otherLabsInet(ruleset, lab) };
+  if (stamp) writeNftCache(ctx.stateDir, stamp, reading);
+  return reading;
+}
 
 export async function observe(lab: string, ctx: HostContext, runner: Runner, wanted: Wanted, files: HostFiles = realFiles, reuse?: Reuse): Promise<Observation> {
   if (reuse?.parts && reuse.facts) return observePartial(lab, ctx, runner, wanted, { state: reuse.previous, facts: reuse.facts }, reuse.parts);
@@ -156,11 +177,12 @@ export async function observe(lab: string, ctx: HostContext, runner: Runner, wan
   if (wanted.qemu) facts.qemuBinary = inPath('qemu-system-x86_64');
   if (wanted.dnsmasq) facts.dnsmasqBinary = inPath('dnsmasq');
   const sysctls = (['ipForward', 'ip6Forward'] as const).filter((k) => wanted[k]);
-  const [linksOut, qdiscOut, nftOut, nsOuts, routeOut, fwdOut, vms] = await Promise.all([
-    runner.run([...ipArgv(ctx), '-j', '-d', 'addr', 'show']),
+  const io = namespaceIO(runner);
+  const [links, qdiscOut, nftRead, nsDumps, routeOut, fwdOut, vms] = await Promise.all([
+    io.hostLinks(ctx.hostNetns),
     runner.run([...tcArgv(ctx), '-j', 'qdisc', 'show']),
-    runner.run([...nftArgv(ctx), '-j', 'list', 'ruleset']),
-    mapLimit(candidates, 8, (ns) => runner.run(['ip', '-j', '-d', '-n', ns, '-batch', '-'], { stdin: NS_READ, allowFail: true })),
+    readNft(lab, ctx, runner, io),
+    io.readNamespaces(candidates),
     wanted.defaultRoute ? runner.run([...ipArgv(ctx), '-j', 'route', 'show', 'table', 'all', 'default']) : Promise.resolve(undefined),
     sysctls.length ? runner.run([...sysctlArgv(ctx), '-n', ...sysctls.map((k) => SYSCTL[k])]) : Promise.resolve(undefined),
     files.observeVms(ctx),
@@ -176,7 +198,6 @@ export async function observe(lab: string, ctx: HostContext, runner: Runner, wan
   state.hosts = services.hosts ?? {};
   facts.conflicts.push(...services.conflicts, ...(files.vmFolderConflicts ?? vmFolderConflicts)(ctx, wanted.vms ?? []));
 
-  const links = JSON.parse(linksOut.stdout || '[]') as IpLink[];
   facts.addressMtu = addressMtus(links);
   for (const l of links) {
     if (mine(l.ifalias)) state.links[l.ifname] = toLinkState(l);
@@ -192,22 +213,22 @@ export async function observe(lab: string, ctx: HostContext, runner: Runner, wan
 
   const pending = candidates.length + fresh.length > 0 ? (files.pendingNetns ?? pendingNetns)(ctx) : new Set<string>();
   const outs = [
-    ...candidates.map((ns, i) => ({ ns, ok: nsOuts[i].exitCode === 0, stdout: nsOuts[i].stdout })),
-    ...fresh.map((ns) => ({ ns, ok: true, stdout: reuse!.readBack!.get(ns)! })),
+    ...candidates.map((ns, i) => ({ ns, dump: nsDumps[i] })),
+    ...fresh.map((ns) => ({ ns, dump: reuse!.readBack!.get(ns) })),
   ];
-  outs.forEach(({ ns, ok, stdout }) => {
-    if (!ok) return; // vanished between listing and reading
-    const [addrs, routes] = splitJsonDocs(stdout).slice(-2) as [IpLink[], IpRoute[]];
-    const lo = (addrs ?? []).find((l) => l.ifname === 'lo');
+  outs.forEach(({ ns, dump }) => {
+    if (!dump) return; // vanished between listing and reading
+    const { links: addrs, routes } = dump;
+    const lo = addrs.find((l) => l.ifname === 'lo');
     const a = parseAlias(lo?.ifalias);
     // In a multi-host lab the mark names the host: another host's namespace (hosts that
     // share /run/netns, as test hosts on one machine do) is neither ours nor a conflict.
     const ours = (a?.kind === 'node' || a?.kind === 'router') && a.lab === lab;
-    if (ours && a.host === ctx.placement) state.namespaces[ns] = toNamespaceState(ns, a.node, addrs ?? [], routes ?? []);
+    if (ours && a.host === ctx.placement) state.namespaces[ns] = toNamespaceState(ns, a.node, addrs, routes);
     else if (ours && ctx.placement !== undefined && a.host !== undefined) return;
     else if (!lo?.ifalias && pending.has(ns)) {
       // Created by an apply that stopped before marking it (see apply's journal): ours, unmarked.
-      state.namespaces[ns] = toNamespaceState(ns, ns.slice(prefix.length), addrs ?? [], routes ?? []);
+      state.namespaces[ns] = toNamespaceState(ns, ns.slice(prefix.length), addrs, routes);
     }
     else if (wantNs.has(ns)) facts.conflicts.push({ kind: 'netns', name: ns, found: lo?.ifalias ? `lo ifalias "${lo.ifalias}"` : 'no provium mark on its lo' });
   });
@@ -241,9 +262,8 @@ export async function observe(lab: string, ctx: HostContext, runner: Runner, wan
   }
   state.shaping = toShaping(qdiscs, classText, ports);
 
-  const ruleset = JSON.parse(nftOut.stdout || '{"nftables":[]}');
-  const nft = toNft(ruleset, nftTable(lab), ownerPrefix(lab));
-  facts.forwardingLabs = forwardingLabs(ruleset, links, lab);
+  const nft = nftRead;
+  facts.forwardingLabs = forwardingFrom(nftRead.others, links);
   if (nft.bridge) state.nft.bridge = nft.bridge;
   if (nft.inet) state.nft.inet = nft.inet;
   for (const fam of nft.conflicts) facts.conflicts.push({ kind: 'nft-table', name: `${fam} ${nftTable(lab)}`, found: 'no set carries the lab\'s comment mark' });

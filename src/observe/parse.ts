@@ -44,7 +44,8 @@ export interface IpLink {
   master?: string;
   ifalias?: string;
   linkinfo?: { info_kind?: string; info_data?: { type?: string; id?: number; port?: number; local?: string } };
-  addr_info?: { family: string; local: string; prefixlen: number; scope?: string; dynamic?: boolean }[];
+  /** Addresses; "dynamic": not permanent (SLAAC), "tentative": IPv6 duplicate address detection not done yet. */
+  addr_info?: { family: string; local: string; prefixlen: number; scope?: string; dynamic?: boolean; tentative?: boolean }[];
 }
 
 function v4addrs(l: IpLink): string[] {
@@ -288,32 +289,57 @@ export function toNft(json: { nftables: NftObj[] }, table: string, ownerPrefix: 
 }
 
 /**
- * The other labs in this host namespace that still need forwarding, read from the host
- * (the source of truth): a lab forwards IPv4 while its `table inet provium_<lab>`
- * (marked with its comments) exists; it forwards IPv6 while that table masquerades an
- * IPv6 prefix (set masq6) or routes between two of its bridges that both have a global
- * IPv6 address (the host side ::1 of subnet6). `exclude` is the lab being planned.
- * Input: `nft -j list ruleset` and `ip -j -d addr show` of the host namespace.
+ * The other labs' `table inet provium_<lab>` in this host namespace, as far as their
+ * forwarding goes: the lab, its `routed` pairs ("in>out" bridge devices) and whether it
+ * masquerades an IPv6 prefix (set masq6). Only tables marked as a lab's (their sets carry
+ * its comments) count. `exclude` is the lab being planned. Input: `nft -j list ruleset`.
  */
-export function forwardingLabs(json: { nftables: NftObj[] }, links: IpLink[], exclude: string): { v4: string[]; v6: string[] } {
+export interface OtherLabInet {
+  lab: string;
+  forward: string[];
+  masq6: boolean;
+}
+
+export function otherLabsInet(json: { nftables: NftObj[] }, exclude: string): OtherLabInet[] {
   const labs = new Set<string>();
   for (const o of json.nftables ?? []) {
     const t = o.table as NftObj | undefined;
     const m = t && t.family === 'inet' ? /^provium_([a-z][a-z0-9]{0,7})$/.exec(String(t.name)) : null;
     if (m && m[1] !== exclude) labs.add(m[1]);
   }
-  const has6 = new Set(links.filter((l) => v6addrs(l).length > 0).map((l) => l.ifname));
-  const v4: string[] = [];
-  const v6: string[] = [];
+  const out: OtherLabInet[] = [];
   for (const lab of [...labs].sort()) {
     const { inet } = toNft(json, `provium_${lab}`, `provium:${lab}:`);
     if (!inet) continue; // not marked as a lab's: not provium's
-    v4.push(lab);
-    const routed6 = Object.keys(inet.forward).some((k) => {
+    out.push({ lab, forward: Object.keys(inet.forward), masq6: Object.keys(inet.masqSources6).length > 0 });
+  }
+  return out;
+}
+
+/**
+ * The other labs in this host namespace that still need forwarding, read from the host
+ * (the source of truth): a lab forwards IPv4 while its `table inet provium_<lab>`
+ * (marked with its comments) exists; it forwards IPv6 while that table masquerades an
+ * IPv6 prefix (set masq6) or routes between two of its bridges that both have a global
+ * IPv6 address (the host side ::1 of subnet6). `others`: otherLabsInet of the ruleset;
+ * `links`: `ip -j -d addr show` of the host namespace.
+ */
+export function forwardingFrom(others: OtherLabInet[], links: IpLink[]): { v4: string[]; v6: string[] } {
+  const has6 = new Set(links.filter((l) => v6addrs(l).length > 0).map((l) => l.ifname));
+  const v4: string[] = [];
+  const v6: string[] = [];
+  for (const o of others) {
+    v4.push(o.lab);
+    const routed6 = o.forward.some((k) => {
       const [a, b] = k.split('>');
       return a !== b && has6.has(a) && has6.has(b);
     });
-    if (Object.keys(inet.masqSources6).length > 0 || routed6) v6.push(lab);
+    if (o.masq6 || routed6) v6.push(o.lab);
   }
   return { v4, v6 };
+}
+
+/** forwardingFrom(otherLabsInet(json, exclude), links). Input: `nft -j list ruleset` and `ip -j -d addr show` of the host namespace. */
+export function forwardingLabs(json: { nftables: NftObj[] }, links: IpLink[], exclude: string): { v4: string[]; v6: string[] } {
+  return forwardingFrom(otherLabsInet(json, exclude), links);
 }

@@ -1,6 +1,7 @@
 /**
  * Partial re-observation, for verifying a change that touched only some kinds of host
- * objects: the nft tables (`nft -j list ruleset`), the qdiscs and classes (`tc -j qdisc
+ * objects: the nft tables (`nft -j list ruleset`, through observe's readNft: the reading
+ * is stored with the ruleset generation for the next run), the qdiscs and classes (`tc -j qdisc
  * show`, then `tc -batch` class show of the HTB ports), the forwarding sysctls
  * (`sysctl -n`). Everything else is taken from the observation the change was planned
  * against (the lab's links, namespaces, VMs, services and host facts), which is right
@@ -11,12 +12,12 @@
  * a full observation).
  */
 import type { HostState } from '../model/state.js';
-import { nftTable, ownerPrefix, parseAlias } from '../model/names.js';
+import { parseAlias } from '../model/names.js';
 import type { Runner } from '../host/runner.js';
-import { nftArgv, sysctlArgv, tcArgv, type HostContext } from '../plan/commands.js';
+import { sysctlArgv, tcArgv, type HostContext } from '../plan/commands.js';
 import type { Plan } from '../plan/types.js';
-import { toNft, toShaping, type TcQdisc } from './parse.js';
-import type { Observation, Wanted } from './index.js';
+import { toShaping, type TcQdisc } from './parse.js';
+import { readNft, type Observation, type Wanted } from './index.js';
 
 /** Host-wide readers a partial observation can run. */
 export type Part = 'nft' | 'tc' | 'sysctl';
@@ -45,8 +46,7 @@ export async function observePartial(lab: string, ctx: HostContext, runner: Runn
   const names = { ipForward: 'net.ipv4.ip_forward', ip6Forward: 'net.ipv6.conf.all.forwarding' } as const;
   await Promise.all([
     parts.includes('nft') &&
-      runner.run([...nftArgv(ctx), '-j', 'list', 'ruleset']).then((r) => {
-        const nft = toNft(JSON.parse(r.stdout || '{"nftables":[]}'), nftTable(lab), ownerPrefix(lab));
+      readNft(lab, ctx, runner).then((nft) => {
         if (nft.bridge) state.nft.bridge = nft.bridge;
         else delete state.nft.bridge;
         if (nft.inet) state.nft.inet = nft.inet;

@@ -4,7 +4,7 @@
  *   1 root `ip -batch`: netns add        2 host `ip -batch`: links (deletes first)
  *   3 per node `ip -n NS -batch`: lo, NICs, routes     4 sysctl (ip_forward, IPv6 forwarding)
  *   5 host `tc -batch`: qdiscs/classes   6 `nft -f -`: one transaction
- *   7 root `ip -batch`: netns del
+ *   7 root `ip -batch`: netns del (before 2 when the host links are only deleted)
  * Argument arrays only; every name in them was validated by load/ (names.ts rules).
  */
 import type { Item, ItemRef } from './items.js';
@@ -413,6 +413,13 @@ export function buildInvocations(lab: string, changes: ItemChange[], ctx: HostCo
   const rootIp = ['ip', '-batch', '-'];
   if (rootAdd.length) inv.push({ argv: rootIp, stdin: lines(rootAdd), label: 'node namespaces' });
   const host = [...hostDel.filter((l) => !isBridgeDel(l, changes)), ...hostDel.filter((l) => isBridgeDel(l, changes)), ...hostAdd, ...hostPorts];
+  // When host links are only deleted (destroy, nodes and bridges removed), node namespaces go
+  // first: the kernel then removes their veth pairs in one batched cleanup instead of each
+  // bridge releasing its ports one by one (200 nodes: 283 -> 212 ms for both steps and the
+  // wait for the ports). A port deleted explicitly is never one of a deleted namespace's
+  // (those deletions are implied), so nothing in the host batch can race the cleanup.
+  const namespacesFirst = rootDel.length > 0 && hostAdd.length === 0 && hostPorts.length === 0;
+  if (namespacesFirst) inv.push({ argv: rootIp, stdin: lines(rootDel), label: 'delete node namespaces' });
   if (host.length) inv.push({ argv: [...ipArgv(ctx), '-batch', '-'], stdin: lines(host), label: 'host links' });
   if (fdb.length) inv.push({ argv: [...(ctx.hostNetns ? ['bridge', '-n', ctx.hostNetns] : ['bridge']), '-batch', '-'], stdin: lines(fdb), label: 'VXLAN peers' });
   for (const [ns, l] of [...nsLines].sort(([a], [b]) => (a < b ? -1 : 1))) {
@@ -446,7 +453,7 @@ export function buildInvocations(lab: string, changes: ItemChange[], ctx: HostCo
   for (const [node, st] of [...qmpPost].sort(([a], [b]) => (a < b ? -1 : 1))) {
     inv.push(qmpInv(node, [...st].sort((a, b) => rank(a) - rank(b)), 'configure'));
   }
-  if (rootDel.length) inv.push({ argv: rootIp, stdin: lines(rootDel), label: 'delete node namespaces' });
+  if (rootDel.length && !namespacesFirst) inv.push({ argv: rootIp, stdin: lines(rootDel), label: 'delete node namespaces' });
   return inv;
 }
 

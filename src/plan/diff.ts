@@ -27,14 +27,27 @@ const IDENTITY_IF_SET: Record<string, string[]> = {
   netns: ['owner'],
 };
 
+/**
+ * Deep equality as JSON would see it. Primitives and arrays of primitives (nearly every
+ * field) are compared directly; other objects through JSON.stringify (a no-op plan of a
+ * big lab compares hundreds of thousands of fields).
+ */
 function same(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return JSON.stringify(a) === JSON.stringify(b);
+  if (Array.isArray(a) && Array.isArray(b)) {
+    if (a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!same(a[i], b[i])) return false;
+    return true;
+  }
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
 /** Fields of `want` that differ in `have` (fields undefined in `want` are skipped). */
 export function fieldDiffs(want: Record<string, unknown>, have: Record<string, unknown> | undefined): FieldDiff[] {
   const out: FieldDiff[] = [];
-  for (const [k, v] of Object.entries(want)) {
+  for (const k in want) {
+    const v = want[k];
     if (v === undefined) continue;
     if (!have || !same(v, have[k])) out.push({ field: k, before: have?.[k], after: v });
   }

@@ -112,12 +112,12 @@ export function itemize(s: HostState, portOfNic: (ns: string, ifname: string) =>
       });
     }
   }
+  const prioOwners = new Map(Object.values(s.nft.bridge?.prio ?? {}).map((p) => [p.value, p.owner]));
   for (const sh of Object.values(s.shaping)) {
     const qKey = `qdisc:${sh.dev}`;
     const link = s.links[sh.dev];
     const sOwner = shapingOwner(link, sh.dev);
     out.push({ key: qKey, ref: { kind: 'qdisc', dev: sh.dev }, owner: sOwner, value: { major: sh.major, defaultMinor: sh.defaultMinor }, parent: `link:${sh.dev}`, deps: [`link:${sh.dev}`] });
-    const prioOwners = new Map(Object.values(s.nft.bridge?.prio ?? {}).map((p) => [p.value, p.owner]));
     for (const c of Object.values(sh.classes)) {
       let owner = prioOwners.get(classid(sh.major, c.minor)) ?? sOwner;
       if (c.minor === DEFAULT_MINOR && (c.rateBps !== UNSHAPED_BPS || c.netem)) {
@@ -133,10 +133,12 @@ export function itemize(s: HostState, portOfNic: (ns: string, ifname: string) =>
     }
   }
   const elems = (family: 'bridge' | 'inet', set: string, m: Record<string, { owner: string; value: unknown }>, tKey: string) => {
-    for (const [k, e] of Object.entries(m)) {
+    const deps = [tKey]; // shared by the set's elements (a big lab has tens of thousands): items are never changed
+    for (const k in m) {
+      const e = m[k];
       out.push({
         key: `elem:${family}:${set}:${k}`, ref: { kind: 'elem', family, set, key: k }, owner: e.owner,
-        value: { value: e.value, owner: e.owner }, parent: tKey, deps: [tKey],
+        value: { value: e.value, owner: e.owner }, parent: tKey, deps,
       });
     }
   };

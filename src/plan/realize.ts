@@ -137,12 +137,13 @@ interface Effective {
 export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
   const s = emptyState();
   const lab = t.lab;
-  const portOf = (node: string, bridge: string): string => {
-    const a = t.bridges[bridge].attach.find((x) => x.node === node)!;
-    return names.portDev(lab, node, a.nicIndex);
-  };
+  // Port device and NIC MAC of each attachment, by bridge and node (looked up for every pair of members).
+  const ports = new Map(Object.values(t.bridges).map((b) => [b.name, new Map(b.attach.map((a) => [a.node, names.portDev(lab, a.node, a.nicIndex)]))]));
+  const macs = new Map(Object.values(t.bridges).map((b) => [b.name, new Map(b.attach.map((a) => [a.node, a.mac ?? names.nicMac(lab, a.node, b.name, t.macPrefix)]))]));
+  const portOf = (node: string, bridge: string): string => ports.get(bridge)!.get(node)!;
+  const macOf = (node: string, bridge: string): string => macs.get(bridge)!.get(node)!;
   /** A directed pair's key: the sender's NIC MAC and the receiver's port (see PortPair). */
-  const pairOf = (from: string, to: string, bridge: string): string => `${nicMacOf(t, from, bridge)}>${portOf(to, bridge)}`;
+  const pairOf = (from: string, to: string, bridge: string): string => `${macOf(from, bridge)}>${portOf(to, bridge)}`;
 
   // Node namespaces (netns nodes and routers; a router's lo carries a router mark).
   for (const n of Object.values(t.nodes)) {
@@ -243,16 +244,29 @@ export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
     for (const n of b.isolate) if (!remote.has(n)) bt.isolated[portOf(n, b.name)] = { owner: addr.isolate(b.name, n), value: true };
 
     const whole = b.impairments.find((i) => !i.from);
-    // Every pair-level entry covering a directed pair, most specific first.
-    const pairs = new Map<string, ImpairmentSpec[]>();
-    for (const i of b.impairments) if (i.from) pairs.set(`${i.from}>${i.to}`, [...(pairs.get(`${i.from}>${i.to}`) ?? []), i]);
-    for (const list of pairs.values()) list.sort(byPrecedence);
+    // Every pair-level entry covering a directed pair, most specific first, by source then destination node.
+    const pairs = new Map<string, Map<string, ImpairmentSpec[]>>();
+    for (const i of b.impairments) {
+      if (!i.from) continue;
+      const bySrc = pairs.get(i.from) ?? new Map<string, ImpairmentSpec[]>();
+      pairs.set(i.from, bySrc);
+      bySrc.set(i.to!, [...(bySrc.get(i.to!) ?? []), i]);
+    }
+    for (const bySrc of pairs.values()) for (const list of bySrc.values()) list.sort(byPrecedence);
+    // Pairs without an entry of their own share the whole-bridge drop (one owner string, one value).
+    const wholeDrop = whole?.drop_pct !== undefined && Math.round(whole.drop_pct * 100) > 0 ? { owner: addr.impairWhole(b.name), value: Math.min(10000, Math.round(whole.drop_pct * 100)) } : undefined;
     for (const x of members) {
+      const mx = macOf(x, b.name);
+      const mine = pairs.get(x);
       for (const y of members) {
         if (x === y || remote.has(y)) continue;
-        const eff = effective(b.name, whole, pairs.get(`${x}>${y}`) ?? [], x, y);
-        const mx = nicMacOf(t, x, b.name);
         const py = portOf(y, b.name);
+        const pair = mine?.get(y);
+        if (!pair) {
+          if (wholeDrop) bt.loss[`${mx}>${py}`] = wholeDrop;
+          continue;
+        }
+        const eff = effective(b.name, whole, pair, x, y);
         if (eff.drop && Math.round(eff.drop.pct * 100) > 0) {
           bt.loss[`${mx}>${py}`] = { owner: eff.drop.owner, value: Math.min(10000, Math.round(eff.drop.pct * 100)) };
         }

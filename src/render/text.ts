@@ -122,7 +122,12 @@ export function renderPlan(plan: Plan, opts: RenderOptions): string {
   }
   if (plan.changes.length === 0) return c.green('No changes.') + ` The host matches the file for lab ${plan.lab}.\n`;
   out.push(`provium will perform the following actions on lab ${c.bold(plan.lab)}:`, '');
-  for (const ch of plan.changes) out.push(...renderChange(ch, c), '');
+  // One push per line: a change can hold tens of thousands of items (a whole-bridge drop on
+  // a big bridge), too many for a spread's arguments.
+  for (const ch of plan.changes) {
+    for (const line of renderChange(ch, c)) out.push(line);
+    out.push('');
+  }
   const s = summary(plan);
   out.push(c.bold(`Plan: ${s.add} to add, ${s.change} to change, ${s.destroy} to destroy.`));
   if (opts.commands) {

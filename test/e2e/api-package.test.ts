@@ -10,7 +10,7 @@
  *   its folder, as README shows.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -93,6 +93,10 @@ labTest('the packed tarball installs in a project outside the repository, type-c
       timeoutMs: 180_000, cwd: project, env: { npm_config_update_notifier: 'false' },
     });
     assert.equal(install.code, 0, `npm install failed:\n${install.stdout}${install.stderr}`);
+    // The package's install script builds the netlink helper where this repository's build could.
+    if (existsSync(join(REPO, 'dist', 'native', 'provium-nl'))) {
+      assert.ok(existsSync(join(project, 'node_modules', 'provium', 'dist', 'native', 'provium-nl')), 'the install built the netlink helper');
+    }
     assert.equal(readFileSync(join(REPO, 'package.json'), 'utf8'), repoPackage, 'the install changed this repository');
     const t1 = performance.now();
 

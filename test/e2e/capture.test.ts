@@ -133,7 +133,7 @@ async function finish(lab: Lab): Promise<void> {
 
 /** Host-side files in the lab's directory other than the lab's own (state, trace, yaml). */
 function strayFiles(lab: Lab): string[] {
-  return readdirSync(lab.dir).filter((f) => !['state', 'trace.jsonl', 'lab.yaml'].includes(f) && !f.endsWith('.keep'));
+  return readdirSync(lab.dir).filter((f) => !['state', 'cache', 'trace.jsonl', 'lab.yaml'].includes(f) && !f.endsWith('.keep'));
 }
 
 /** The pcap magic of a file: 'pcap' (either byte order, µs or ns), 'pcapng', or the hex. */

@@ -241,7 +241,7 @@ export class Lab {
     const argv = ['node', PROVIUM_BIN, ...(opts.netns === false ? [] : ['--netns', this.hostNs]), ...args, ...file];
     return run(argv, {
       timeoutMs: opts.timeoutMs ?? 90_000,
-      env: { PROVIUM_STATE_DIR: this.stateDir, PROVIUM_TRACE: this.tracePath, NO_COLOR: '1', ...(opts.env ?? {}) },
+      env: { PROVIUM_STATE_DIR: this.stateDir, PROVIUM_CACHE_DIR: join(this.dir, 'cache'), PROVIUM_TRACE: this.tracePath, NO_COLOR: '1', ...(opts.env ?? {}) },
     });
   }
 

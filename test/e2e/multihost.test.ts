@@ -7,12 +7,15 @@
  * live on the bridge's home host; a VM on one host talks to a node on another and its
  * link goes down over QMP through SSH; MTU fits the tunnel; a change on one host touches
  * only that host; drift is repaired; an unreachable host fails the plan with nothing
- * changed; destroy leaves nothing on any host.
+ * changed; destroy leaves nothing on any host. A lab with a local host (the controller's
+ * own namespace) reads and writes its part through the netlink helper when it is built,
+ * and the remote host's through ip over SSH, and both paths plan it alike.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ping, udpCount, udpProbe, iperf, run, must, report, mbit, ipsOf, isReadOnly, kernelHasNetem, rand, type TraceLine } from './helpers.js';
+import { helperPath } from '../../src/host/netlink.js';
+import { ping, udpCount, udpProbe, iperf, run, must, report, mbit, ipsOf, isReadOnly, kernelHasNetem, rand, PROVIUM_BIN, type TraceLine } from './helpers.js';
 import { hostsTest, type TestHosts } from './hosts-harness.js';
 import { GUEST, CTL, vmSkip, inVm, waitVm } from './guest.js';
 
@@ -266,3 +269,61 @@ hostsTest('multi-host: latency between nodes on different hosts (per-pair netem 
 }, { skip: kernelHasNetem() ? undefined : 'kernel has no sch_netem: latency across hosts uses the same per-receiver HTB class with a netem leaf as on one host (tested in the netem guest by test/e2e/guest-netem.test.ts); this machine cannot run it' });
 
 void rand;
+
+hostsTest('multi-host with a local host: the controller\'s own part (node namespaces, VXLAN port, bridge table) through the netlink helper when built, the remote host\'s through ip over SSH; plans agree on both paths and a change by hand on either host is seen', 1, async (hs, t) => {
+  const t0 = Date.now();
+  const h1 = hs.host('h1');
+  const hosts = [
+    '  me: { local: true, underlay: 198.51.100.2 }',
+    `  h1: { ssh: root@${h1.underlay}, underlay: ${h1.underlay}, ssh_config: ${hs.sshConfig}, state_dir: ${h1.stateDir} }`,
+  ].join('\n');
+  const body = (parts: string) => `
+    nodes:
+      a: { kind: netns, host: me }
+      b: { kind: netns, host: h1 }
+      c: { kind: netns, host: me }
+    bridges:
+      lan:
+        subnet: 10.74.0.0/24
+        home: me
+        attach: [a, b, c]
+${parts}
+  `;
+  hs.write(body(''), { hosts });
+  const ip = ipsOf(readFileSync(hs.file, 'utf8'), 'lan');
+  const ns = (n: string) => hs.ns(n);
+  hs.trace(true);
+  await hs.apply();
+  const helperOn = process.env.PROVIUM_NETLINK !== 'off' && helperPath() !== undefined;
+  const tr = hs.trace(true);
+  if (helperOn) {
+    assert.ok(tr.some((l) => !l.host && l.argv[0] === 'provium-nl' && l.argv.includes(ns('a'))), 'the local host\'s node namespaces go through the helper');
+    assert.ok(!tr.some((l) => !l.host && l.argv[0] === 'ip' && l.argv.includes(ns('a'))), 'and no ip process runs in them');
+  }
+  assert.ok(tr.some((l) => l.host === 'h1' && l.argv[0] === 'ip' && l.argv.includes(ns('b'))), 'the remote host\'s node namespace goes through ip over SSH');
+  for (const [x, y] of [['a', 'b'], ['b', 'c'], ['a', 'c']]) assert.equal(await udpCount(ns(x), ns(y), ip[y], N), N, `${x}->${y}`);
+
+  // Both paths read the local part (its VXLAN port's VNI, port, local address and peers included) as applied.
+  const plan = async (netlink: 'on' | 'off') => {
+    const r = await hs.inCtl(['node', PROVIUM_BIN, 'plan', '--json', hs.file], 60_000, { PROVIUM_STATE_DIR: join(hs.dir, 'state-local'), PROVIUM_NETLINK: netlink, NO_COLOR: '1' });
+    return (JSON.parse(r.stdout) as { changes: { host: string; address: string; action: string }[] }).changes.map((c) => `${c.host} ${c.action} ${c.address}`);
+  };
+  if (helperOn) assert.deepEqual(await plan('on'), [], 'helper path: no change');
+  assert.deepEqual(await plan('off'), [], 'iproute2 path: no change');
+
+  // A partition a<->b: elements on both hosts (the receiver's). A change by hand in the local
+  // bridge table (another nftables generation) and in the remote one are both planned.
+  hs.write(body('        partitions: [[a, b]]'), { hosts });
+  await hs.apply();
+  assert.equal(await udpCount(ns('a'), ns('b'), ip.b, N), 0, 'a->b partitioned');
+  assert.equal(await udpCount(ns('b'), ns('a'), ip.a, N), 0, 'b->a partitioned');
+  await must(['nsenter', `--net=/run/netns/${hs.ctlNs}`, 'nft', 'flush', 'set', 'bridge', `provium_${hs.lab}`, 'blocked']);
+  await must(['ip', 'netns', 'exec', h1.ns, 'nft', 'flush', 'set', 'bridge', `provium_${hs.lab}`, 'blocked']);
+  const drift = await plan(helperOn ? 'on' : 'off');
+  assert.deepEqual(drift.filter((c) => c.includes('partition')).map((c) => c.split(' ')[0]).sort(), ['h1', 'me'], `both hosts' flushed elements are planned: ${drift.join('; ')}`);
+  await hs.apply();
+  assert.equal(await udpCount(ns('b'), ns('a'), ip.a, N), 0, 'b->a partitioned again');
+  assert.equal(await udpCount(ns('a'), ns('c'), ip.c, N), N, 'a->c flows');
+  assert.deepEqual(await plan('off'), [], 'repaired');
+  report(t, `local host (${helperOn ? 'netlink helper' : 'iproute2'}) + 1 SSH host: apply, traffic, plans on both paths, drift on both hosts: ${Date.now() - t0} ms`);
+});

@@ -22,6 +22,8 @@ type Fake = {
   tools: string[];
   features: Partial<Record<Feature, boolean>>;
   modules: Partial<Record<ExtraModule, boolean>>;
+  /** The netlink helper: built (and answering --version), and PROVIUM_NETLINK. */
+  netlink?: { built: boolean; mode?: 'auto' | 'on' | 'off' };
 };
 
 /** A host where everything is there (KVM with kvm_intel, br_netfilter not loaded). */
@@ -51,6 +53,10 @@ function probe(f: Fake, ran: string[][] = []): DoctorProbe {
     },
     feature: (x) => ({ present: f.features[x] === true, source: f.features[x] ? `CONFIG_${x}=y` : `CONFIG_${x} is not set in the kernel config` }),
     module: (m) => ({ present: f.modules[m] === true, source: f.modules[m] ? `/sys/module/${m}` : `CONFIG_${m} is not set in the kernel config` }),
+    netlink: () => {
+      const n = f.netlink ?? { built: true };
+      return n.built ? { path: '/x/dist/native/provium-nl', ok: true, detail: '/x/dist/native/provium-nl (protocol 1)', mode: n.mode ?? 'auto' } : { ok: false, detail: 'not built (dist/native/provium-nl is missing)', mode: n.mode ?? 'auto' };
+    },
   };
 }
 
@@ -196,6 +202,18 @@ describe('doctor on fake hosts', () => {
     const c = byName(await runDoctor(probe(f)), 'netns');
     assert.equal(c.status, 'missing');
     assert.ok(c.fix);
+  });
+
+  it('the netlink helper: ok when built, a warning with the build fix when missing, ok but named when PROVIUM_NETLINK=off', async () => {
+    assert.match(byName(await runDoctor(probe(healthy())), 'netlink').detail, /one process for every node namespace/);
+    const missing = byName(await runDoctor(probe({ ...healthy(), netlink: { built: false } })), 'netlink');
+    assert.equal(missing.status, 'warn');
+    assert.match(missing.detail, /one `ip` process each/);
+    assert.match(missing.fix!, /libmnl-dev/);
+    assert.ok(doctorReady(await runDoctor(probe({ ...healthy(), netlink: { built: false } }))), 'the iproute2 path works: only a warning');
+    const off = byName(await runDoctor(probe({ ...healthy(), netlink: { built: true, mode: 'off' } })), 'netlink');
+    assert.equal(off.status, 'ok');
+    assert.match(off.detail, /PROVIUM_NETLINK=off/);
   });
 
   it('parses CapEff and version lines', () => {
