@@ -8,7 +8,9 @@
  * Options (env): PVB_RUNS (apply/destroy/baseline repetitions, default 3),
  * PVB_PLAN_RUNS (no-op plan repetitions, default 5), PVB_SIZES (default "50,200"),
  * PVB_NO_MININET=1, PVB_NO_VM=1, PVB_NO_DIAG=1 (no diagnostics timing, bench/diagnostics.ts),
- * PVB_NO_WRITE=1 (do not touch BENCHMARKS.md).
+ * PVB_NO_WRITE=1 (do not touch BENCHMARKS.md), PVB_ONLY=steps (only the 50-node lab's
+ * scenario step and library API rows: apply, bench/scenario.ts, bench/api.ts, destroy;
+ * BENCHMARKS.md is not written).
  */
 import { execFileSync } from 'node:child_process';
 import { vmBench, type VmResult } from './vm.js';
@@ -24,6 +26,7 @@ import { breakdown, describe, fmtBreakdown, fmtGroups, isReader, type Breakdown 
 import { counts, generateLab, plainLab, renamed, toYaml, withOneDropChanged, type LabSpec } from './topology.js';
 import { deleteNetns, listNetns, mapLimit, median, randTag, run, secs, TraceTap, waitQuiet, type Ran, type TraceEntry } from './util.js';
 import { scenarioBench, scenarioDetails, scenarioRows, type ScenarioResult } from './scenario.js';
+import { apiBench, apiDetails, apiRows, type ApiResult } from './api.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const RUNS = Number(process.env.PVB_RUNS ?? 3);
@@ -69,6 +72,8 @@ interface LabResult {
   mininet?: MininetResult;
   /** Scenario steps against fresh applies (bench/scenario.ts), on the 50-node lab. */
   scenario?: ScenarioResult;
+  /** lab.impair() through the library (bench/api.ts), on the 50-node lab. */
+  api?: ApiResult;
   /** The same topology as Mininet's single,N (N hosts on one bridge): provium and the baseline. */
   plain?: { applyMs: number[]; destroyMs: number[]; baselineMs: number[]; verified: string };
 }
@@ -224,10 +229,39 @@ class Bench {
       await waitQuiet();
       res.scenario = await scenarioBench((a) => this.provium(a), spec, file, this.host, this.tmp, 5);
       log(`scenario ${spec.lab}: ${scenarioDetails(res.scenario).join(' ')}`);
+      await waitQuiet();
+      res.api = await this.api(spec, file);
+      log(`api ${spec.lab}: ${apiDetails(res.api, res.scenario).join(' ')}`);
     }
 
     await this.destroy(chFile, res);
     return res;
+  }
+
+  /** bench/api.ts on the applied lab, through this run's copy of the build. */
+  api(spec: LabSpec, file: string): Promise<ApiResult> {
+    return apiBench(join(this.tmp, 'provium', 'dist', 'src', 'index.js'), spec, file, this.host, { PROVIUM_STATE_DIR: this.stateDir, NO_COLOR: '1' }, 5);
+  }
+
+  /** PVB_ONLY=steps: the n-node lab applied once, the scenario steps and the library API measured, destroyed. */
+  async stepsResult(n: number): Promise<{ scenario: ScenarioResult; api: ApiResult }> {
+    const p = LAB_PARAMS[n] ?? { partitions: 2 * n, impairments: Math.round(1.5 * n) };
+    const spec = generateLab(`b${n}`, { nodes: n, ...p, seed: 1000 + n });
+    for (const node of spec.nodes) this.owned.add(`pv-${spec.lab}-${node}`);
+    const existing = (await listNetns()).filter((x) => this.owned.has(x) && x !== this.host);
+    if (existing.length) throw new Error(`namespaces the bench would create already exist (${existing.slice(0, 5).join(', ')}...)`);
+    const file = join(this.tmp, `${spec.lab}.yaml`);
+    writeFileSync(file, toYaml(spec));
+    const a = await this.provium(['--netns', this.host, 'apply', '--auto-approve', '--json', file]);
+    log(`apply ${spec.lab}: ${secs(a.r.ms)} s`);
+    await waitQuiet();
+    const scenario = await scenarioBench((x) => this.provium(x), spec, file, this.host, this.tmp, 5);
+    log(`scenario ${spec.lab}: ${scenarioDetails(scenario).join(' ')}`);
+    await waitQuiet();
+    const api = await this.api(spec, file);
+    log(`api ${spec.lab}: ${apiDetails(api, scenario).join(' ')}`);
+    await this.provium(['--netns', this.host, 'destroy', '--auto-approve', '--json', file]);
+    return { scenario, api };
   }
 
   /**
@@ -351,6 +385,7 @@ function buildRows(results: LabResult[], nodeStartMs: number): Row[] {
     rows.push({ metric: `one drop_pct change, ${r.n} nodes: plan changes`, value: String(r.change.planChanges), reference: `${r.change.planItems} item(s)`, ratio: '-', target: '= 1', ok: r.change.planChanges === 1 });
   }
   for (const r of results) if (r.scenario) rows.push(...scenarioRows(r.n, r.scenario));
+  for (const r of results) if (r.api) rows.push(...apiRows(r.n, r.api, r.scenario));
   for (const r of results) {
     const ref = median(r.baselineTeardownMs);
     rows.push({ metric: `destroy, ${r.n} nodes`, value: `${secs(median(r.destroyMs))} s`, reference: `${secs(ref)} s baseline teardown`, ratio: `${(median(r.destroyMs) / ref).toFixed(2)}x`, target: '(none)', ok: undefined });
@@ -434,6 +469,7 @@ function details(results: LabResult[], nodeStartMs: number, helpMs: number, mnVe
     for (const inv of r.change.invocations) out.push(`  - ran \`${inv}\``);
     if (r.change.breakdown) out.push(`  - ${fmtBreakdown(r.change.breakdown)}`);
     if (r.scenario) out.push(...scenarioDetails(r.scenario));
+    if (r.api) out.push(...apiDetails(r.api, r.scenario));
     out.push(`- destroy: ${r.destroyMs.map(secs).join(', ')} s (median ${secs(median(r.destroyMs))}).`);
     r.destroyBreakdowns.forEach((b, i) => out.push(`  - run ${i + 1}: ${fmtBreakdown(b)}`));
     const d0 = r.destroyBreakdowns[r.destroyBreakdowns.length - 1];
@@ -487,6 +523,17 @@ async function main(): Promise<number> {
   let vm: VmResult | undefined;
   let mh: MultiHostResult | undefined;
   let diag: DiagnosticsResult | undefined;
+  if (process.env.PVB_ONLY === 'steps') {
+    try {
+      await bench.setup();
+      const r = await bench.stepsResult(50);
+      process.stdout.write(`\n${table([...scenarioRows(50, r.scenario), ...apiRows(50, r.api, r.scenario)])}\n\n${[...scenarioDetails(r.scenario), ...apiDetails(r.api, r.scenario)].join('\n')}\n`);
+    } finally {
+      await bench.cleanup();
+    }
+    process.stdout.write(`bench (PVB_ONLY=steps) finished in ${((performance.now() - started) / 1000).toFixed(0)} s\n`);
+    return 0;
+  }
   try {
     await bench.setup();
     log(`host namespace ${bench.host}, baseline host namespace ${bench.baseHost}, state dir ${bench.stateDir}`);

@@ -23,7 +23,8 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  echo "setup: installing npm packages"
+  echo "setup: installing npm packages (and building: the package's prepare script)"
   npm ci --no-audit --no-fund --loglevel=error
+else
+  npm run build --silent
 fi
-npm run build --silent

@@ -18,7 +18,8 @@ import type { Topology } from './model/topology.js';
 import { HostRunner, CommandError } from './host/runner.js';
 import { planFor, applyPlan, ApplyError, recordApplied, recordDestroyed } from './apply/index.js';
 import { fingerprint, firstDifference, isPlanFile, loadPlanTopology, PLAN_FORMAT, PLAN_KIND, planSource, readPlanFile, writePlanFile, type PlanFile, type PlanSource } from './apply/planfile.js';
-import { acquireLock, readRecord, stateFs } from './apply/statedir.js';
+import { acquireLock } from './apply/statedir.js';
+import { resolveHostNetns } from './engine/hostns.js';
 import { emptyTopology } from './plan/index.js';
 import type { HostContext } from './plan/commands.js';
 import { renderPlan, summary } from './render/text.js';
@@ -63,48 +64,14 @@ const warn = (m: string): void => {
 };
 
 /**
- * The lab's host namespace: --netns, else the one recorded when the lab was applied
- * (said on stderr), else the root namespace. A --netns other than the recorded one is
- * refused (planning a live lab in the wrong namespace would re-create it there), unless
- * the recorded namespace no longer exists. `fallback`: a saved plan's namespace.
+ * The lab's host namespace (src/engine/hostns.ts): --netns, else the one recorded when
+ * the lab was applied (said on stderr), else the root namespace. `fallback`: a saved
+ * plan's namespace.
  */
 function hostCtx(g: Globals, lab: string, opts: { fallback?: string | null; command?: string; quiet?: boolean } = {}): HostContext {
-  const rec = readRecord(lab, warn);
-  const recorded = rec.hostNetns === undefined ? undefined : { ns: rec.hostNetns ?? undefined };
-  const where = (ns: string | undefined) => (ns ? `namespace ${ns}` : 'the root namespace');
-  let netns = g.netns;
-  if (netns === undefined && opts.fallback !== undefined && opts.fallback !== null) {
-    netns = opts.fallback;
-    if (!opts.quiet) process.stderr.write(`provium: the saved plan was made for namespace ${netns}: using --netns ${netns}\n`);
-  }
-  if (recorded && netns === undefined && recorded.ns !== undefined && opts.fallback === undefined) {
-    netns = recorded.ns;
-    if (!existsSync(`/run/netns/${netns}`) && opts.command === 'destroy') {
-      warn(`lab ${lab} was applied in namespace ${netns}, which no longer exists (its host side went with it): destroying what is left from the root namespace`);
-      netns = undefined;
-    } else if (!opts.quiet) {
-      process.stderr.write(`provium: lab ${lab} lives in namespace ${netns} (recorded in ${stateFs().path(`${lab}/state.json`)}): using --netns ${netns}\n`);
-    }
-  } else if (recorded && netns !== recorded.ns) {
-    if (recorded.ns !== undefined && !existsSync(`/run/netns/${recorded.ns}`)) {
-      warn(`lab ${lab} was applied in namespace ${recorded.ns}, which no longer exists: using ${where(netns)}`);
-    } else {
-      throw new ProviumError(
-        `lab ${lab} lives in ${where(recorded.ns)} (recorded when it was applied), not in ${where(netns)}`,
-        `run it ${recorded.ns ? `with --netns ${recorded.ns} or without --netns` : 'without --netns'}; to move the lab, destroy it first`,
-      );
-    }
-  }
-  if (netns !== undefined) {
-    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(netns)) throw new ProviumError(`--netns: invalid namespace name ${JSON.stringify(netns)}`);
-    if (!existsSync(`/run/netns/${netns}`)) {
-      throw new ProviumError(
-        `${g.netns !== undefined ? '--netns: ' : ''}network namespace ${netns} does not exist`,
-        g.netns === undefined && recorded ? `lab ${lab} was applied there: create it again (ip netns add ${netns}) to apply there, or run provium destroy to remove what is left` : `create it with: ip netns add ${netns}`,
-      );
-    }
-  }
-  return { hostNetns: netns, warn };
+  const r = resolveHostNetns(lab, g.netns, { fallback: opts.fallback, destroying: opts.command === 'destroy', option: '--netns', warn });
+  if (r.note && !opts.quiet) process.stderr.write(`provium: ${r.note}\n`);
+  return { hostNetns: r.netns, warn };
 }
 
 function requireRoot(): void {

@@ -15,7 +15,7 @@
  * Lab names are [a-z][a-z0-9]{0,7}, so `_hostns` never collides with a lab.
  */
 import { hostname } from 'node:os';
-import { ProviumError } from '../model/diagnostics.js';
+import { LockError, ProviumError, type LockHolder } from '../model/diagnostics.js';
 import { processAlive } from '../host/proc.js';
 import { LocalSafeFs, type SafeFs } from '../host/safefs.js';
 
@@ -180,12 +180,8 @@ export function removeJournal(labDir: string): void {
   fs.remove(rel);
 }
 
-export interface LockInfo {
-  pid: number;
-  command: string;
-  host: string;
-  since: string;
-}
+/** A lock file's content (see LockHolder). */
+export type LockInfo = LockHolder;
 
 const isLock = (v: unknown): v is LockInfo => isObject(v) && typeof v.pid === 'number' && typeof v.host === 'string';
 
@@ -194,7 +190,8 @@ const isLock = (v: unknown): v is LockInfo => isObject(v) && typeof v.pid === 'n
  * written temporary file, so a reader never sees it half-written). A lock held by a
  * live process fails at once, naming the holder; one whose process is gone is stale
  * and is taken over (moved aside and removed only if it is still the stale one).
- * Returns the release function. Throws ProviumError when held.
+ * Returns the release function. Throws LockError when held by a live process (or the
+ * lock cannot be taken), ProviumError when the lock file cannot be read.
  */
 export function acquireLock(lab: string, command: string, warn: Warn = () => {}): () => void {
   const fs = stateFs();
@@ -216,9 +213,11 @@ export function acquireLock(lab: string, command: string, warn: Warn = () => {})
       throw new ProviumError(`cannot read the lock of lab ${lab}: ${(e as Error).message}`, (e as ProviumError).hint);
     }
     if (held && held.host === hostname() && processAlive(held.pid)) {
-      throw new ProviumError(
+      throw new LockError(
+        lab,
         `lab ${lab} is locked by pid ${held.pid} (${held.command}, since ${held.since})`,
         `wait for it to finish; the lock is ${fs.path(rel)}`,
+        held,
       );
     }
     // Move it aside, then remove it only if it is the one found stale (another provium may
@@ -239,5 +238,5 @@ export function acquireLock(lab: string, command: string, warn: Warn = () => {})
     fs.remove(aside);
     warn(`removing stale lock ${fs.path(rel)}${held ? ` of pid ${held.pid} (${held.command}), which is no longer running` : ''}`);
   }
-  throw new ProviumError(`could not take the lock for lab ${lab}`, `the lock is ${fs.path(rel)}`);
+  throw new LockError(lab, `could not take the lock for lab ${lab}`, `the lock is ${fs.path(rel)}`);
 }

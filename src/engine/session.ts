@@ -19,7 +19,7 @@
  * everything when that may not hold.
  *
  * Writes nothing to stdout or stderr; errors are typed: ProviumError (lock held, node
- * unknown), PlanError (the plan has errors, nothing ran), ApplyError (a command or the
+ * unknown), LockError (lock held), ConflictError (the plan has errors, nothing ran), ApplyError (a command or the
  * verification failed; the host was rolled back unless `rollback: false`).
  */
 import { existsSync } from 'node:fs';
@@ -51,17 +51,26 @@ export interface SessionOptions {
   onProcesses?: (netns: string, pids: number[]) => void;
 }
 
-/** The plan had errors (conflicts, missing kernel features, ...): nothing was run. */
-export class PlanError extends ProviumError {
+/**
+ * The plan cannot be applied, and nothing was run: a host object the lab needs is
+ * owned by something else (a link, namespace or nft table of the same name that
+ * provium did not make), or the kernel lacks a feature the topology needs (netem for
+ * latency/jitter, ...). `diagnostics` are the plan's errors, `plan` the whole plan.
+ */
+export class ConflictError extends ProviumError {
   constructor(public readonly plan: Plan) {
-    super(`the plan for lab ${plan.lab} has ${plan.errors.length} error(s); nothing was changed: ${plan.errors[0]?.summary ?? ''}`);
-    this.name = 'PlanError';
+    super(`the plan for lab ${plan.lab} has ${plan.errors.length} error(s); nothing was changed: ${plan.errors.map((d) => `${d.summary}${d.detail ? `: ${d.detail}` : ''}`).join('; ')}`);
+    this.name = 'ConflictError';
   }
 
+  /** The plan's errors (Diagnostic: summary, detail, the file position they come from when known). */
   get diagnostics(): Diagnostic[] {
     return this.plan.errors;
   }
 }
+
+/** The former name of ConflictError. */
+export { ConflictError as PlanError };
 
 /** What one `apply` did. Times in milliseconds from the call (performance.now() clock). */
 export interface SessionApplyResult {
@@ -114,7 +123,7 @@ export class LabSession {
   ) {}
 
   /**
-   * Takes the lock of lab `t.lab` (ProviumError when another live process holds it;
+   * Takes the lock of lab `t.lab` (LockError when another live process holds it;
    * a stale lock is taken over) and observes the host for topology `t` (the one about
    * to be applied; any topology of the lab works, others are observed again when they
    * need more). Throws ProviumError when --netns names a missing namespace.
@@ -161,7 +170,7 @@ export class LabSession {
 
   /**
    * Applies topology `t` (same lab): plan against the cached observation, run the plan's
-   * invocations, verify, keep the verified observation. Throws PlanError (nothing ran)
+   * invocations, verify, keep the verified observation. Throws ConflictError (nothing ran)
    * or ApplyError (rolled back to the state before, unless `rollback: false`); after an
    * ApplyError the next call observes the host afresh.
    */
@@ -175,7 +184,7 @@ export class LabSession {
     const t0 = performance.now();
     const { planned, fresh } = await this.planned(t);
     const { plan } = planned;
-    if (plan.errors.length) throw new PlanError(plan);
+    if (plan.errors.length) throw new ConflictError(plan);
     const record = () => (opts.destroy ? recordDestroyed(this.lab, planned, this.ctx) : recordApplied(t, planned, this.ctx));
     if (plan.changes.length === 0) {
       record();

@@ -29,11 +29,45 @@ export interface RunOptions {
   signal?: AbortSignal;
 }
 
-/** Thrown when a command exits non-zero: carries the command, its exit code and stderr. */
+/**
+ * Thrown when a command did not end as required (a host command exiting non-zero, or a
+ * `Lab.exec`/`until` command not exiting with the expected status in time): carries
+ * the command (`argv`, as run on the host), its exit code (124: timed out, 130:
+ * stopped), stdout and stderr, and the batch input it was given (`stdin`).
+ */
 export class CommandError extends Error {
-  constructor(public readonly result: RunResult, public readonly stdin?: string) {
-    super(`command failed (exit ${result.exitCode}): ${result.argv.join(' ')}\n${result.stderr.trim()}`);
+  /**
+   * When the command was part of an apply: whether the host was rolled back to the
+   * state before it (true), the partial state kept (undefined), or the rollback failed
+   * too (false). Not set for commands outside an apply.
+   */
+  rolledBack?: boolean;
+  /** What to do next, when known (e.g. how the failed apply was undone). */
+  hint?: string;
+
+  constructor(public readonly result: RunResult, public readonly stdin?: string, message?: string) {
+    super(message ?? `command failed (exit ${result.exitCode}): ${result.argv.join(' ')}\n${result.stderr.trim()}`);
     this.name = 'CommandError';
+  }
+
+  /** The command as run on the host (argument array). */
+  get argv(): string[] {
+    return this.result.argv;
+  }
+
+  /** Its exit status (124 timed out, 127 could not be started, 130 stopped). */
+  get exitCode(): number {
+    return this.result.exitCode;
+  }
+
+  /** Its standard error output. */
+  get stderr(): string {
+    return this.result.stderr;
+  }
+
+  /** Its standard output. */
+  get stdout(): string {
+    return this.result.stdout;
   }
 }
 

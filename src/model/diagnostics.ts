@@ -29,6 +29,26 @@ export class ProviumError extends Error {
   }
 }
 
+/** Who holds a lab's lock (the lock file's content): process id, command, host name, ISO time taken. */
+export interface LockHolder {
+  pid: number;
+  command: string;
+  host: string;
+  since: string;
+}
+
+/**
+ * Thrown when a lab's lock is held by another live process (another `provium apply`,
+ * `provium run`, or a `Lab` of a test suite): nothing was changed. `holder` is the
+ * lock's content when it could be read.
+ */
+export class LockError extends ProviumError {
+  constructor(public readonly lab: string, message: string, hint?: string, public readonly holder?: LockHolder) {
+    super(message, hint);
+    this.name = 'LockError';
+  }
+}
+
 /** "file:line:col: error: summary: detail" (the compiler idiom that editors and CI logs link). */
 export function formatDiagnostic(d: Diagnostic): string {
   const where = d.pos ? `${d.pos.file}:${d.pos.line}:${d.pos.col}: ` : '';

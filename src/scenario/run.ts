@@ -12,7 +12,7 @@
  * Writes nothing itself: events go to `onEvent`.
  */
 import { ProviumError, formatDiagnostic } from '../model/diagnostics.js';
-import { LabSession, PlanError, type SessionOptions } from '../engine/session.js';
+import { LabSession, ConflictError, type ExecResult, type SessionOptions } from '../engine/session.js';
 import { ApplyError } from '../apply/index.js';
 import { fmtDuration, type ExecStep, type Scenario, type Step } from './compile.js';
 
@@ -181,7 +181,7 @@ async function cleanup(session: LabSession, sc: Scenario, destroy: boolean, now:
 
 /** A failure's message (plan errors listed). */
 function errorText(e: unknown): string {
-  if (e instanceof PlanError) return e.plan.errors.map(formatDiagnostic).join('; ');
+  if (e instanceof ConflictError) return e.plan.errors.map(formatDiagnostic).join('; ');
   if (e instanceof ApplyError) return `${e.message}${e.hint ? ` (${e.hint})` : ''}`;
   if (e instanceof ProviumError) return e.message;
   return e instanceof Error ? e.message : String(e);
@@ -210,22 +210,63 @@ async function runStep(step: Step, session: LabSession, now: () => number, signa
 }
 
 async function execStep(step: ExecStep, session: LabSession, start: number, now: () => number, end: (r: Partial<StepEvent> & { outcome: Outcome }) => StepEvent, signal?: AbortSignal): Promise<StepEvent> {
+  const r = await runCommand(session, { ...step, retry: step.kind === 'until' }, signal, start, now);
+  return end({ outcome: r.outcome, ...(r.reason !== undefined ? { reason: r.reason } : {}), exit: r.result.exitCode, tries: r.tries, ...(r.output !== undefined ? { output: r.output } : {}) });
+}
+
+/** A command to run in a node until it exits with `expect` (an exec or until step, `Lab.exec`/`Lab.until`). */
+export interface CommandSpec {
+  node: string;
+  argv: string[];
+  /** The exit status that means success. */
+  expect: number;
+  /** exec: the command's own timeout; until: the whole time to keep trying (ms). */
+  timeoutMs: number;
+  /** until: pause between tries (ms). */
+  intervalMs: number;
+  /** Retry until the time is up (until), or run once (exec). */
+  retry: boolean;
+}
+
+/** How a CommandSpec ended: ok, failed (why, the end of the last output) or stopped by the signal; the last attempt's result and the attempts made. */
+export interface CommandOutcome {
+  outcome: Outcome;
+  reason?: string;
+  result: ExecResult;
+  tries: number;
+  output?: string;
+}
+
+/**
+ * Runs a command in a node (through `session.exec`) as an exec step (once) or an until
+ * step (every `intervalMs` until it exits with `expect` or `timeoutMs` has passed from
+ * `start`). The one implementation behind scenario steps and `Lab.exec`/`Lab.until`.
+ * Throws only what session.exec throws (the node's namespace does not exist).
+ */
+export async function runCommand(
+  session: Pick<LabSession, 'exec'>,
+  spec: CommandSpec,
+  signal?: AbortSignal,
+  start = performance.now(),
+  now: () => number = () => performance.now(),
+): Promise<CommandOutcome> {
   let tries = 0;
   for (;;) {
     tries++;
-    const left = step.timeoutMs - (now() - start);
-    const r = await session.exec(step.node, step.argv, { timeoutMs: Math.max(1, Math.ceil(step.kind === 'until' ? left : step.timeoutMs)), signal });
-    if (signal?.aborted) return end({ outcome: 'stopped', reason: `stopped by ${String(signal.reason)}`, exit: r.exitCode, tries });
-    if (r.exitCode === step.expect) return end({ outcome: 'ok', exit: r.exitCode, tries });
+    const left = spec.timeoutMs - (now() - start);
+    const r = await session.exec(spec.node, spec.argv, { timeoutMs: Math.max(1, Math.ceil(spec.retry ? left : spec.timeoutMs)), signal });
+    const stopped = (): CommandOutcome => ({ outcome: 'stopped', reason: `stopped by ${String(signal?.reason)}`, result: r, tries });
+    if (signal?.aborted) return stopped();
+    if (r.exitCode === spec.expect) return { outcome: 'ok', result: r, tries };
     const output = tail(`${r.stdout}${r.stderr}`);
-    const why = r.exitCode === 124 ? `timed out after ${fmtDuration(step.timeoutMs)}` : `exit ${r.exitCode} (expected ${step.expect})`;
-    if (step.kind === 'exec') return end({ outcome: 'failed', reason: `${why}${output ? `: ${output.split('\n').pop()}` : ''}`, exit: r.exitCode, tries, output });
-    if (now() - start + step.intervalMs >= step.timeoutMs) {
-      const last = r.exitCode === 124 ? 'the last try was still running when the time was up' : `last try: exit ${r.exitCode} (expected ${step.expect})${output ? `: ${output.split('\n').pop()}` : ''}`;
-      return end({ outcome: 'failed', reason: `not within ${fmtDuration(step.timeoutMs)} (${tries} tries); ${last}`, exit: r.exitCode, tries, output });
+    const why = r.exitCode === 124 ? `timed out after ${fmtDuration(spec.timeoutMs)}` : `exit ${r.exitCode} (expected ${spec.expect})`;
+    if (!spec.retry) return { outcome: 'failed', reason: `${why}${output ? `: ${output.split('\n').pop()}` : ''}`, result: r, tries, output };
+    if (now() - start + spec.intervalMs >= spec.timeoutMs) {
+      const last = r.exitCode === 124 ? 'the last try was still running when the time was up' : `last try: exit ${r.exitCode} (expected ${spec.expect})${output ? `: ${output.split('\n').pop()}` : ''}`;
+      return { outcome: 'failed', reason: `not within ${fmtDuration(spec.timeoutMs)} (${tries} tries); ${last}`, result: r, tries, output };
     }
-    await sleep(step.intervalMs, signal);
-    if (signal?.aborted) return end({ outcome: 'stopped', reason: `stopped by ${String(signal.reason)}`, exit: r.exitCode, tries });
+    await sleep(spec.intervalMs, signal);
+    if (signal?.aborted) return stopped();
   }
 }
 

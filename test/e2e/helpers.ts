@@ -121,7 +121,7 @@ export function killAll(): void {
 }
 
 /** Runs a command (argument array, no shell), bounded in time; never throws on a non-zero exit. */
-export async function run(argv: string[], opts: { timeoutMs?: number; input?: string; env?: Record<string, string> } = {}): Promise<Result> {
+export async function run(argv: string[], opts: { timeoutMs?: number; input?: string; env?: Record<string, string>; cwd?: string } = {}): Promise<Result> {
   const t0 = performance.now();
   const p = await execa(argv[0], argv.slice(1), {
     reject: false,
@@ -129,6 +129,7 @@ export async function run(argv: string[], opts: { timeoutMs?: number; input?: st
     killSignal: 'SIGKILL',
     input: opts.input ?? '',
     env: opts.env,
+    cwd: opts.cwd,
     stripFinalNewline: false,
   });
   const code = p.timedOut ? 124 : (p.exitCode ?? 1);

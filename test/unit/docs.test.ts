@@ -21,7 +21,8 @@ const rel = (abs: string) => relative(ROOT, abs) || '.';
 /** The Markdown files users read: README.md, docs/*.md, and the READMEs of folders. */
 function userDocs(): string[] {
   const docs = readdirSync(join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).sort().map((f) => join(ROOT, 'docs', f));
-  const readmes = ['examples/README.md', 'guest/README.md'].map((f) => join(ROOT, f)).filter((f) => existsSync(f));
+  const sub = readdirSync(join(ROOT, 'examples'), { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => `examples/${e.name}/README.md`);
+  const readmes = ['examples/README.md', ...sub.sort(), 'guest/README.md'].map((f) => join(ROOT, f)).filter((f) => existsSync(f));
   return [join(ROOT, 'README.md'), ...docs, ...readmes];
 }
 
