@@ -98,11 +98,14 @@ labTest('netem probe: netem\'s default queue (1000 packets, set by hand) on a 2 
   const q = await netemOf(lab, lab.port('c'));
   const set = await lab.inHost(['tc', 'qdisc', 'change', 'dev', lab.port('c'), 'parent', q.parent, 'handle', q.handle, 'netem', ...q.options.split(/\s+/), 'limit', '1000']);
   assert.equal(set.code, 0, set.stderr);
-  const strict = await responsive(lab, t);
+  await responsive(lab, t);
   const p = await probe(lab, ['--only', 'a>c']);
   for (const x of p.results) report(t, line(x));
   assert.equal(p.code, 1, 'probe exits 1');
-  const fails = p.results.filter((x) => x.status === 'FAIL' && (strict || !TIMING.has(x.property)));
+  // Timing properties (jitter, rate) are asserted on the unbroken lab above; here a stalled
+  // guest timer on a 2 s link can fail jitter next to the queue (seen once: jitter a -> c
+  // with the host busy), which says nothing about the broken queue.
+  const fails = p.results.filter((x) => x.status === 'FAIL' && !TIMING.has(x.property));
   assert.deepEqual(fails.map((x) => `${x.property} ${x.subject}`), ['queue lan a -> c']);
   const after = await netemOf(lab, lab.port('c'));
   report(t, `netem on a->c dropped ${after.dropped} packets with limit 1000`);
