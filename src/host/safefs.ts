@@ -105,6 +105,12 @@ function me(): number {
 /** A SafeFs on this machine's file system. */
 export class LocalSafeFs implements SafeFs {
   readonly root: string;
+  /**
+   * The root's ancestors passed checkAncestors: they are then folders only root (or we)
+   * can change, so the check is not repeated for this object (one observation reads
+   * hundreds of files through one SafeFs; each check is a realpath and an lstat per level).
+   */
+  private ancestorsChecked = false;
 
   constructor(root: string, private readonly o: LocalTreeOptions) {
     if (!root.startsWith('/')) throw new ProviumError(`${o.what}: ${JSON.stringify(root)} is not an absolute path`, o.chosenBy ? `set ${o.chosenBy} to an absolute path` : undefined);
@@ -365,7 +371,10 @@ export class LocalSafeFs implements SafeFs {
       st = this.lstatAbs(root);
       if (!st) throw new Absent();
     }
-    this.checkAncestors(dirname(root));
+    if (!this.ancestorsChecked) {
+      this.checkAncestors(dirname(root));
+      this.ancestorsChecked = true;
+    }
     this.checkFolder(root, st, create, true);
     return true;
   }

@@ -17,28 +17,69 @@ export function hostsPath(ns: string): string {
   return `/etc/netns/${ns}/hosts`;
 }
 
-/** The hosts file of netns node `node` (see the module comment). */
-export function hostsFile(t: Topology, node: string): string {
+/** Per topology: every lab node's attachments in bridge-name order, and the hosts-file bodies by the reader's bridge set. */
+interface HostsIndex {
+  /** Every lab node (this host's and, in a multi-host projection, other hosts' bridge members), sorted. */
+  nodes: string[];
+  /** Node -> [bridge name, the node's first attachment on it] for each bridge it is on, bridges in name order. */
+  on: Map<string, { bridge: string; ip?: string; ip6?: string }[]>;
+  /** Reader's bridge set (names joined by "\n") -> the file's lines after the header. */
+  bodies: Map<string, string>;
+}
+
+function indexOf(t: Topology): HostsIndex {
   const bridges = Object.values(t.bridges).sort((a, b) => (a.name < b.name ? -1 : 1));
-  const mine = new Set(bridges.filter((b) => b.attach.some((a) => a.node === node)).map((b) => b.name));
-  const lines = [
-    `# ${nodeAlias(t.lab, node, t.placement)} (written by provium; changes are drift)`,
-    '127.0.0.1\tlocalhost',
-    '::1\tlocalhost ip6-localhost ip6-loopback',
-  ];
-  // Every lab node: this host's, and (multi-host) the other hosts' members of its bridges.
-  const everyNode = new Set([...Object.keys(t.nodes), ...bridges.flatMap((b) => b.attach.map((a) => a.node))]);
-  for (const other of [...everyNode].sort()) {
-    const on = bridges.filter((b) => b.attach.some((a) => a.node === other));
-    // The bridge whose address the short name takes: shared with `node` first.
-    const short = (fam: 'ip' | 'ip6') => (on.find((b) => mine.has(b.name) && b.attach.find((a) => a.node === other)?.[fam]) ?? on.find((b) => b.attach.find((a) => a.node === other)?.[fam]))?.name;
-    const s4 = short('ip');
-    const s6 = short('ip6');
-    for (const b of on) {
-      const a = b.attach.find((x) => x.node === other)!;
-      if (a.ip) lines.push(`${a.ip.split('/')[0]}\t${other}.${b.name}${s4 === b.name ? ` ${other}` : ''}`);
-      if (a.ip6) lines.push(`${a.ip6.split('/')[0]}\t${other}.${b.name}${s6 === b.name ? ` ${other}` : ''}`);
+  const on = new Map<string, { bridge: string; ip?: string; ip6?: string }[]>();
+  for (const n of Object.keys(t.nodes)) on.set(n, []);
+  for (const b of bridges) {
+    const seen = new Set<string>();
+    for (const a of b.attach) {
+      if (seen.has(a.node)) continue; // the first attachment of a node on a bridge gives its address
+      seen.add(a.node);
+      let l = on.get(a.node);
+      if (!l) on.set(a.node, (l = []));
+      l.push({ bridge: b.name, ip: a.ip, ip6: a.ip6 });
     }
   }
-  return lines.join('\n') + '\n';
+  return { nodes: [...on.keys()].sort(), on, bodies: new Map() };
+}
+
+/** The hosts file of netns node `node` (see the module comment). */
+export function hostsFile(t: Topology, node: string): string {
+  return hostsFiles(t)(node);
+}
+
+/**
+ * A function giving the hosts file of any netns node of `t` (as hostsFile), for writing
+ * every node's file: linear in the lab's attachments per file, because the lines after the
+ * header depend only on the set of bridges the reader is on and are computed once per such
+ * set. `t` must not change while the function is used.
+ */
+export function hostsFiles(t: Topology): (node: string) => string {
+  const ix = indexOf(t);
+  return (node) => fileOf(ix, t, node);
+}
+
+function fileOf(ix: HostsIndex, t: Topology, node: string): string {
+  const mineList = (ix.on.get(node) ?? []).map((e) => e.bridge);
+  const key = mineList.join('\n');
+  let body = ix.bodies.get(key);
+  if (body === undefined) {
+    const mine = new Set(mineList);
+    const lines: string[] = [];
+    for (const other of ix.nodes) {
+      const on = ix.on.get(other)!;
+      // The bridge whose address the short name takes: shared with `node` first.
+      const short = (fam: 'ip' | 'ip6') => (on.find((e) => mine.has(e.bridge) && e[fam]) ?? on.find((e) => e[fam]))?.bridge;
+      const s4 = short('ip');
+      const s6 = short('ip6');
+      for (const e of on) {
+        if (e.ip) lines.push(`${e.ip.split('/')[0]}\t${other}.${e.bridge}${s4 === e.bridge ? ` ${other}` : ''}`);
+        if (e.ip6) lines.push(`${e.ip6.split('/')[0]}\t${other}.${e.bridge}${s6 === e.bridge ? ` ${other}` : ''}`);
+      }
+    }
+    body = lines.length ? lines.join('\n') + '\n' : '';
+    ix.bodies.set(key, body);
+  }
+  return `# ${nodeAlias(t.lab, node, t.placement)} (written by provium; changes are drift)\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n` + body;
 }

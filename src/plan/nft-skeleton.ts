@@ -139,9 +139,9 @@ export function skeletonFingerprint(parts: {
   sets: { name: string; jsonType: string }[];
   chains: { name: string; hook: string; rules: string[] }[];
 }): string {
-  const sets = [...parts.sets].sort((a, b) => a.name.localeCompare(b.name)).map((s) => `${s.name}=${s.jsonType}`);
+  const sets = [...parts.sets].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)).map((s) => `${s.name}=${s.jsonType}`);
   const chains = [...parts.chains]
-    .sort((a, b) => a.name.localeCompare(b.name))
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
     .map((c) => `${c.name}(${c.hook})[${c.rules.join(',')}]`);
   return `sets:${sets.join(';')} chains:${chains.join(';')}`;
 }

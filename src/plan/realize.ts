@@ -25,7 +25,7 @@ import * as names from '../model/names.js';
 import { addr } from './owners.js';
 import { allocateMajors, allocateMinors, classid, DEFAULT_MINOR, UNSHAPED_BPS } from './ids.js';
 import { bridgeSkeleton, inetSkeleton, desiredFingerprint } from './nft-skeleton.js';
-import { hostsFile } from './hosts.js';
+import { hostsFiles } from './hosts.js';
 import { PROFILES } from '../load/profiles.js';
 
 /** What realize needs to know about the host (observed before planning). */
@@ -212,7 +212,8 @@ export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
   }
 
   // Names without DNS: a hosts file for every netns node.
-  for (const ns of Object.values(s.namespaces)) s.hosts[ns.name] = hostsFile(t, ns.node);
+  const hostsOf = hostsFiles(t);
+  for (const ns of Object.values(s.namespaces)) s.hosts[ns.name] = hostsOf(ns.node);
 
   // Partitions, isolation, impairments.
   const bt: NftBridgeTable = { skeleton: desiredFingerprint(bridgeSkeleton(lab)), blocked: {}, isolated: {}, loss: {}, prio: {} };

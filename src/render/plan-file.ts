@@ -447,24 +447,25 @@ class Describer {
 /** Merges facts: the same text with several subjects becomes one line; partitions both ways become `a <-> b`. */
 function merge(facts: Fact[], limit = 8): string[] {
   const out: string[] = [];
-  const bySubject = new Map<string, string[]>();
-  const plain: string[] = [];
+  // Sets keep this linear: a whole-bridge change on a big bridge has tens of thousands of facts.
+  const bySubject = new Map<string, Set<string>>();
+  const plainSet = new Set<string>();
   for (const f of facts) {
-    if (f.subject === undefined) {
-      if (!plain.includes(f.text)) plain.push(f.text);
-    } else {
-      const l = bySubject.get(f.text) ?? [];
-      if (!l.includes(f.subject)) l.push(f.subject);
-      bySubject.set(f.text, l);
+    if (f.subject === undefined) plainSet.add(f.text);
+    else {
+      let l = bySubject.get(f.text);
+      if (!l) bySubject.set(f.text, (l = new Set()));
+      l.add(f.subject);
     }
   }
+  const plain = [...plainSet];
   // "partition a -> b" and "partition b -> a" -> "partition a <-> b" (also routes).
   const done = new Set<string>();
   for (const p of plain) {
     if (done.has(p)) continue;
     const m = /^(no )?(partition|route) (\S+) -> (\S+)$/.exec(p);
     const rev = m ? `${m[1] ?? ''}${m[2]} ${m[4]} -> ${m[3]}` : undefined;
-    if (m && rev && plain.includes(rev)) {
+    if (m && rev && plainSet.has(rev)) {
       const [x, y] = [m[3], m[4]].sort();
       out.push(`${m[1] ?? ''}${m[2]} ${x} <-> ${y}`);
       done.add(rev);
@@ -476,7 +477,8 @@ function merge(facts: Fact[], limit = 8): string[] {
   const parts = out.filter(isPart).sort((x, y) => (x < y ? -1 : x > y ? 1 : 0));
   const first = out.findIndex(isPart);
   if (first >= 0) out.splice(0, out.length, ...out.slice(0, first).filter((l) => !isPart(l)), ...parts, ...out.slice(first).filter((l) => !isPart(l)));
-  for (const [text, subjects] of bySubject) {
+  for (const [text, subjectSet] of bySubject) {
+    const subjects = [...subjectSet];
     // "into a", "into b" -> "into a, b".
     const into = subjects.every((x) => x.startsWith('into '));
     // Sorted by name (pairs are keyed by the sender's MAC, whose order means nothing).
