@@ -1,8 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, existsSync, mkdtempSync } from 'node:fs';
+import { readdirSync, readFileSync, existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { main } from '../../src/cli.js';
+import { tempDir } from './helpers.js';
 
 const DIR = new URL('../../../test/invalid/', import.meta.url);
 
@@ -24,7 +25,7 @@ async function cli(args: string[]): Promise<{ code: number; out: string; err: st
 }
 
 test('every broken file: plan, apply and destroy exit 1 with a located message and run no host command', async () => {
-  const trace = `${mkdtempSync('/tmp/pv-trace-')}/trace.jsonl`;
+  const trace = `${tempDir('pv-trace-')}/trace.jsonl`;
   process.env.PROVIUM_TRACE = trace;
   process.env.NO_COLOR = '1';
   const files = readdirSync(DIR).filter((f) => f.endsWith('.yaml')).sort();

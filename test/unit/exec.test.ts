@@ -5,7 +5,7 @@
  */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, statSync, writeFileSync, mkdirSync, symlinkSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, statSync, writeFileSync, mkdirSync, symlinkSync } from 'node:fs';
 import { removeLabDir } from '../../src/apply/statedir.js';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -13,8 +13,9 @@ import { fileURLToPath } from 'node:url';
 import { cachedPeek, commandMissing, execFast, fileHash, rememberPeek } from '../../src/exec-run.js';
 import { peekFile } from '../../src/exec-fast.js';
 import { main } from '../../src/cli.js';
+import { tempDir } from './helpers.js';
 
-const dir = mkdtempSync('/tmp/pv-unit-exec-');
+const dir = tempDir('pv-unit-exec-');
 
 describe('exec: command lookup as a shell does it', () => {
   test('found on PATH, missing (127), not executable (126), with a slash', () => {

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { acquireLock, writeRecord } from '../../src/apply/statedir.js';
 import { runInvocations } from '../../src/apply/index.js';
@@ -26,7 +27,7 @@ const isRoot = process.getuid?.() === 0;
 
 /** A fresh world: <base>/state as PROVIUM_STATE_DIR, <base>/outside for things provium must leave alone. */
 function world(t: { after: (fn: () => void) => void }): { base: string; state: string; outside: string } {
-  const base = mkdtempSync('/tmp/pv-hard-');
+  const base = mkdtempSync(join(tmpdir(), 'pv-hard-'));
   t.after(() => {
     chmodSync(base, 0o700);
     rmSync(base, { recursive: true, force: true });

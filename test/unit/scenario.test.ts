@@ -6,14 +6,13 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { tmpdir } from 'node:os';
 import { checkScenario, parseStepDuration, type ExecStep } from '../../src/scenario/compile.js';
 import { renderEvent, type RunEvent } from '../../src/scenario/run.js';
 import { formatDiagnostic } from '../../src/model/diagnostics.js';
 import { main } from '../../src/cli.js';
-import { yaml } from './helpers.js';
+import { tempDir, yaml } from './helpers.js';
 
 process.env.PROVIUM_STATE_DIR = '/nonexistent/provium-unit';
 
@@ -30,8 +29,9 @@ const LAB = yaml`
       attach: [r1, r2, r3, v]
 `;
 
+/** A fresh folder with these files (name -> text), removed when the test ends; returns its path. */
 function folder(files: Record<string, string>): string {
-  const dir = mkdtempSync(join(tmpdir(), 'pv-sc-'));
+  const dir = tempDir('pv-sc-');
   for (const [n, t] of Object.entries(files)) writeFileSync(join(dir, n), t);
   return dir;
 }
