@@ -7,10 +7,10 @@
  * (`main()` of dist/provium.mjs: module graph, schema, whole file). Everything it creates is
  * removed at the end. Run alone: `node dist/bench/exec.js` (as root).
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join, dirname } from 'node:path';
-import { tmpdir } from 'node:os';
 import { run, median, secs } from './util.js';
+import { withBenchLab } from './lab.js';
 
 export interface ExecResult {
   ok: boolean;
@@ -24,17 +24,11 @@ export interface ExecResult {
 
 export async function execBench(provBin: string, log: (m: string) => void, runs = 15): Promise<ExecResult> {
   const tag = Math.random().toString(36).slice(2, 7);
-  const host = `pvb-ex-${tag}`;
-  const dir = mkdtempSync(join(tmpdir(), 'pvb-exec-'));
-  const env = { PROVIUM_STATE_DIR: join(dir, 'state'), NO_COLOR: '1' };
-  const file = join(dir, 'lab.yaml');
   const lab = `x${tag}`.slice(0, 8);
-  writeFileSync(file, `lab: ${lab}\nnodes:\n  a: { kind: netns }\nbridges:\n  lan: { subnet: 10.250.0.0/24, attach: [a] }\n`);
+  const text = `lab: ${lab}\nnodes:\n  a: { kind: netns }\nbridges:\n  lan: { subnet: 10.250.0.0/24, attach: [a] }\n`;
   const out: ExecResult = { ok: false, nodeMs: [], nsExecMs: [], leanMs: [], missMs: [], fullMs: [] };
   const full = join(dirname(dirname(provBin)), 'dist', 'provium.mjs');
-  try {
-    await run(['ip', 'netns', 'add', host]);
-    await run([process.execPath, provBin, '--netns', host, 'apply', '--auto-approve', file], { env });
+  out.why = await withBenchLab(provBin, { host: `pvb-ex-${tag}`, dirPrefix: 'pvb-exec-', text }, async ({ file, env }) => {
     const exec = [process.execPath, provBin, 'exec', file, 'a', '--', 'true'];
     await run(exec, { env }); // fills the cache
     for (let i = 0; i < runs; i++) {
@@ -47,13 +41,7 @@ export async function execBench(provBin: string, log: (m: string) => void, runs 
     }
     out.ok = true;
     log(`exec start-up: node -e 0 ${secs(median(out.nodeMs))} s, ip netns exec ${secs(median(out.nsExecMs))} s, provium exec lean ${secs(median(out.leanMs))} s (cache miss ${secs(median(out.missMs))} s), full CLI ${secs(median(out.fullMs))} s`);
-  } catch (e) {
-    out.why = (e as Error).message.split('\n')[0];
-  } finally {
-    await run([process.execPath, provBin, '--netns', host, 'destroy', '--auto-approve', file], { env, check: false });
-    await run(['ip', 'netns', 'del', host], { check: false });
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
   return out;
 }
 

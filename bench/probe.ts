@@ -5,10 +5,8 @@
  * throwaway host namespace, probed (--quick 3 times, full twice), destroyed.
  * Run alone: `node dist/bench/probe.js` (as root).
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { tmpdir } from 'node:os';
 import { run, median, secs } from './util.js';
+import { withBenchLab } from './lab.js';
 
 export interface ProbeBenchResult {
   ok: boolean;
@@ -22,15 +20,10 @@ export interface ProbeBenchResult {
 export async function probeBench(provBin: string, log: (m: string) => void): Promise<ProbeBenchResult> {
   const tag = Math.random().toString(36).slice(2, 6);
   const host = `pvb-pr-${tag}`;
-  const dir = mkdtempSync(join(tmpdir(), 'pvb-probe-'));
-  const env = { PROVIUM_STATE_DIR: join(dir, 'state'), NO_COLOR: '1' };
-  const file = join(dir, 'lab.yaml');
   const nodes = Array.from({ length: 10 }, (_, i) => `n${i}`);
-  writeFileSync(file, `lab: p${tag}\nnodes: { ${nodes.map((n) => `${n}: { kind: netns }`).join(', ')} }\nbridges:\n  lan:\n    subnet: 10.251.0.0/24\n    attach: [${nodes.join(', ')}]\n    impairments:\n      - { drop_pct: 2, bandwidth_bps: 20000000 }\n`);
+  const text = `lab: p${tag}\nnodes: { ${nodes.map((n) => `${n}: { kind: netns }`).join(', ')} }\nbridges:\n  lan:\n    subnet: 10.251.0.0/24\n    attach: [${nodes.join(', ')}]\n    impairments:\n      - { drop_pct: 2, bandwidth_bps: 20000000 }\n`;
   const out: ProbeBenchResult = { ok: false, quickMs: [], fullMs: [] };
-  try {
-    await run(['ip', 'netns', 'add', host]);
-    await run([process.execPath, provBin, '--netns', host, 'apply', '--auto-approve', file], { env });
+  out.why = await withBenchLab(provBin, { host, dirPrefix: 'pvb-probe-', text }, async ({ file, env }) => {
     for (let i = 0; i < 3; i++) out.quickMs.push((await run([process.execPath, provBin, '--netns', host, 'probe', '--quick', file], { env, check: false })).ms);
     for (let i = 0; i < 2; i++) {
       const r = await run([process.execPath, provBin, '--netns', host, 'probe', '--json', file], { env, check: false, timeoutMs: 300_000 });
@@ -41,13 +34,7 @@ export async function probeBench(provBin: string, log: (m: string) => void): Pro
     }
     out.ok = true;
     log(`probe, 10 nodes: --quick ${out.quickMs.map(secs).join(', ')} s; full ${out.fullMs.map(secs).join(', ')} s (${out.properties} properties, ${out.fails} FAIL)`);
-  } catch (e) {
-    out.why = (e as Error).message.split('\n')[0];
-  } finally {
-    await run([process.execPath, provBin, '--netns', host, 'destroy', '--auto-approve', file], { env, check: false });
-    await run(['ip', 'netns', 'del', host], { check: false });
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
   return out;
 }
 

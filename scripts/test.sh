@@ -10,6 +10,10 @@ bash scripts/build-guest.sh
 # tests share the kernel and measure bandwidth, so they run one file at a time. They run
 # on the netlink helper (PROVIUM_NETLINK=on: a helper that failed to build fails them).
 rc=0
+# Every temporary folder of the run goes to a folder of its own (os.tmpdir() and mktemp honour
+# TMPDIR); at the end, scripts/tmp-guard.sh fails the run naming any folder a test left there.
+TMPDIR=$(mktemp -d -t provium-tests.XXXXXX); export TMPDIR
+trap 'rm -rf --one-file-system -- "$TMPDIR"' EXIT
 PROVIUM_NETLINK=on node --test --test-concurrency=1 dist/test/unit/ dist/test/e2e/ || rc=$?
 # The iproute2 path (what runs without the helper, and on hosts reached over SSH) on a
 # representative subset, so the two paths cannot drift apart: addresses, links and
@@ -23,4 +27,5 @@ PROVIUM_NETLINK=off node --test --test-concurrency=1 \
 echo "# iproute2 path (PROVIUM_NETLINK=off): routers (double NAT, multi-homed), a local host of a multi-host lab"
 PROVIUM_NETLINK=off node --test --test-concurrency=1 --test-name-pattern '^(double NAT|multi-homed|multi-host with a local host)' \
   dist/test/e2e/nat.test.js dist/test/e2e/multihost.test.js || rc=$?
+bash scripts/tmp-guard.sh --check "$TMPDIR" || rc=1
 exit $rc

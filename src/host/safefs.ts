@@ -185,7 +185,7 @@ export class LocalSafeFs implements SafeFs {
     const parts = this.parts(rel);
     const dir = this.ensureDir(parts.slice(0, -1).join('/'));
     const target = join(dir, parts[parts.length - 1]);
-    const tmp = this.tempFile(dir, parts[parts.length - 1], content, mode);
+    const tmp = writeTempFile(dir, parts[parts.length - 1], content, mode);
     try {
       renameSync(tmp, target);
     } catch (e) {
@@ -202,7 +202,7 @@ export class LocalSafeFs implements SafeFs {
       const dir = this.ensureDir(parts.slice(0, -1).join('/'));
       let tmp: string;
       try {
-        tmp = this.tempFile(dir, parts[parts.length - 1], content, mode);
+        tmp = writeTempFile(dir, parts[parts.length - 1], content, mode);
       } catch (e) {
         if (errno(e) === 'ENOENT' && attempt < 20) continue; // the folder was removed under us: again
         throw e;
@@ -449,25 +449,6 @@ export class LocalSafeFs implements SafeFs {
     return cur;
   }
 
-  /** A temporary file next to `name` in dir, with content, synced; returns its path. */
-  private tempFile(dir: string, name: string, content: string, mode: number): string {
-    const tmp = join(dir, `.${name}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-    const fd = openSync(tmp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, mode);
-    try {
-      const buf = Buffer.from(content, 'utf8');
-      let off = 0;
-      while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
-      fchmodSync(fd, mode); // whatever the umask
-      fsyncSync(fd);
-    } catch (e) {
-      closeSync(fd);
-      unlinkQuiet(tmp);
-      throw e;
-    }
-    closeSync(fd);
-    return tmp;
-  }
-
   /** rm -r without following: folders are checked as ours before anything in them is removed. */
   private removeAbs(p: string): void {
     const st = this.lstatAbs(p);
@@ -487,20 +468,18 @@ export class LocalSafeFs implements SafeFs {
 }
 
 /**
- * Writes a file at a path the user chose (outside provium's trees, e.g. `plan --out`):
- * a temporary file in the same folder (O_CREAT|O_EXCL|O_NOFOLLOW, `mode`, synced), renamed
- * over the name, so a symbolic link there is replaced, never written through, and a
- * reader never sees half a file.
+ * Creates `.<name>.<pid>.<random>.tmp` in dir (O_CREAT|O_EXCL|O_NOFOLLOW: never an existing
+ * file or a link) holding content (UTF-8), with exactly `mode` whatever the umask, synced;
+ * returns its path. On a failed write the file is removed and the error thrown.
  */
-export function writeFileAtomic(path: string, content: string, mode: number): void {
-  const dir = dirname(path.startsWith('/') ? path : join(process.cwd(), path));
-  const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+function writeTempFile(dir: string, name: string, content: string, mode: number): string {
+  const tmp = join(dir, `.${name}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   const fd = openSync(tmp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, mode);
   try {
     const buf = Buffer.from(content, 'utf8');
     let off = 0;
     while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
-    fchmodSync(fd, mode);
+    fchmodSync(fd, mode); // whatever the umask
     fsyncSync(fd);
   } catch (e) {
     closeSync(fd);
@@ -508,6 +487,18 @@ export function writeFileAtomic(path: string, content: string, mode: number): vo
     throw e;
   }
   closeSync(fd);
+  return tmp;
+}
+
+/**
+ * Writes a file at a path the user chose (outside provium's trees, e.g. `plan --out`):
+ * a temporary file in the same folder (O_CREAT|O_EXCL|O_NOFOLLOW, `mode`, synced), renamed
+ * over the name, so a symbolic link there is replaced, never written through, and a
+ * reader never sees half a file.
+ */
+export function writeFileAtomic(path: string, content: string, mode: number): void {
+  const dir = dirname(path.startsWith('/') ? path : join(process.cwd(), path));
+  const tmp = writeTempFile(dir, basename(path), content, mode);
   try {
     renameSync(tmp, path);
   } catch (e) {

@@ -61,12 +61,17 @@ const SESSIONS = 1;
 /**
  * What a session runs first (written to `sh` on its stdin): a private temporary folder
  * (removed when the session ends), and pv_run, which runs "$@" with the here-document's
- * base64-decoded input and prints one answer line.
+ * base64-decoded input and prints one answer line. The folder is removed however the
+ * shell ends: at the end of its input, and on SIGHUP, SIGINT, SIGPIPE or SIGTERM, which
+ * the traps turn into an exit (a shell killed by a signal skips its EXIT trap). SIGPIPE
+ * is the common case: a request that timed out ends its ssh client, and the remote shell,
+ * when its command finishes, writes its answer to the closed channel.
  */
 const SESSION_PRELUDE = `export LC_ALL=C
 umask 022
 T=$(mktemp -d) || exit 1
 trap 'rm -rf "$T"' EXIT
+trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 141' PIPE; trap 'exit 143' TERM
 pv_run() { pv_id=$1; shift; base64 -d > "$T/in"; "$@" < "$T/in" > "$T/out" 2> "$T/err"; pv_rc=$?; printf 'PV %s %s %s %s\\n' "$pv_id" "$pv_rc" "$(base64 -w0 < "$T/out")" "$(base64 -w0 < "$T/err")"; }
 printf 'PVREADY\\n'
 `;

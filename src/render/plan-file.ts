@@ -11,16 +11,14 @@
  * too. Device names and MACs (a directed pair's sender is its NIC's MAC) are turned back
  * into nodes and bridges through PlanNames; a name it cannot resolve is shown as it is.
  */
-import { Chalk } from 'chalk';
-import type { Action, Change, ItemChange, Plan } from '../plan/types.js';
+import type { Change, ItemChange, Plan } from '../plan/types.js';
 import type { Item } from '../plan/items.js';
 import type { HostState } from '../model/state.js';
 import type { Topology } from '../model/topology.js';
-import { formatDiagnostic } from '../model/diagnostics.js';
 import { bridgeDev, parseAlias, portDev } from '../model/names.js';
 import { parseTcRate, UNSHAPED_BPS } from '../plan/ids.js';
 import { nicMacOf } from '../plan/realize.js';
-import { summary, type RenderOptions } from './text.js';
+import { renderPlanFrame, SYMBOL, VERB, type RenderOptions } from './text.js';
 
 /** A process a deletion ends (a node namespace's, a VM's, a dnsmasq's). */
 export interface ProcessInfo {
@@ -75,9 +73,6 @@ export function planNames(t: Topology, states: HostState[], processes?: Map<stri
   for (const node of Object.values(t.nodes)) n.namespaces.set(`pv-${t.lab}-${node.name}`, node.name);
   return n;
 }
-
-const VERB: Record<Action, string> = { create: 'will be created', update: 'will be updated in place', replace: 'must be replaced', delete: 'will be destroyed' };
-const SYMBOL: Record<Action, string> = { create: '+', update: '~', replace: '-/+', delete: '-' };
 
 type V = Record<string, any>;
 const val = (i: Item | undefined): V => (i?.value ?? {}) as V;
@@ -508,29 +503,14 @@ export function describeChange(ch: Change, names: PlanNames): { lines: string[];
 
 /** The default plan text (see the module comment). */
 export function renderPlanFile(plan: Plan, names: PlanNames, opts: RenderOptions): string {
-  const c = new Chalk({ level: opts.color ? 1 : 0 });
-  const out: string[] = [];
-  if (plan.errors.length) {
-    for (const e of plan.errors) out.push(c.red(formatDiagnostic(e)));
-    return out.join('\n') + '\n';
-  }
-  if (plan.changes.length === 0) return c.green('No changes.') + ` The host matches the file for lab ${plan.lab}.\n`;
-  out.push(`provium will perform the following actions on lab ${c.bold(plan.lab)}:`, '');
-  const color = { create: c.green, update: c.yellow, replace: c.magenta, delete: c.red };
-  for (const ch of plan.changes) {
-    const { lines, reasons } = describeChange(ch, names);
-    const why = ch.action === 'replace' && reasons.length ? `: ${reasons.join('; ')}` : '';
-    out.push(`${color[ch.action](`  ${SYMBOL[ch.action]} ${ch.address}`)} ${c.dim(VERB[ch.action] + why)}`);
-    for (const l of lines) out.push(`      ${l}`);
-  }
-  const s = summary(plan);
-  out.push('', c.bold(`Plan: ${s.add} to add, ${s.change} to change, ${s.destroy} to destroy.`));
-  if (opts.commands) {
-    out.push('', c.bold(`Host commands (${plan.invocations.length} invocations):`));
-    for (const inv of plan.invocations) {
-      out.push(c.cyan(`  $ ${inv.argv.join(' ')}`) + c.dim(`   # ${inv.label}`));
-      for (const l of (inv.stdin ?? '').split('\n').filter(Boolean)) out.push(`      ${l}`);
+  return renderPlanFrame(plan, opts, (out, c) => {
+    const color = { create: c.green, update: c.yellow, replace: c.magenta, delete: c.red };
+    for (const ch of plan.changes) {
+      const { lines, reasons } = describeChange(ch, names);
+      const why = ch.action === 'replace' && reasons.length ? `: ${reasons.join('; ')}` : '';
+      out.push(`${color[ch.action](`  ${SYMBOL[ch.action]} ${ch.address}`)} ${c.dim(VERB[ch.action] + why)}`);
+      for (const l of lines) out.push(`      ${l}`);
     }
-  }
-  return out.join('\n') + '\n';
+    out.push('');
+  });
 }

@@ -14,8 +14,13 @@ export interface RenderOptions {
   commands?: boolean;
 }
 
-const SYMBOL: Record<Action, string> = { create: '+', update: '~', replace: '-/+', delete: '-' };
-const VERB: Record<Action, string> = { create: 'will be created', update: 'will be updated in place', replace: 'must be replaced', delete: 'will be destroyed' };
+/** The mark of each action at the start of a change line: terraform's. */
+export const SYMBOL: Record<Action, string> = { create: '+', update: '~', replace: '-/+', delete: '-' };
+/** What each action does to an address, after it on a change line. */
+export const VERB: Record<Action, string> = { create: 'will be created', update: 'will be updated in place', replace: 'must be replaced', delete: 'will be destroyed' };
+
+/** A chalk instance: colours on or off (level 1 or 0). */
+export type Colors = InstanceType<typeof Chalk>;
 
 /** Human form of a field value, with units. */
 function show(field: string, v: unknown, item: Item | undefined): string {
@@ -74,7 +79,7 @@ export function describeItem(c: ItemChange): string {
   }
 }
 
-function renderChange(ch: Change, c: InstanceType<typeof Chalk>): string[] {
+function renderChange(ch: Change, c: Colors): string[] {
   const color = { create: c.green, update: c.yellow, replace: c.magenta, delete: c.red }[ch.action];
   const moved = ch.movedFrom ? ` (moved from ${ch.movedFrom})` : '';
   const out = [`  ${c.bold(`# ${ch.address}`)} ${VERB[ch.action]}${moved}`, color(`  ${SYMBOL[ch.action]} ${ch.address}`)];
@@ -113,7 +118,13 @@ export function summary(plan: Plan): { add: number; change: number; destroy: num
   return s;
 }
 
-export function renderPlan(plan: Plan, opts: RenderOptions): string {
+/**
+ * The frame every plan text shares: the plan's errors alone (located, one a line), or
+ * "No changes.", or the header line, what `changes` pushes onto the lines (ending with a
+ * blank line), the summary line and, with opts.commands, each host command with its stdin.
+ * Returns the text, newline-terminated.
+ */
+export function renderPlanFrame(plan: Plan, opts: RenderOptions, changes: (out: string[], c: Colors) => void): string {
   const c = new Chalk({ level: opts.color ? 1 : 0 });
   const out: string[] = [];
   if (plan.errors.length) {
@@ -122,12 +133,7 @@ export function renderPlan(plan: Plan, opts: RenderOptions): string {
   }
   if (plan.changes.length === 0) return c.green('No changes.') + ` The host matches the file for lab ${plan.lab}.\n`;
   out.push(`provium will perform the following actions on lab ${c.bold(plan.lab)}:`, '');
-  // One push per line: a change can hold tens of thousands of items (a whole-bridge drop on
-  // a big bridge), too many for a spread's arguments.
-  for (const ch of plan.changes) {
-    for (const line of renderChange(ch, c)) out.push(line);
-    out.push('');
-  }
+  changes(out, c);
   const s = summary(plan);
   out.push(c.bold(`Plan: ${s.add} to add, ${s.change} to change, ${s.destroy} to destroy.`));
   if (opts.commands) {
@@ -138,4 +144,16 @@ export function renderPlan(plan: Plan, opts: RenderOptions): string {
     }
   }
   return out.join('\n') + '\n';
+}
+
+/** The item-level plan text (`plan --verbose`): every host object of each change, with its fields. */
+export function renderPlan(plan: Plan, opts: RenderOptions): string {
+  return renderPlanFrame(plan, opts, (out, c) => {
+    // One push per line: a change can hold tens of thousands of items (a whole-bridge drop on
+    // a big bridge), too many for a spread's arguments.
+    for (const ch of plan.changes) {
+      for (const line of renderChange(ch, c)) out.push(line);
+      out.push('');
+    }
+  });
 }

@@ -16,7 +16,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseDocument, type Document } from 'yaml';
-import { labTest, udpCount, udpProbe, ping, iperf, run, report, mbit, makeUpstream, PROVIUM_BIN, type Lab } from './helpers.js';
+import { labTest, udpCount, udpProbe, ping, iperf, run, report, mbit, makeUpstream, pool, PROVIUM_BIN, type Lab } from './helpers.js';
 import { vmSkip, waitVm, vmPing } from './guest.js';
 
 const EXAMPLES = fileURLToPath(new URL('../../../examples/', import.meta.url));
@@ -57,25 +57,12 @@ class Example {
   }
 }
 
-/** Runs tasks with at most `limit` at once (the machine has 2 cores; each probe is two node processes). */
-async function pool<T>(tasks: (() => Promise<T>)[], limit = 4): Promise<T[]> {
-  const out: T[] = new Array(tasks.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < tasks.length) {
-      const i = next++;
-      out[i] = await tasks[i]();
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, tasks.length) }, worker));
-  return out;
-}
-
 /** UDP counts (out of N) for every directed pair of the given nodes, as "x->y": n. */
 async function udpMatrix(lab: Lab, ip: Record<string, string>): Promise<Record<string, number>> {
   const pairs: [string, string][] = [];
   for (const x of Object.keys(ip)) for (const y of Object.keys(ip)) if (x !== y) pairs.push([x, y]);
-  const counts = await pool(pairs.map(([x, y]) => () => udpCount(lab.ns(x), lab.ns(y), ip[y], N)));
+  // Four at once: the machine has 2 cores, and each probe is two node processes.
+  const counts = await pool(pairs.map(([x, y]) => () => udpCount(lab.ns(x), lab.ns(y), ip[y], N)), 4);
   return Object.fromEntries(pairs.map(([x, y], i) => [`${x}->${y}`, counts[i]]));
 }
 

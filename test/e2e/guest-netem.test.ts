@@ -11,6 +11,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { kernelHasNetem, run, suiteSkip } from './helpers.js';
 
@@ -27,7 +29,7 @@ function skipReason(): string | undefined {
 }
 
 test('latency tests pass inside a netem-capable guest running this checkout', { skip: skipReason() ?? false, timeout: 900_000 }, async (t) => {
-  const dir = mkdtempSync('/tmp/pv-guest-');
+  const dir = mkdtempSync(join(tmpdir(), 'pv-guest-'));
   const consoleLog = `${dir}/console.log`;
   const cmd = `cd ${REPO} && node --test --test-reporter=tap --test-concurrency=1 --test-name-pattern='^(latency|netem (probe|queue))' dist/test/e2e/impairments.test.js dist/test/e2e/scenarios.test.js dist/test/e2e/probe-netem.test.js 2>&1`;
   const t0 = Date.now();

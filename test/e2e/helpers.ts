@@ -109,15 +109,35 @@ export function startBackground(argv: string[], maxMs = 60_000): void {
   track(execa(argv[0], argv.slice(1), { reject: false, timeout: maxMs, stdin: 'ignore', stdout: 'ignore', stderr: 'ignore' }));
 }
 
-export function killAll(): void {
-  for (const p of background) {
+/** Kills (SIGKILL) every process of the set that is still running, and empties the set. */
+export function killEach(procs: Set<ResultPromise>): void {
+  for (const p of procs) {
     try {
       p.kill('SIGKILL');
     } catch {
       /* gone */
     }
   }
-  background.clear();
+  procs.clear();
+}
+
+/** Kills every process startBackground started. */
+export function killAll(): void {
+  killEach(background);
+}
+
+/** Runs tasks with at most `limit` at once; resolves to their results in the tasks' order, or rejects with the first failure. */
+export async function pool<T>(tasks: (() => Promise<T>)[], limit: number): Promise<T[]> {
+  const out: T[] = new Array(tasks.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < tasks.length) {
+      const i = next++;
+      out[i] = await tasks[i]();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, tasks.length) }, worker));
+  return out;
 }
 
 /** Runs a command (argument array, no shell), bounded in time; never throws on a non-zero exit. */

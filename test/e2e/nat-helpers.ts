@@ -6,7 +6,7 @@
  */
 import { execa, type ResultPromise } from 'execa';
 import { fileURLToPath } from 'node:url';
-import { run } from './helpers.js';
+import { killEach, run } from './helpers.js';
 
 /** The compiled probe (dist/test/e2e/nat-helpers.js -> dist/src/stun/stun.js). */
 export const STUN = fileURLToPath(new URL('../../src/stun/stun.js', import.meta.url));
@@ -97,28 +97,7 @@ export async function reflector(ns: string, udp: number[], tcp: number[], maxMs 
 
 /** Kills every background probe still running. */
 export function stopAll(): void {
-  for (const p of running) {
-    try {
-      p.kill('SIGKILL');
-    } catch {
-      /* gone */
-    }
-  }
-  running.clear();
-}
-
-/** Runs tasks with at most `limit` at once. */
-export async function pool<T>(tasks: (() => Promise<T>)[], limit: number): Promise<T[]> {
-  const out: T[] = new Array(tasks.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < tasks.length) {
-      const i = next++;
-      out[i] = await tasks[i]();
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, tasks.length) }, worker));
-  return out;
+  killEach(running);
 }
 
 /** A one-at-a-time lock (for probes that must bind the same TCP port in turn). */

@@ -14,8 +14,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { labTest, report, topologyOf, type Lab } from './helpers.js';
-import { bg, pool, portOf, ipOfEp, reflector, stopAll, stun, stun1, Mutex } from './nat-helpers.js';
+import { labTest, pool, report, topologyOf, type Lab } from './helpers.js';
+import { bg, portOf, ipOfEp, reflector, stopAll, stun, stun1, Mutex } from './nat-helpers.js';
 import { predictPunch, predictTcpPunch, type Behaviour } from './nat-model.js';
 import { NAT_PRESETS, type Rfc4787Behaviour } from '../../src/model/router.js';
 

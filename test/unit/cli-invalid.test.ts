@@ -1,30 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, existsSync, mkdtempSync } from 'node:fs';
+import { readdirSync, readFileSync, existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { main } from '../../src/cli.js';
+import { runCli } from './cli-capture.js';
+import { tempDir } from './helpers.js';
 
 const DIR = new URL('../../../test/invalid/', import.meta.url);
 
-/** Runs the CLI in-process, capturing stdout/stderr. */
-async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const ow = process.stdout.write.bind(process.stdout);
-  const ew = process.stderr.write.bind(process.stderr);
-  process.stdout.write = ((s: string) => ((out += s), true)) as typeof process.stdout.write;
-  process.stderr.write = ((s: string) => ((err += s), true)) as typeof process.stderr.write;
-  try {
-    const code = await main(['node', 'provium', ...args]);
-    return { code, out, err };
-  } finally {
-    process.stdout.write = ow;
-    process.stderr.write = ew;
-  }
-}
-
 test('every broken file: plan, apply and destroy exit 1 with a located message and run no host command', async () => {
-  const trace = `${mkdtempSync('/tmp/pv-trace-')}/trace.jsonl`;
+  const trace = `${tempDir('pv-trace-')}/trace.jsonl`;
   process.env.PROVIUM_TRACE = trace;
   process.env.NO_COLOR = '1';
   const files = readdirSync(DIR).filter((f) => f.endsWith('.yaml')).sort();
@@ -35,7 +19,7 @@ test('every broken file: plan, apply and destroy exit 1 with a located message a
       const m = /^# expect: (\d+):(\d+) (.*)$/m.exec(readFileSync(path, 'utf8'));
       assert.ok(m, `${f} has no expect line`);
       for (const cmd of [['plan'], ['apply', '--auto-approve'], ['destroy', '--auto-approve'], ['validate']]) {
-        const r = await cli([cmd[0], path, ...cmd.slice(1)]);
+        const r = await runCli([cmd[0], path, ...cmd.slice(1)]);
         assert.equal(r.code, 1, `${cmd[0]} ${f}: exit ${r.code}`);
         assert.ok(r.err.includes(`${path}:${m[1]}:${m[2]}: error:`), `${cmd[0]} ${f}: no message at ${m[1]}:${m[2]} in:\n${r.err}`);
         assert.ok(r.err.toLowerCase().includes(m[3].toLowerCase()), `${cmd[0]} ${f}: message lacks "${m[3]}":\n${r.err}`);

@@ -5,16 +5,17 @@
  */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, statSync, writeFileSync, mkdirSync, symlinkSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, statSync, writeFileSync, mkdirSync, symlinkSync } from 'node:fs';
 import { removeLabDir } from '../../src/apply/statedir.js';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { cachedPeek, commandMissing, execFast, fileHash, rememberPeek } from '../../src/exec-run.js';
 import { peekFile } from '../../src/exec-fast.js';
-import { main } from '../../src/cli.js';
+import { runCli } from './cli-capture.js';
+import { tempDir } from './helpers.js';
 
-const dir = mkdtempSync('/tmp/pv-unit-exec-');
+const dir = tempDir('pv-unit-exec-');
 
 describe('exec: command lookup as a shell does it', () => {
   test('found on PATH, missing (127), not executable (126), with a slash', () => {
@@ -95,13 +96,7 @@ test('provium --version prints package.json\'s version (bin fast path and the CL
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
   const bin = fileURLToPath(new URL('../../../bin/provium', import.meta.url));
   assert.equal(execFileSync(process.execPath, [bin, '--version'], { encoding: 'utf8' }).trim(), pkg.version);
-  const out: string[] = [];
-  const write = process.stdout.write.bind(process.stdout);
-  process.stdout.write = ((s: string) => (out.push(String(s)), true)) as typeof process.stdout.write;
-  try {
-    assert.equal(await main(['node', 'provium', '--version']), 0);
-  } finally {
-    process.stdout.write = write;
-  }
-  assert.equal(out.join('').trim(), pkg.version);
+  const r = await runCli(['--version']);
+  assert.equal(r.code, 0);
+  assert.equal(r.out.trim(), pkg.version);
 });

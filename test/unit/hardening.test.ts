@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { acquireLock, writeRecord } from '../../src/apply/statedir.js';
 import { runInvocations } from '../../src/apply/index.js';
@@ -20,13 +21,13 @@ import { qemuArgv } from '../../src/plan/commands.js';
 import { emptyState, type HostFacts } from '../../src/model/state.js';
 import type { Invocation } from '../../src/plan/types.js';
 import type { Runner } from '../../src/host/runner.js';
-import { main } from '../../src/cli.js';
+import { runCli } from './cli-capture.js';
 
 const isRoot = process.getuid?.() === 0;
 
 /** A fresh world: <base>/state as PROVIUM_STATE_DIR, <base>/outside for things provium must leave alone. */
 function world(t: { after: (fn: () => void) => void }): { base: string; state: string; outside: string } {
-  const base = mkdtempSync('/tmp/pv-hard-');
+  const base = mkdtempSync(join(tmpdir(), 'pv-hard-'));
   t.after(() => {
     chmodSync(base, 0o700);
     rmSync(base, { recursive: true, force: true });
@@ -192,28 +193,12 @@ test('inputs: numbers the host would reject are refused at load with a location 
   assert.ok(errors.some((e) => e.startsWith('11:42') && /bandwidth_bps/.test(e)), errors.join('\n'));
 });
 
-/** Runs the CLI in-process, capturing stdout/stderr. */
-async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const ow = process.stdout.write.bind(process.stdout);
-  const ew = process.stderr.write.bind(process.stderr);
-  process.stdout.write = ((s: string) => ((out += s), true)) as typeof process.stdout.write;
-  process.stderr.write = ((s: string) => ((err += s), true)) as typeof process.stderr.write;
-  try {
-    return { code: await main(['node', 'provium', ...args]), out, err };
-  } finally {
-    process.stdout.write = ow;
-    process.stderr.write = ew;
-  }
-}
-
 test('plan, apply and destroy --json on an invalid file print a JSON document with located diagnostics on stdout, exit 1', async (t) => {
   const w = world(t);
   const file = join(w.base, 'bad.yaml');
   writeFileSync(file, 'lab: bad\nnodes: { a: { kind: netns, colour: blue } }\nbridges: {}\n');
   for (const cmd of [['plan', '--json'], ['apply', '--json', '--auto-approve'], ['destroy', '--json', '--auto-approve']]) {
-    const r = await cli([cmd[0], file, ...cmd.slice(1)]);
+    const r = await runCli([cmd[0], file, ...cmd.slice(1)]);
     assert.equal(r.code, 1, `${cmd[0]}: exit 1`);
     let doc: { valid?: boolean; diagnostics?: { summary: string; file?: string; line?: number; column?: number }[] };
     try {

@@ -1,14 +1,30 @@
 /**
  * Shared helpers of the unit tests: repo folders located from the compiled test
- * file (dist/test/unit/*.js -> repo root three levels up), and the `# expect:`
- * header of the broken-file corpus.
+ * file (dist/test/unit/*.js -> repo root three levels up), the `# expect:`
+ * header of the broken-file corpus, and temporary folders that are always removed.
  */
-import { readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 /** Absolute path of a folder of the repository, e.g. repoDir('test/invalid/'). */
 export function repoDir(relative: string): string {
   return fileURLToPath(new URL(`../../../${relative}`, import.meta.url));
+}
+
+/**
+ * A fresh folder `<os.tmpdir()>/<prefix>XXXXXX` (os.tmpdir() honours $TMPDIR, which
+ * scripts/test.sh points at a folder of its own to catch leftovers). It is removed, with
+ * everything in it, when the test that called this ends, pass or fail; called outside a
+ * test (at a file's top level), when the file's last test has ended. Prefixes start with
+ * `pv-`. Throws what mkdtempSync throws.
+ */
+export function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
 }
 
 /** Absolute paths of the *.yaml files of a folder, sorted. */

@@ -34,18 +34,23 @@ test('hosts: every netns node of a realized lab gets one, VMs none', () => {
   assert.deepEqual(Object.keys(s.hosts).sort(), ['pv-hs-a', 'pv-hs-b', 'pv-hs-c']);
 });
 
-test('hosts in a multi-host lab: the mark names the host, nodes of other hosts are listed too; observe leaves other hosts\' files alone', async () => {
-  const { project } = await import('../../src/hosts/project.js');
-  const { observeServices } = await import('../../src/observe/services.js');
-  const mh = loadTopology('/virtual/mh.yaml', `
+/** A lab of two hosts (h1 local, h2 over SSH) with node a on h1 and b on h2 on bridge lan; `lan` adds fields to lan's flow mapping. */
+function twoHostLab(lan = '') {
+  return loadTopology('/virtual/mh.yaml', `
 lab: mh
 hosts:
   h1: { local: true, underlay: 192.0.2.11 }
   h2: { ssh: root@192.0.2.12, underlay: 192.0.2.12 }
 nodes: { a: { kind: netns, host: h1 }, b: { kind: netns, host: h2 } }
 bridges:
-  lan: { subnet: 10.40.0.0/24, home: h1, attach: [a, b] }
+  lan: { subnet: 10.40.0.0/24, home: h1, attach: [a, b]${lan} }
 `);
+}
+
+test('hosts in a multi-host lab: the mark names the host, nodes of other hosts are listed too; observe leaves other hosts\' files alone', async () => {
+  const { project } = await import('../../src/hosts/project.js');
+  const { observeServices } = await import('../../src/observe/services.js');
+  const mh = twoHostLab();
   const p2 = project(mh, 'h2');
   const s = realize(p2);
   assert.deepEqual(Object.keys(s.hosts), ['pv-mh-b'], 'only h2\'s node gets a hosts file on h2');
@@ -77,15 +82,7 @@ test('a multi-host plan at the level of the file: per host, remote senders named
   const { computePlan } = await import('../../src/plan/index.js');
   const { emptyState } = await import('../../src/model/state.js');
   const { renderMultiPlan } = await import('../../src/hosts/render.js');
-  const mh = loadTopology('/virtual/mh.yaml', `
-lab: mh
-hosts:
-  h1: { local: true, underlay: 192.0.2.11 }
-  h2: { ssh: root@192.0.2.12, underlay: 192.0.2.12 }
-nodes: { a: { kind: netns, host: h1 }, b: { kind: netns, host: h2 } }
-bridges:
-  lan: { subnet: 10.40.0.0/24, home: h1, attach: [a, b], partitions: [{ from: a, to: b }] }
-`);
+  const mh = twoHostLab(', partitions: [{ from: a, to: b }]');
   const facts = { features: { netem: true, htb: true, nftBridge: true, tun: true }, featureSource: {}, conflicts: [], missingFiles: [] };
   const hosts = ['h1', 'h2'].map((h) => {
     const topology = project(mh, h);

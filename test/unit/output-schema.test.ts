@@ -5,7 +5,7 @@ import { Ajv } from 'ajv';
 import { planJson } from '../../src/render/json.js';
 import { showJson } from '../../src/render/show.js';
 import { loadTopology } from '../../src/load/index.js';
-import { main } from '../../src/cli.js';
+import { runCli } from './cli-capture.js';
 import { planFixture, FIXTURES } from './replay.js';
 
 process.env.PROVIUM_STATE_DIR = '/nonexistent/provium-unit';
@@ -32,31 +32,15 @@ test('apply --json and show --json documents match the output schema', async () 
 
 test('validate --json (valid and invalid files) matches the output schema', async () => {
   for (const file of [new URL('../../../examples/basic.yaml', import.meta.url).pathname, new URL('../../../test/invalid/attach-twice.yaml', import.meta.url).pathname]) {
-    let out = '';
-    const w = process.stdout.write.bind(process.stdout);
-    process.stdout.write = ((s: string) => ((out += s), true)) as typeof process.stdout.write;
-    try {
-      await main(['node', 'provium', 'validate', '--json', file]);
-    } finally {
-      process.stdout.write = w;
-    }
+    const { out } = await runCli(['validate', '--json', file]);
     check('validate', JSON.parse(out));
   }
 });
 
 test('plan --json on an invalid file prints the validate document', async () => {
   const file = new URL('../../../test/invalid/attach-twice.yaml', import.meta.url).pathname;
-  let out = '';
-  const w = process.stdout.write.bind(process.stdout);
-  const e = process.stderr.write.bind(process.stderr);
-  process.stdout.write = ((s: string) => ((out += s), true)) as typeof process.stdout.write;
-  process.stderr.write = (() => true) as typeof process.stderr.write;
-  try {
-    assert.equal(await main(['node', 'provium', 'plan', '--json', file]), 1);
-  } finally {
-    process.stdout.write = w;
-    process.stderr.write = e;
-  }
+  const { code, out } = await runCli(['plan', '--json', file]);
+  assert.equal(code, 1);
   const doc = JSON.parse(out);
   check('validate', doc);
   assert.equal(doc.valid, false);

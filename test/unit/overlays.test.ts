@@ -5,16 +5,15 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { tmpdir } from 'node:os';
 import { checkSources, type LoadOptions } from '../../src/load/index.js';
 import { MAX_INPUT_BYTES, readInputFile, readStdin } from '../../src/load/read.js';
 import { parseVarFlags } from '../../src/load/vars.js';
 import { formatDiagnostic, type Diagnostic } from '../../src/model/diagnostics.js';
 import type { Topology } from '../../src/model/topology.js';
-import { yaml } from './helpers.js';
+import { tempDir, yaml } from './helpers.js';
 
 const BASE = yaml`
   lab: ov
@@ -37,9 +36,9 @@ const BASE = yaml`
         - { host_port: 53, node: b, port: 53, proto: udp }
 `;
 
-/** A fresh folder with these files (name -> text); returns its path. */
+/** A fresh folder with these files (name -> text), removed when the test ends; returns its path. */
 function folder(files: Record<string, string>): string {
-  const dir = mkdtempSync(join(tmpdir(), 'pv-ov-'));
+  const dir = tempDir('pv-ov-');
   for (const [name, text] of Object.entries(files)) {
     mkdirSync(join(dir, name, '..'), { recursive: true });
     writeFileSync(join(dir, name), text);

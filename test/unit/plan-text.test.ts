@@ -7,7 +7,7 @@
  */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { planFixture, FIXTURES, Replayer, fixtureFiles, fixtureHostNetns } from './replay.js';
 import { loadTopology } from '../../src/load/index.js';
 import { planFor } from '../../src/apply/index.js';
@@ -19,6 +19,7 @@ import { checkTopology } from '../../src/load/index.js';
 import { computePlan } from '../../src/plan/index.js';
 import { realize } from '../../src/plan/realize.js';
 import { emptyState } from '../../src/model/state.js';
+import { tempDir } from './helpers.js';
 
 process.env.PROVIUM_STATE_DIR = '/nonexistent/provium-unit';
 const GOLDEN = new URL('plan-text/', FIXTURES);
@@ -28,7 +29,7 @@ const APPLIED = readFileSync(new URL('applied/topology.yaml', FIXTURES), 'utf8')
 function variant(edit: (text: string) => string): string {
   const text = edit(APPLIED);
   assert.notEqual(text, APPLIED, 'the edit changed the file');
-  const file = `${mkdtempSync('/tmp/pv-unit-')}/fx.yaml`;
+  const file = `${tempDir('pv-unit-')}/fx.yaml`;
   writeFileSync(file, text);
   return file;
 }

@@ -1,14 +1,15 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { planFixture, FIXTURES } from './replay.js';
+import { tempDir } from './helpers.js';
 import { nicMac } from '../../src/model/names.js';
 
 process.env.PROVIUM_STATE_DIR = '/nonexistent/provium-unit';
 
 /** The recorded lab's file with latency fields added to its a->d impairment; returns the new file's path. */
 function withLatency(fields: string): string {
-  const file = `${mkdtempSync('/tmp/pv-unit-')}/lat.yaml`;
+  const file = `${tempDir('pv-unit-')}/lat.yaml`;
   writeFileSync(file, readFileSync(new URL('applied/topology.yaml', FIXTURES), 'utf8').replace('drop_pct: 2.5,', `drop_pct: 2.5, ${fields}`));
   return file;
 }

@@ -2,6 +2,8 @@ import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server, type Socket } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { QmpClient, QmpError } from '../../src/host/qmp.js';
 
 /**
@@ -9,7 +11,7 @@ import { QmpClient, QmpError } from '../../src/host/qmp.js';
  * and then lets each test script its answers. Spec followed: qemu docs/interop/qmp-spec.
  */
 function fakeQmp(handler: (cmd: { execute: string; arguments?: any; id?: string }, sock: Socket) => void, greeting = true) {
-  const dir = mkdtempSync('/tmp/pv-qmp-');
+  const dir = mkdtempSync(join(tmpdir(), 'pv-qmp-'));
   const path = `${dir}/qmp.sock`;
   const server: Server = createServer((sock) => {
     if (greeting) sock.write(JSON.stringify({ QMP: { version: { qemu: { micro: 0, minor: 2, major: 7 }, package: 'Debian 1:7.2+dfsg-7' }, capabilities: ['oob'] } }) + '\r\n');

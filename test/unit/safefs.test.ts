@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, chownSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
+import { tmpdir } from 'node:os';
 import { LocalSafeFs, UnsafePathError, writeFileAtomic } from '../../src/host/safefs.js';
 import { readJournal, readRecord, treeOf, updateRecord, writeRecord } from '../../src/apply/statedir.js';
 import { firstDifference, PLAN_FORMAT, PLAN_KIND, planSource, readPlanFile, type PlanFile } from '../../src/apply/planfile.js';
@@ -18,7 +19,7 @@ const isRoot = process.getuid?.() === 0;
 const needsRoot = isRoot ? false : 'needs root to give files to another user';
 
 function tree(t: { after: (fn: () => void) => void }): { base: string; root: string; fs: LocalSafeFs; outside: string } {
-  const base = mkdtempSync('/tmp/pv-safe-');
+  const base = mkdtempSync(join(tmpdir(), 'pv-safe-'));
   t.after(() => {
     chmodSync(base, 0o700);
     rmSync(base, { recursive: true, force: true });

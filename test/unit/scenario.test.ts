@@ -6,14 +6,13 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { tmpdir } from 'node:os';
 import { checkScenario, parseStepDuration, type ExecStep } from '../../src/scenario/compile.js';
 import { renderEvent, type RunEvent } from '../../src/scenario/run.js';
 import { formatDiagnostic } from '../../src/model/diagnostics.js';
-import { main } from '../../src/cli.js';
-import { yaml } from './helpers.js';
+import { runCli } from './cli-capture.js';
+import { tempDir, yaml } from './helpers.js';
 
 process.env.PROVIUM_STATE_DIR = '/nonexistent/provium-unit';
 
@@ -30,8 +29,9 @@ const LAB = yaml`
       attach: [r1, r2, r3, v]
 `;
 
+/** A fresh folder with these files (name -> text), removed when the test ends; returns its path. */
 function folder(files: Record<string, string>): string {
-  const dir = mkdtempSync(join(tmpdir(), 'pv-sc-'));
+  const dir = tempDir('pv-sc-');
   for (const [n, t] of Object.entries(files)) writeFileSync(join(dir, n), t);
   return dir;
 }
@@ -163,42 +163,22 @@ describe('compiling a scenario', () => {
 });
 
 describe('the CLI with scenario files', () => {
-  /** Runs provium in-process; returns exit code and output. */
-  async function cli(args: string[], cwd: string): Promise<{ code: number; out: string; err: string }> {
-    let out = '';
-    let err = '';
-    const w = process.stdout.write.bind(process.stdout);
-    const e = process.stderr.write.bind(process.stderr);
-    const was = process.cwd();
-    process.stdout.write = ((s: string) => ((out += s), true)) as typeof process.stdout.write;
-    process.stderr.write = ((s: string) => ((err += s), true)) as typeof process.stderr.write;
-    process.chdir(cwd);
-    try {
-      const code = await main(['node', 'provium', ...args]);
-      return { code, out, err };
-    } finally {
-      process.chdir(was);
-      process.stdout.write = w;
-      process.stderr.write = e;
-    }
-  }
-
   const dir = folder({ 'lab.yaml': LAB, 'scen.yaml': 'extends: lab.yaml\nsteps:\n  - wait: 1s\n  - exec: { node: r9, run: [true] }\n', 'ok.yaml': 'extends: lab.yaml\nsteps:\n  - wait: 1s\n' });
 
   it('validate checks the steps too', async () => {
-    const bad = await cli(['validate', 'scen.yaml'], dir);
+    const bad = await runCli(['validate', 'scen.yaml'], dir);
     assert.equal(bad.code, 1);
     assert.match(bad.err, /scen\.yaml:4:19: error: unknown node/);
-    const ok = await cli(['validate', 'ok.yaml'], dir);
+    const ok = await runCli(['validate', 'ok.yaml'], dir);
     assert.equal(ok.code, 0, ok.err);
     assert.match(ok.out, /ok\.yaml: valid \(lab sc, scenario of 1 step\(s\); files merged: lab\.yaml, ok\.yaml\)/);
   });
 
   it('other commands use the scenario\'s topology, ignore its steps and say so; run refuses an invalid scenario before touching the host', async () => {
-    const g = await cli(['graph', 'scen.yaml'], dir);
+    const g = await runCli(['graph', 'scen.yaml'], dir);
     assert.equal(g.code, 0, g.err);
     assert.match(g.err, /note: scen\.yaml has steps:, which provium run runs; graph uses its topology and ignores them/);
-    const r = await cli(['run', 'scen.yaml'], dir);
+    const r = await runCli(['run', 'scen.yaml'], dir);
     assert.equal(r.code, 1);
     assert.match(r.err, /scen\.yaml:4:19: error: unknown node/);
     assert.equal(r.out, '');
@@ -206,15 +186,15 @@ describe('the CLI with scenario files', () => {
 
   it('render prints the merged topology, reloadable, with -f and --var', async () => {
     const d = folder({ 'lab.yaml': LAB, 'o.yaml': 'bridges: { lan: { mtu: ${MTU} } }\n' });
-    const r = await cli(['render', 'lab.yaml', '-f', 'o.yaml', '--var', 'MTU=1400'], d);
+    const r = await runCli(['render', 'lab.yaml', '-f', 'o.yaml', '--var', 'MTU=1400'], d);
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /^# provium render: lab\.yaml \+ o\.yaml \(variables: MTU\)\n/);
     assert.match(r.out, /mtu: 1400/);
     writeFileSync(join(d, 'rendered.yaml'), r.out);
-    const again = await cli(['render', 'rendered.yaml', '--json'], d);
+    const again = await runCli(['render', 'rendered.yaml', '--json'], d);
     const j = JSON.parse(again.out);
     assert.equal(j.bridges.lan.mtu, 1400);
-    assert.equal((await cli(['render', 'lab.yaml', '-f', 'o.yaml'], d)).code, 1, 'MTU undefined');
-    assert.equal((await cli(['render', 'lab.yaml', '--var', 'bad'], d)).code, 1);
+    assert.equal((await runCli(['render', 'lab.yaml', '-f', 'o.yaml'], d)).code, 1, 'MTU undefined');
+    assert.equal((await runCli(['render', 'lab.yaml', '--var', 'bad'], d)).code, 1);
   });
 });

@@ -9,9 +9,10 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { shellQuote, SshRunner } from '../../src/hosts/ssh.js';
 import { prng } from '../../bench/topology.js';
+import { tempDir } from './helpers.js';
 
 const HOSTILE = ["'", '"', '\\', '$', '`', '$(id)', '`id`', '${HOME}', '*', '?', '[a]', '~', '\n', '\t', ' ', ';', '&', '|', '<', '>', '#', '!', '-n', '--', 'é', '日本', '\u{1f600}', '\r', "'\\''", '%s', '{a,b}'];
 
@@ -58,13 +59,23 @@ describe('shellQuote: one quoting function for remote shells', () => {
   });
 });
 
+/**
+ * Stands in for the ssh client: a process relaying its stdin, stdout and stderr to a `sh`
+ * it starts (with TMPDIR set to tmp, when given). Killing it closes the shell's pipes, as
+ * a killed ssh client closes the remote shell's channel; the shell itself is not signalled.
+ */
+const RELAY = `const c = require('node:child_process').spawn('sh', [], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...(process.argv[1] ? { TMPDIR: process.argv[1] } : {}) } });
+process.stdin.pipe(c.stdin); c.stdout.pipe(process.stdout); c.stderr.pipe(process.stderr);
+for (const s of [c.stdin, process.stdout, process.stderr]) s.on('error', () => {});`;
+
 /** The SSH runner's session protocol over a local `sh` (no SSH): the same requests, the same answers. */
 class LocalShellRunner extends SshRunner {
-  constructor() {
+  /** tmp: the remote shell's TMPDIR (default: this process's). */
+  constructor(private readonly tmp = '') {
     super('local-sh', { destination: 'unused' });
   }
   protected override sessionArgv(): string[] {
-    return ['sh'];
+    return [process.execPath, '-e', RELAY, this.tmp];
   }
   protected override connected(): boolean {
     return true;
@@ -101,14 +112,20 @@ describe('SshRunner sessions (against a local sh)', () => {
     }
   });
 
-  test('a request that outlives its timeout exits 124 and later requests still work', async () => {
-    const r = new LocalShellRunner();
+  test('a request that outlives its timeout exits 124, later requests still work, and no session leaves its temporary folder', async () => {
+    const tmp = tempDir('pv-ssh-remote-');
+    const r = new LocalShellRunner(tmp);
     try {
-      const slow = await r.run(['sleep', '5'], { timeoutMs: 200, allowFail: true });
+      const slow = await r.run(['sleep', '1'], { timeoutMs: 200, allowFail: true });
       assert.equal(slow.exitCode, 124);
       assert.equal((await r.run(['echo', 'ok'])).stdout, 'ok\n');
     } finally {
       await r.close();
     }
+    // The timed-out session's shell answers into a closed channel once `sleep` ends (SIGPIPE);
+    // the ended session's shell reads the end of its input. Both remove their folder.
+    const t0 = Date.now();
+    while (readdirSync(tmp).length > 0 && Date.now() - t0 < 5000) await new Promise((res) => setTimeout(res, 50));
+    assert.deepEqual(readdirSync(tmp), [], 'the sessions\' temporary folders are removed');
   });
 });

@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { tmpdir } from 'node:os';
 import { checkSources, loadTopology } from '../../src/load/index.js';
 import { cacheDir, cacheKey, checkSourcesCached, MAX_ENTRIES, readEntry, writeEntry, type CacheEntry } from '../../src/load/cache.js';
 import { readNftCache, writeNftCache } from '../../src/observe/nft-cache.js';
@@ -27,7 +28,7 @@ describe('topology cache', () => {
   });
 
   test('entries: found by their own key only, written atomically, never read through a symlink, pruned to MAX_ENTRIES', () => {
-    const dir = join(mkdtempSync('/tmp/pv-cache-'), 'c');
+    const dir = join(mkdtempSync(join(tmpdir(), 'pv-cache-')), 'c');
     try {
       const t = loadTopology(repoDir('test/fixtures/applied/topology.yaml'));
       const entry = (key: string): CacheEntry => ({ key, topology: t, files: [], vars: {}, rootPath: '/x/lab.yaml', steps: false, realpaths: [], env: [] });
@@ -73,7 +74,7 @@ describe('topology cache', () => {
   });
 
   test('a cached load is used only while every input is the same: files of the extends chain and overlays, real paths, environment variables (set or not), --var values', () => {
-    const tmp = mkdtempSync('/tmp/pv-cache-inputs-');
+    const tmp = mkdtempSync(join(tmpdir(), 'pv-cache-inputs-'));
     const before = process.env.PV_CACHE_T_SUBNET;
     try {
       const cache = join(tmp, 'cache');
@@ -161,7 +162,7 @@ describe('topology cache', () => {
   });
 
   test('the bundled CLI: the same plan with a cold and a warm cache; a changed file is loaded anew; invalid files still fail', { skip: existsSync(repoDir('dist/provium.mjs')) ? false : 'the CLI is not bundled (npm run build)' }, () => {
-    const tmp = mkdtempSync('/tmp/pv-cache-cli-');
+    const tmp = mkdtempSync(join(tmpdir(), 'pv-cache-cli-'));
     try {
       const cache = join(tmp, 'cache');
       // `graph` reads no host and does not use the cache; `plan --json` needs root, so the
@@ -198,7 +199,7 @@ describe('topology cache', () => {
 
 describe('nftables observation cache', () => {
   test('a reading is used only under the same generation, cookie, table, owner mark and build, and only in an existing lab directory', () => {
-    const root = mkdtempSync('/tmp/pv-nftc-');
+    const root = mkdtempSync(join(tmpdir(), 'pv-nftc-'));
     const before = process.env.PROVIUM_STATE_DIR;
     process.env.PROVIUM_STATE_DIR = root; // the cache lives in the lab's folder under the state directory
     try {

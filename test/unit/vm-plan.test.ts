@@ -1,10 +1,11 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { loadTopology } from '../../src/load/index.js';
 import { computePlan } from '../../src/plan/index.js';
 import { realize } from '../../src/plan/realize.js';
 import { emptyState, type HostFacts, type HostState } from '../../src/model/state.js';
+import { tempDir } from './helpers.js';
 
 const facts = (over: Partial<HostFacts> = {}): HostFacts => ({
   features: { netem: true, htb: true, nftBridge: true, tun: true }, featureSource: {}, conflicts: [],
@@ -12,7 +13,7 @@ const facts = (over: Partial<HostFacts> = {}): HostFacts => ({
 });
 const ctx = { hostNetns: 'pvt-x', stateDir: '/var/lib/provium/tv' };
 
-const DIR = mkdtempSync('/tmp/pv-vmplan-');
+const DIR = tempDir('pv-vmplan-');
 /** Loads a variant of the lab from the same folder, so relative VM paths resolve alike. */
 function topo(text: string) {
   writeFileSync(`${DIR}/lab.yaml`, text);
