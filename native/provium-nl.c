@@ -17,6 +17,11 @@
  *                nft-gen (the nftables ruleset generation and the namespace's cookie:
  *                         "gen":N,"cookie":"HEX"; the generation changes with every
  *                         committed nftables transaction in that namespace)
+ *                sysctl-get NAME        ("sysctl:NAME":"VALUE")
+ *                sysctl-set NAME VALUE  (VALUE "0" or "1")
+ *                         NAME is net.ipv4.ip_forward or net.ipv6.conf.all.forwarding
+ *                         (nothing else: /proc/sys/net/... of the namespace, read or
+ *                         written while the helper is in it)
  *              NAMESPACE is a name under /run/netns, or "" for the helper's own namespace.
  *   response = one JSON line:
  *              {"id":ID,"ok":true[,"links":[...]][,"routes":[...]],"us":T}
@@ -61,7 +66,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PROTOCOL_VERSION "2"
+#define PROTOCOL_VERSION "3"
 #define MAX_REQUEST (1u << 20)
 #define RECV_BUF (1u << 16)
 
@@ -189,33 +194,44 @@ static struct mnl_socket *open_socket(int proto)
 	return nl;
 }
 
-/* A netlink socket (NETLINK_ROUTE, NETLINK_NETFILTER) bound to namespace `ns` ("" = the helper's own). NULL with errno set. */
-static struct mnl_socket *ns_socket(const char *ns, int proto)
+/* Enters namespace `ns` ("" = stay in the helper's own). -1 with errno set. */
+static int enter_ns(const char *ns)
 {
 	if (ns[0] == 0)
-		return open_socket(proto);
+		return 0;
 	if (!valid_ns_name(ns)) {
 		errno = EINVAL;
-		return NULL;
+		return -1;
 	}
 	char path[300];
 	snprintf(path, sizeof(path), "/run/netns/%s", ns);
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
-		return NULL;
-	if (setns(fd, CLONE_NEWNET) < 0) {
-		int e = errno;
-		close(fd);
-		errno = e;
-		return NULL;
-	}
-	close(fd);
-	struct mnl_socket *nl = open_socket(proto);
+		return -1;
+	int r = setns(fd, CLONE_NEWNET);
 	int e = errno;
-	if (setns(self_ns, CLONE_NEWNET) < 0) {
+	close(fd);
+	errno = e;
+	return r;
+}
+
+/* Back to the helper's own namespace after enter_ns (exits when that fails: nothing else is safe). */
+static void leave_ns(const char *ns)
+{
+	if (ns[0] != 0 && setns(self_ns, CLONE_NEWNET) < 0) {
 		perror("provium-nl: cannot return to its own network namespace");
 		exit(1);
 	}
+}
+
+/* A netlink socket (NETLINK_ROUTE, NETLINK_NETFILTER) bound to namespace `ns` ("" = the helper's own). NULL with errno set. */
+static struct mnl_socket *ns_socket(const char *ns, int proto)
+{
+	if (enter_ns(ns) < 0)
+		return NULL;
+	struct mnl_socket *nl = open_socket(proto);
+	int e = errno;
+	leave_ns(ns);
 	errno = e;
 	return nl;
 }
@@ -1118,6 +1134,63 @@ static int op_nftgen(const char *ns, struct out *o, struct err *e)
 	return r;
 }
 
+/* The sysctls the helper reads and writes: forwarding only (what provium manages per namespace). */
+static const char *sysctl_path(const char *name)
+{
+	if (strcmp(name, "net.ipv4.ip_forward") == 0)
+		return "/proc/sys/net/ipv4/ip_forward";
+	if (strcmp(name, "net.ipv6.conf.all.forwarding") == 0)
+		return "/proc/sys/net/ipv6/conf/all/forwarding";
+	return NULL;
+}
+
+/*
+ * sysctl-get / sysctl-set in namespace `ns`: /proc/sys/net shows the namespace of the
+ * thread that opens it, so the file is opened (and read or written) inside `ns`.
+ */
+static int op_sysctl(const char *ns, int set, const char *name, const char *value, struct out *o, struct err *e)
+{
+	const char *path = sysctl_path(name);
+	if (!path || (set && strcmp(value, "0") != 0 && strcmp(value, "1") != 0)) {
+		e->no = EINVAL;
+		snprintf(e->ext, sizeof(e->ext), "sysctl %.64s%s%.8s not allowed", name, set ? "=" : "", set ? value : "");
+		return -1;
+	}
+	if (enter_ns(ns) < 0) {
+		e->no = errno;
+		snprintf(e->ext, sizeof(e->ext), "cannot enter network namespace \"%.200s\"", ns);
+		return -1;
+	}
+	int r = -1;
+	int fd = open(path, (set ? O_WRONLY : O_RDONLY) | O_CLOEXEC);
+	if (fd < 0) {
+		e->no = errno;
+		snprintf(e->ext, sizeof(e->ext), "%s", path);
+	} else if (set) {
+		if (write(fd, value, 1) == 1)
+			r = 0;
+		else
+			e->no = errno;
+	} else {
+		char buf[64];
+		ssize_t n = read(fd, buf, sizeof(buf) - 1);
+		if (n < 0) {
+			e->no = errno;
+		} else {
+			while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+				n--;
+			buf[n] = 0;
+			out_fmt(o, ",\"sysctl:%s\":", name);
+			out_str(o, buf, (size_t)n);
+			r = 0;
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	leave_ns(ns);
+	return r;
+}
+
 /* ---------- requests ---------- */
 
 struct opdef {
@@ -1129,6 +1202,7 @@ static const struct opdef OPS[] = {
 	{ "up", 1 }, { "down", 1 }, { "mtu", 2 }, { "address", 2 }, { "alias", 2 },
 	{ "addr-add", 2 }, { "addr-add-nodad", 2 }, { "addr-del", 2 },
 	{ "route-replace", 2 }, { "route-del", 2 }, { "dump", 0 }, { "links", 0 }, { "nft-gen", 0 },
+	{ "sysctl-get", 1 }, { "sysctl-set", 2 },
 };
 
 static const struct opdef *find_op(const char *s)
@@ -1203,7 +1277,14 @@ static void handle(const char *p, size_t len, struct out *o)
 			respond_error(o, id, &e, "malformed request");
 			return;
 		}
-		if (d->nargs && !valid_dev(f[i + 1]) && strncmp(d->name, "route", 5) != 0) {
+		if (strncmp(d->name, "sysctl-", 7) == 0 && !sysctl_path(f[i + 1])) {
+			e.no = EINVAL;
+			snprintf(e.ext, sizeof(e.ext), "sysctl \"%.64s\" not allowed", f[i + 1]);
+			e.op = -1;
+			respond_error(o, id, &e, "malformed request");
+			return;
+		}
+		if (d->nargs && !valid_dev(f[i + 1]) && strncmp(d->name, "route", 5) != 0 && strncmp(d->name, "sysctl-", 7) != 0) {
 			e.no = EINVAL;
 			snprintf(e.ext, sizeof(e.ext), "bad interface name \"%.64s\"", f[i + 1]);
 			e.op = -1;
@@ -1240,6 +1321,8 @@ static void handle(const char *p, size_t len, struct out *o)
 			r = op_dump(nl, o, op[0] == 'd', &e);
 		else if (strcmp(op, "nft-gen") == 0)
 			r = op_nftgen(f[1], o, &e);
+		else if (strncmp(op, "sysctl-", 7) == 0)
+			r = op_sysctl(f[1], op[7] == 's', a1, a2, o, &e);
 		else if (strncmp(op, "addr-", 5) == 0)
 			r = op_addr(nl, op, a1, a2, &e);
 		else if (strncmp(op, "route-", 6) == 0)

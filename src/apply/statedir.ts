@@ -43,7 +43,7 @@ export const ETC_NETNS = '/etc/netns';
  * resolution). Reused for every per-node file there (resolv.conf, hosts).
  */
 export function etcNetnsFs(): SafeFs {
-  return new LocalSafeFs(ETC_NETNS, { dirMode: 0o755, fileMode: 0o644, readable: true, what: 'per-namespace /etc folder' });
+  return new LocalSafeFs(ETC_NETNS, { dirMode: 0o755, fileMode: 0o644, readable: true, durable: false, what: 'per-namespace /etc folder' });
 }
 
 /**

@@ -50,6 +50,14 @@ export interface NamespaceIO {
    * no nftables transaction was committed there in between (observe/nft-cache.ts).
    */
   nftGeneration?(hostNetns?: string): Promise<{ gen: number; cookie: string } | undefined>;
+  /**
+   * Reads forwarding sysctls (net.ipv4.ip_forward, net.ipv6.conf.all.forwarding) of the
+   * lab's host namespace, values in `names` order as the kernel prints them ("0", "1"),
+   * without a process (netlink path only). Throws CommandError when one cannot be read.
+   */
+  sysctls?(hostNetns: string | undefined, names: string[]): Promise<string[]>;
+  /** Sets forwarding sysctls ([name, "0" | "1"]) of the lab's host namespace, in order (netlink path only). Throws CommandError. */
+  setSysctls?(hostNetns: string | undefined, values: [string, string][]): Promise<void>;
 }
 
 /**

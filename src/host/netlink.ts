@@ -25,7 +25,7 @@ import { batchError, batchToOps, IprouteIO, opToLine, type NamespaceIO, type NsD
 import { traceCommand, type Runner } from './runner.js';
 
 /** Protocol version the client speaks; `provium-nl --version` prints "provium-nl <version>". */
-export const NETLINK_PROTOCOL = '2';
+export const NETLINK_PROTOCOL = '3';
 
 /** Largest request the helper accepts (bytes). */
 const MAX_REQUEST = 1 << 20;
@@ -47,6 +47,8 @@ export interface HelperResponse {
   /** nft-gen: the nftables ruleset generation and the namespace cookie (hex). */
   gen?: number;
   cookie?: string;
+  /** sysctl-get NAME: the value as the kernel prints it, under "sysctl:NAME". */
+  [sysctl: `sysctl:${string}`]: string | undefined;
 }
 
 /**
@@ -277,6 +279,24 @@ export class NetlinkIO implements NamespaceIO {
     // Traced as a read ("show"), like the dumps.
     traceCommand(['provium-nl', ...(ns ? ['-n', ns] : []), 'show', 'nft-gen'], r.ok ? 0 : 1, (r.us ?? 0) / 1000);
     return r.ok && typeof r.gen === 'number' && typeof r.cookie === 'string' ? { gen: r.gen, cookie: r.cookie } : undefined;
+  }
+
+  async sysctls(hostNetns: string | undefined, names: string[]): Promise<string[]> {
+    const ns = hostNetns ?? '';
+    const ops = names.map((n) => ['sysctl-get', n]);
+    const r = await this.helper.request(ns, ops);
+    traceCommand(['provium-nl', ...(ns ? ['-n', ns] : []), 'sysctl', '-n', ...names], r.ok ? 0 : 1, (r.us ?? 0) / 1000);
+    if (!r.ok) throw batchError(['provium-nl', ...(ns ? ['-n', ns] : []), 'sysctl', '-n', ...names], '', describeFailure(ns, ops, r), (r.us ?? 0) / 1000);
+    return names.map((n) => r[`sysctl:${n}`] ?? '');
+  }
+
+  async setSysctls(hostNetns: string | undefined, values: [string, string][]): Promise<void> {
+    const ns = hostNetns ?? '';
+    const ops = values.map(([n, v]) => ['sysctl-set', n, v]);
+    const argv = ['provium-nl', ...(ns ? ['-n', ns] : []), 'sysctl', '-w', ...values.map(([n, v]) => `${n}=${v}`)];
+    const r = await this.helper.request(ns, ops);
+    traceCommand(argv, r.ok ? 0 : 1, (r.us ?? 0) / 1000);
+    if (!r.ok) throw batchError(argv, '', describeFailure(ns, ops, r), (r.us ?? 0) / 1000);
   }
 
   async hostLinks(hostNetns?: string): Promise<IpLink[]> {

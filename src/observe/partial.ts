@@ -14,10 +14,10 @@
 import type { HostState } from '../model/state.js';
 import { parseAlias } from '../model/names.js';
 import type { Runner } from '../host/runner.js';
-import { sysctlArgv, tcArgv, type HostContext } from '../plan/commands.js';
+import { tcArgv, type HostContext } from '../plan/commands.js';
 import type { Plan } from '../plan/types.js';
 import { toShaping, type TcQdisc } from './parse.js';
-import { readNft, type Observation, type Wanted } from './index.js';
+import { readNft, readSysctls, type Observation, type Wanted } from './index.js';
 
 /** Host-wide readers a partial observation can run. */
 export type Part = 'nft' | 'tc' | 'sysctl';
@@ -62,9 +62,8 @@ export async function observePartial(lab: string, ctx: HostContext, runner: Runn
       }),
     parts.includes('sysctl') &&
       sysctls.length > 0 &&
-      runner.run([...sysctlArgv(ctx), '-n', ...sysctls.map((k) => names[k])]).then((r) => {
-        const values = r.stdout.split('\n');
-        sysctls.forEach((k, i) => (state[k] = values[i]?.trim() === '1'));
+      readSysctls(ctx, runner, sysctls.map((k) => names[k])).then((values) => {
+        sysctls.forEach((k, i) => (state[k] = values[i] === '1'));
       }),
   ]);
   return { state, facts: previous.facts };

@@ -58,24 +58,28 @@ export function observeServices(stateDir: string | undefined, lab: string, wante
   }
   const etc = etcNetnsFs();
   const prefix = netnsPrefix(lab);
-  const dirs = etc.list('').filter((d) => d.startsWith(prefix));
-  for (const ns of new Set([...dirs, ...wantedResolv])) {
-    const text = etc.read(`${ns}/resolv.conf`);
-    if (text === undefined) continue;
-    if (text.startsWith(`# provium:${lab}:`)) {
-      if (otherHosts(text, host)) continue;
-      const readable = ((etc.lstat(`${ns}/resolv.conf`)?.mode ?? 0) & 0o044) === 0o044 && ((etc.lstat(ns)?.mode ?? 0) & 0o055) === 0o055;
-      out.resolv[ns] = readable ? text : text + UNREADABLE_MARK;
-    } else if (wantedResolv.includes(ns)) out.conflicts.push({ kind: 'file', name: resolvPath(ns), found: 'a resolv.conf without provium\'s first-line mark' });
-  }
-  for (const ns of new Set([...dirs, ...wantedHosts])) {
-    const text = etc.read(`${ns}/hosts`);
-    if (text === undefined) continue;
-    if (text.startsWith(`# provium:${lab}:`)) {
-      if (otherHosts(text, host)) continue;
-      const readable = ((etc.lstat(`${ns}/hosts`)?.mode ?? 0) & 0o044) === 0o044 && ((etc.lstat(ns)?.mode ?? 0) & 0o055) === 0o055;
-      out.hosts![ns] = readable ? text : text + UNREADABLE_MARK;
-    } else if (wantedHosts.includes(ns)) out.conflicts.push({ kind: 'file', name: hostsPath(ns), found: 'a hosts file without provium\'s first-line mark' });
+  const dirs = new Set(etc.list('').filter((d) => d.startsWith(prefix)));
+  // Per namespace folder: its mode and names once, then only the files that are there
+  // (a 200-node lab: ~1,000 file system calls instead of ~3,000 and 200 thrown ENOENTs).
+  const files: { name: string; path: (ns: string) => string; wanted: Set<string>; into: Record<string, string>; what: string }[] = [
+    { name: 'resolv.conf', path: resolvPath, wanted: new Set(wantedResolv), into: out.resolv, what: 'a resolv.conf' },
+    { name: 'hosts', path: hostsPath, wanted: new Set(wantedHosts), into: out.hosts!, what: 'a hosts file' },
+  ];
+  for (const ns of new Set([...dirs, ...wantedResolv, ...wantedHosts])) {
+    const dir = etc.lstat(ns);
+    if (!dir) continue;
+    const present = new Set(etc.list(ns)); // refuses a symbolic link or a folder that is not safe
+    for (const f of files) {
+      if (!present.has(f.name) || !(dirs.has(ns) || f.wanted.has(ns))) continue;
+      let mode = 0;
+      const text = etc.read(`${ns}/${f.name}`, undefined, (st) => (mode = st.mode));
+      if (text === undefined) continue;
+      if (text.startsWith(`# provium:${lab}:`)) {
+        if (otherHosts(text, host)) continue;
+        const readable = (mode & 0o044) === 0o044 && (dir.mode & 0o055) === 0o055;
+        f.into[ns] = readable ? text : text + UNREADABLE_MARK;
+      } else if (f.wanted.has(ns)) out.conflicts.push({ kind: 'file', name: f.path(ns), found: `${f.what} without provium's first-line mark` });
+    }
   }
   return out;
 }

@@ -428,7 +428,10 @@ export function buildInvocations(lab: string, changes: ItemChange[], ctx: HostCo
     // in the same process as the writes.
     inv.push({ argv: ['ip', '-j', '-d', '-n', ns, '-batch', '-'], stdin: lines([...nsOrder(l), ...READ_BACK]), label: `namespace ${ns}`, readsBack: ns });
   }
-  if (sysctl.length) inv.push({ argv: [...sysctlArgv(ctx), '-q', '-w', ...sysctl], label: 'sysctl' });
+  if (sysctl.length) {
+    const values = sysctl.map((x) => x.split('=') as [string, string]);
+    inv.push({ argv: [...sysctlArgv(ctx), '-q', '-w', ...sysctl], label: 'sysctl', sysctl: { ...(ctx.hostNetns ? { netns: ctx.hostNetns } : {}), values } });
+  }
   // Deletes: leaf classes before root qdiscs. Adds: root qdisc, its root class, leaf classes, then netem leaves.
   const tcRank = (l: string) => (/^qdisc add .* root /.test(l) ? 0 : / classid [0-9a-f]+:1 /.test(l) ? 1 : l.startsWith('class') ? 2 : 3);
   const tc = [...tcDel.filter((l) => l.startsWith('class')), ...tcDel.filter((l) => !l.startsWith('class')), ...[...tcAdd].sort((a, b) => tcRank(a) - tcRank(b))];

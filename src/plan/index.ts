@@ -9,9 +9,9 @@ import type { HostState, HostFacts } from '../model/state.js';
 import * as names from '../model/names.js';
 import type { Wanted } from '../observe/index.js';
 import { FEATURE_FIX, featureModule } from '../observe/features.js';
-import { realize, requiredFeatures, bootsVm, needsForwarding, needsForwarding6, isHome, isHere } from './realize.js';
+import { realize, requiredFeatures, bootsVm, needsForwarding, needsForwarding6, isHome, isHere, type RealizeContext } from './realize.js';
 import { dirname, resolve } from 'node:path';
-import { itemize } from './items.js';
+import { itemize, type Item } from './items.js';
 import { diffItems, groupChanges, targetChanges } from './diff.js';
 import { buildInvocations, type HostContext } from './commands.js';
 import type { Plan } from './types.js';
@@ -66,6 +66,24 @@ export function portOfNic(lab: string, state: HostState) {
  * net.ipv6.conf.all.forwarding as the lab found them (its state directory), restored
  * once the topology no longer needs them.
  */
+/**
+ * The last realization of each topology object (and its items), reused while the
+ * topology (compared by its JSON) and the realize context are the same: an apply's
+ * verification plans the same file again right after the plan (a 200-node lab: realize
+ * and itemize ~70 ms). Callers treat both as read-only; computePlan copies the state
+ * before setting its forwarding fields.
+ */
+const realized = new WeakMap<Topology, { key: string; state: HostState; items?: { key: string; items: Item[] } }>();
+
+function desiredOf(t: Topology, rctx: RealizeContext): { key: string; state: HostState; items?: { key: string; items: Item[] } } {
+  const key = `${JSON.stringify(rctx)}\n${JSON.stringify(t)}`;
+  const hit = realized.get(t);
+  if (hit?.key === key) return hit;
+  const entry = { key, state: realize(t, rctx) };
+  realized.set(t, entry);
+  return entry;
+}
+
 export function computePlan(t: Topology, observedIn: HostState, facts: HostFacts, ctx: HostContext, ipForwardBefore?: boolean, ip6ForwardBefore?: boolean): Plan {
   let observed = observedIn;
   const errors: Diagnostic[] = [];
@@ -118,13 +136,16 @@ export function computePlan(t: Topology, observedIn: HostState, facts: HostFacts
       }
     }
   }
-  const desired = realize(t, { defaultRouteDev: facts.defaultRouteDev, defaultRouteDev6: facts.defaultRouteDev6, kvmUsable: facts.kvmUsable, stateDir: ctx.stateDir });
+  const memo = desiredOf(t, { defaultRouteDev: facts.defaultRouteDev, defaultRouteDev6: facts.defaultRouteDev6, kvmUsable: facts.kvmUsable, stateDir: ctx.stateDir });
+  const desired = { ...memo.state };
   if (ctx.refreshLinks) for (const vm of Object.values(observed.vms)) observed = { ...observed, vms: { ...observed.vms, [vm.node]: { ...vm, links: {} } } };
   // Without routing, ip_forward goes back to what the lab found (recorded in its state directory).
   if (desired.ipForward === undefined && ipForwardBefore !== undefined && observed.ipForward !== undefined) desired.ipForward = ipForwardBefore;
   if (desired.ip6Forward === undefined && ip6ForwardBefore !== undefined && observed.ip6Forward !== undefined) desired.ip6Forward = ip6ForwardBefore;
   const lab = t.lab;
-  const dItems = itemize(desired, portOfNic(lab, desired));
+  const itemsKey = `${desired.ipForward}/${desired.ip6Forward}`;
+  if (memo.items?.key !== itemsKey) memo.items = { key: itemsKey, items: itemize(desired, portOfNic(lab, desired)) };
+  const dItems = memo.items.items;
   const oItems = itemize(observed, portOfNic(lab, observed));
   for (const a of ctx.replace ?? []) {
     if (!dItems.some((i) => i.owner === a || i.owner.startsWith(`${a}.`))) {

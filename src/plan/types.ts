@@ -71,6 +71,12 @@ export interface Invocation {
   writeFiles?: { path: string; content?: string }[];
   /** Files removed (and then these folders, when empty), under the state directory or /etc/netns only; argv ["remove", ...]. */
   removeFiles?: { files: string[]; dirsIfEmpty: string[] };
+  /**
+   * Forwarding sysctls of the lab's host namespace this invocation sets ([name, "0" | "1"],
+   * the same as its argv `sysctl -q -w NAME=V...`): apply sets them through the netlink
+   * helper when the runner has it (no process), else runs argv.
+   */
+  sysctl?: { netns?: string; values: [string, string][] };
   /** Ends the process named by a pidfile if its command line contains `match` (SIGTERM, then SIGKILL). */
   stopPidfile?: { pidfile: string; match: string };
   vmStart?: { node: string; dir: string; record: VmState };
