@@ -11,6 +11,8 @@
  *   5 `tc -n HOST -batch -`      HTB root qdisc, root/default class and one class per shaped pair
  *   6 `nft -f -`                 both tables; each set filled by one `add element` statement,
  *                                except the interval set `loss` (one line per element, see below)
+ *   7 /etc/netns/NS/hosts        every node's hosts file, written by this process (no spawn,
+ *                                no fsync: what provium writes, with provium's hostsFile)
  * Same names, ifalias/comment marks, HTB handles and element comments as provium uses,
  * so `provium plan` against a baseline-built lab reports no changes (the bench checks that).
  */
@@ -20,6 +22,8 @@ import { bridgeSkeleton, inetSkeleton, skeletonText } from '../src/plan/nft-skel
 import { mapLimit, run } from './util.js';
 import { allocateMajors, allocateMinors, hex } from '../src/plan/ids.js';
 import { nicMac } from '../src/model/names.js';
+import { hostsFiles } from '../src/plan/hosts.js';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 
 export interface Step {
   label: string;
@@ -27,10 +31,11 @@ export interface Step {
   stdin?: string;
 }
 
-/** Phases run in order; the steps of one phase run concurrently, at most `limit` at once. */
+/** Phases run in order; the steps of one phase run concurrently, at most `limit` at once; `files` are written by this process. */
 export interface Phase {
   steps: Step[];
   limit: number;
+  files?: { label: string; writes: { path: string; content: string }[] };
 }
 
 const UNSHAPED = 10_000_000_000;
@@ -53,6 +58,8 @@ interface Derived {
   hostAddr: Map<string, string>;
   routes: Map<string, string[]>;
   byName: Map<string, BridgeDef>;
+  /** Each node's hosts file (provium's hostsFile of the loaded topology). */
+  hosts: Map<string, string>;
 }
 
 function derive(s: LabSpec): Derived {
@@ -77,7 +84,9 @@ function derive(s: LabSpec): Derived {
     }
   }
   for (const l of nics.values()) l.sort();
-  return { nics, ip, hostAddr, byName, routes: new Map([...routes].map(([k, v]) => [k, [...v].sort()])) };
+  const hostsOf = hostsFiles(t);
+  const hosts = new Map(s.nodes.map((n) => [n, hostsOf(n)]));
+  return { nics, ip, hostAddr, byName, hosts, routes: new Map([...routes].map(([k, v]) => [k, [...v].sort()])) };
 }
 
 /** Routes inside one node: each routed bridge's subnet (not attached) via the attached bridge's host address. */
@@ -217,6 +226,7 @@ export function baselinePhases(s: LabSpec, host: string): Phase[] {
   if (routed) phases.push({ limit: 1, steps: [{ label: 'sysctl', argv: ['ip', 'netns', 'exec', host, 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=1'] }] });
   if (tcText.length) phases.push({ limit: 1, steps: [{ label: 'traffic control', argv: ['tc', '-n', host, '-batch', '-'], stdin: nl(tcText) }] });
   if (nft.length) phases.push({ limit: 1, steps: [{ label: 'nftables', argv: ['ip', 'netns', 'exec', host, 'nft', '-f', '-'], stdin: nl(nft) }] });
+  phases.push({ limit: 1, steps: [], files: { label: 'hosts files', writes: s.nodes.map((n) => ({ path: `/etc/netns/${nsName(lab, n)}/hosts`, content: d.hosts.get(n)! })) } });
   return phases;
 }
 
@@ -233,7 +243,11 @@ export async function runBaseline(phases: Phase[]): Promise<{ ms: number; phases
   for (const ph of phases) {
     const p0 = performance.now();
     await mapLimit(ph.steps, ph.limit, (st) => run(st.argv, { stdin: st.stdin }));
-    out.push({ label: ph.steps.length > 1 ? `${ph.steps.length} x ${ph.steps[0].label.split(' ')[0]}` : ph.steps[0].label, ms: performance.now() - p0 });
+    for (const w of ph.files?.writes ?? []) {
+      mkdirSync(w.path.slice(0, w.path.lastIndexOf('/')), { recursive: true, mode: 0o755 });
+      writeFileSync(w.path, w.content, { mode: 0o644 });
+    }
+    out.push({ label: ph.files ? ph.files.label : ph.steps.length > 1 ? `${ph.steps.length} x ${ph.steps[0].label.split(' ')[0]}` : ph.steps[0].label, ms: performance.now() - p0 });
   }
   return { ms: performance.now() - t0, phases: out };
 }
@@ -248,6 +262,7 @@ export async function baselineTeardown(s: LabSpec, host: string): Promise<number
   const t0 = performance.now();
   const routed = s.bridges.some((b) => b.routes.length > 0);
   await run(['ip', '-batch', '-'], { stdin: s.nodes.map((n) => `netns del ${nsName(s.lab, n)}`).join('\n') + '\n' });
+  for (const n of s.nodes) rmSync(`/etc/netns/${nsName(s.lab, n)}`, { recursive: true, force: true });
   await run(['ip', '-n', host, '-batch', '-'], { stdin: s.bridges.map((b) => `link del ${brDev(s.lab, b.name)}`).join('\n') + '\n' });
   const bridgeTable = s.bridges.some((b) => b.partitions.length + b.impairments.length > 0);
   const tables = [...(bridgeTable ? ['bridge'] : []), ...(routed ? ['inet'] : [])].map((f) => `delete table ${f} ${table(s.lab)}`);

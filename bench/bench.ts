@@ -160,6 +160,8 @@ class Bench {
     } catch (e) {
       log(`cleanup: ${(e as Error).message}`);
     }
+    // Node files the baseline wrote (and a provium lab's, if a run stopped before its destroy).
+    for (const ns of this.owned) if (ns.startsWith('pv-')) rmSync(`/etc/netns/${ns}`, { recursive: true, force: true });
     this.tap?.close();
     rmSync(this.tmp, { recursive: true, force: true });
   }

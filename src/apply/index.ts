@@ -19,6 +19,7 @@ import { ETC_NETNS, etcNetnsFs, removeLabDir, readRecord, readHostNsRecord, writ
 import { startVm, stopVm, runQmp } from './vm.js';
 import { livePid, processesInNetns, terminate } from '../host/proc.js';
 import { join } from 'node:path';
+import { readdirSync } from 'node:fs';
 
 export interface Planned {
   plan: Plan;
@@ -116,6 +117,15 @@ export interface InvocationActions {
   runQmp(inv: Invocation): Promise<void>;
 }
 
+/** Whether /etc/netns exists and holds anything (a read-only look; removal still goes through the safe tree). */
+function etcNetnsHasEntries(): boolean {
+  try {
+    return readdirSync(ETC_NETNS).length > 0;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * This machine's actions. Files are written and removed only under the state directory
  * and /etc/netns, through their safe trees (no symbolic link followed, atomic writes).
@@ -134,7 +144,11 @@ export const localActions: InvocationActions = {
       fs.remove(rel);
     }
     for (const d of dirs) {
-      if (d === ETC_NETNS) etcNetnsFs().removeDirIfEmpty('');
+      // /etc/netns holds every namespace's folder: while any is left (the common case when
+      // a lab's files go one by one) it is not even tried.
+      if (d === ETC_NETNS) {
+        if (!etcNetnsHasEntries()) etcNetnsFs().removeDirIfEmpty('');
+      }
       else {
         const { fs, rel } = treeOf(d);
         fs.removeDirIfEmpty(rel);

@@ -43,8 +43,11 @@ export const ETC_NETNS = '/etc/netns';
  * resolution). Reused for every per-node file there (resolv.conf, hosts).
  */
 export function etcNetnsFs(): SafeFs {
-  return new LocalSafeFs(ETC_NETNS, { dirMode: 0o755, fileMode: 0o644, readable: true, durable: false, what: 'per-namespace /etc folder' });
+  // One object per process: its root's parents (/ and /etc) are checked once (see
+  // LocalSafeFs); a lab's hundreds of node files otherwise repeat that check for each.
+  return (etcTree ??= new LocalSafeFs(ETC_NETNS, { dirMode: 0o755, fileMode: 0o644, readable: true, durable: false, what: 'per-namespace /etc folder' }));
 }
+let etcTree: SafeFs | undefined;
 
 /**
  * The safe tree holding an absolute path provium manages, and the path relative to
