@@ -151,6 +151,20 @@ export async function readSysctls(ctx: HostContext, runner: Runner, names: strin
   return names.map((_, i) => lines[i]?.trim() ?? '');
 }
 
+/**
+ * The lab host namespace's qdiscs (`tc -j qdisc show`) and the classes (`tc -batch` of
+ * `class show dev P`, text) of the root HTB qdiscs on `ports`, read as soon as the
+ * qdiscs are known; toShaping turns both into PortShaping. Throws CommandError.
+ */
+export async function readTc(ctx: HostContext, runner: Runner, ports: Set<string> | Promise<Set<string>>): Promise<{ qdiscs: TcQdisc[]; classText: string }> {
+  const out = await runner.run([...tcArgv(ctx), '-j', 'qdisc', 'show']);
+  const qdiscs = JSON.parse(out.stdout || '[]') as TcQdisc[];
+  const on = await ports;
+  const htb = qdiscs.filter((q) => q.kind === 'htb' && q.root && on.has(q.dev)).map((q) => q.dev).sort();
+  const classText = htb.length > 0 ? (await runner.run([...tcArgv(ctx), '-batch', '-'], { stdin: htb.map((p) => `class show dev ${p}`).join('\n') + '\n' })).stdout : '';
+  return { qdiscs, classText };
+}
+
 export async function readNft(lab: string, ctx: HostContext, runner: Runner, io: NamespaceIO = namespaceIO(runner)): Promise<NftReading> {
   const gen = io.nftGeneration ? await io.nftGeneration(ctx.hostNetns).catch(() => undefined) : undefined;
   const stamp = gen && { ...gen, table: nftTable(lab), owner: ownerPrefix(lab) };
@@ -195,16 +209,9 @@ export async function observe(lab: string, ctx: HostContext, runner: Runner, wan
   // The classes of the root HTB qdiscs are read as soon as the qdiscs are known (not after
   // every other read: `nft -j list ruleset` of a big lab takes ~0.15 s).
   const hostLinksP = io.hostLinks(ctx.hostNetns);
-  const tcP = runner.run([...tcArgv(ctx), '-j', 'qdisc', 'show']).then(async (qdiscOut) => {
-    const qdiscs = JSON.parse(qdiscOut.stdout || '[]') as TcQdisc[];
-    // Ports are known from the link names' marks only after hostLinks; read the classes of
-    // every root HTB qdisc whose device is a link of ours (filtered again below).
-    const links = await hostLinksP;
-    const ours = new Set(links.filter((l) => parseAlias(l.ifalias)?.kind === 'port').map((l) => l.ifname));
-    const htbPorts = qdiscs.filter((q) => q.kind === 'htb' && q.root && ours.has(q.dev)).map((q) => q.dev).sort();
-    const classText = htbPorts.length > 0 ? (await runner.run([...tcArgv(ctx), '-batch', '-'], { stdin: htbPorts.map((p) => `class show dev ${p}`).join('\n') + '\n' })).stdout : '';
-    return { qdiscs, classText };
-  });
+  // Ports are known from the links' marks only after hostLinks: the classes of every root HTB
+  // qdisc on a port-marked link are read (filtered to the lab's ports below).
+  const tcP = readTc(ctx, runner, hostLinksP.then((links) => new Set(links.filter((l) => parseAlias(l.ifalias)?.kind === 'port').map((l) => l.ifname))));
   const [links, tcRead, nftRead, nsDumps, routeOut, fwdOut, vms] = await Promise.all([
     hostLinksP,
     tcP,

@@ -14,10 +14,10 @@
 import type { HostState } from '../model/state.js';
 import { parseAlias } from '../model/names.js';
 import type { Runner } from '../host/runner.js';
-import { tcArgv, type HostContext } from '../plan/commands.js';
+import type { HostContext } from '../plan/commands.js';
 import type { Plan } from '../plan/types.js';
-import { toShaping, type TcQdisc } from './parse.js';
-import { readNft, readSysctls, type Observation, type Wanted } from './index.js';
+import { toShaping } from './parse.js';
+import { readNft, readSysctls, readTc, type Observation, type Wanted } from './index.js';
 
 /** Host-wide readers a partial observation can run. */
 export type Part = 'nft' | 'tc' | 'sysctl';
@@ -53,13 +53,11 @@ export async function observePartial(lab: string, ctx: HostContext, runner: Runn
         else delete state.nft.inet;
       }),
     parts.includes('tc') &&
-      runner.run([...tcArgv(ctx), '-j', 'qdisc', 'show']).then(async (r) => {
+      (async () => {
         const ports = new Set(Object.values(state.links).filter((l) => parseAlias(l.alias)?.kind === 'port').map((l) => l.name));
-        const qdiscs = JSON.parse(r.stdout || '[]') as TcQdisc[];
-        const htb = qdiscs.filter((q) => q.kind === 'htb' && q.root && ports.has(q.dev)).map((q) => q.dev).sort();
-        const classText = htb.length ? (await runner.run([...tcArgv(ctx), '-batch', '-'], { stdin: htb.map((p) => `class show dev ${p}`).join('\n') + '\n' })).stdout : '';
+        const { qdiscs, classText } = await readTc(ctx, runner, ports);
         state.shaping = toShaping(qdiscs, classText, ports);
-      }),
+      })(),
     parts.includes('sysctl') &&
       sysctls.length > 0 &&
       readSysctls(ctx, runner, sysctls.map((k) => names[k])).then((values) => {
