@@ -140,6 +140,8 @@ export function baselinePhases(s: LabSpec, host: string): Phase[] {
   // 5 tc and 6 nft elements
   const blocked: string[] = [];
   const loss: string[] = [];
+  const lossPort: string[] = [];
+  const lossOwn: string[] = [];
   const prio: string[] = [];
   const shaped = new Map<string, { src: string; bps: number; owner: string }[]>();
   for (const b of s.bridges) {
@@ -155,13 +157,20 @@ export function baselinePhases(s: LabSpec, host: string): Phase[] {
     }
     const whole = b.impairments.find((i) => !i.from);
     const pairs = new Map(b.impairments.filter((i) => i.from).map((i) => [`${i.from}>${i.to}`, i]));
+    // The whole-bridge drop: one element per receiving port; pairs with a drop of their own are exempt from it.
+    const range = (v: number) => (v <= 1 ? '0' : `0-${v - 1}`);
+    const wholeV = whole?.drop_pct !== undefined ? Math.min(10000, Math.round(whole.drop_pct * 100)) : 0;
+    if (wholeV > 0 && b.attach.length > 1) for (const y of b.attach) lossPort.push(`${q(port(y, b.name))} . ${range(wholeV)} comment ${q(`bridge.${b.name}.impairment[*]`)}`);
     for (const x of b.attach) {
       for (const y of b.attach) {
         if (x === y) continue;
         const pair = pairs.get(`${x}>${y}`);
-        const drop = pair?.drop_pct !== undefined ? { pct: pair.drop_pct, owner: `bridge.${b.name}.impairment[${x}>${y}]` } : whole?.drop_pct !== undefined ? { pct: whole.drop_pct, owner: `bridge.${b.name}.impairment[*]` } : undefined;
-        const v = drop ? Math.min(10000, Math.round(drop.pct * 100)) : 0;
-        if (drop && v > 0) loss.push(`${mac(x, b.name)} . ${q(port(y, b.name))} . ${v <= 1 ? '0' : `0-${v - 1}`} comment ${q(drop.owner)}`);
+        if (pair?.drop_pct !== undefined) {
+          const owner = `bridge.${b.name}.impairment[${x}>${y}]`;
+          const v = Math.min(10000, Math.round(pair.drop_pct * 100));
+          if (wholeV > 0) lossOwn.push(`${mac(x, b.name)} . ${q(port(y, b.name))} comment ${q(owner)}`);
+          if (v > 0) loss.push(`${mac(x, b.name)} . ${q(port(y, b.name))} . ${range(v)} comment ${q(owner)}`);
+        }
         if (pair?.bandwidth_bps !== undefined) {
           const dst = port(y, b.name);
           shaped.set(dst, [...(shaped.get(dst) ?? []), { src: mac(x, b.name), bps: pair.bandwidth_bps, owner: `bridge.${b.name}.impairment[${x}>${y}]` }]);
@@ -189,7 +198,7 @@ export function baselinePhases(s: LabSpec, host: string): Phase[] {
 
   const t = table(lab);
   // The bridge-family table only when something uses it (as provium does).
-  const nft: string[] = blocked.length + loss.length + prio.length > 0 ? [skeletonText(bridgeSkeleton(lab))] : [];
+  const nft: string[] = blocked.length + loss.length + lossPort.length + prio.length > 0 ? [skeletonText(bridgeSkeleton(lab))] : [];
   const routed = s.bridges.some((b) => b.routes.length > 0);
   const inetBridges: string[] = [];
   const inetRouted: string[] = [];
@@ -213,6 +222,8 @@ export function baselinePhases(s: LabSpec, host: string): Phase[] {
   // ~3,000 concatenated-range elements makes nft 1.0.6 store/print a few range ends
   // wrong (e.g. 0-1660944384 instead of 0-99; reproduced with a plain nft -f file).
   for (const e of loss) nft.push(`add element bridge ${t} loss { ${e} }`);
+  for (const e of lossPort) nft.push(`add element bridge ${t} loss_port { ${e} }`);
+  addAll('bridge', 'loss_own', lossOwn);
   addAll('bridge', 'prio', prio);
   addAll('inet', 'bridges', inetBridges);
   addAll('inet', 'routed', inetRouted);

@@ -141,8 +141,19 @@ export interface NftBridgeTable {
   blocked: Record<PortPair, Owned>;
   /** Ports cut off from every other port (ARP exempt). */
   isolated: Record<string, Owned>;
-  /** Drop rate per directed pair in hundredths of a percent (1 % = 100); nft element saddr . oif . 0-(n-1) over numgen mod 10000. */
+  /**
+   * Drop rate per directed pair in hundredths of a percent (1 % = 100); nft element saddr . oif . 0-(n-1) over numgen mod 10000.
+   * Only pairs whose drop is their own (a pair-level or group entry); the whole-bridge drop is `lossPort`.
+   */
   loss: Record<PortPair, Owned<number>>;
+  /**
+   * Whole-bridge drop per receiving port in hundredths of a percent: nft element oif . 0-(n-1) over numgen mod
+   * 10000, applied to every frame towards that port except from the senders in `lossOwn`. One element per port
+   * instead of one per directed pair (a 250-node bridge: 250, not 62,250).
+   */
+  lossPort: Record<string, Owned<number>>;
+  /** Directed pairs exempt from `lossPort`: those whose drop differs from the whole bridge's (their own `loss` element, or none for 0 %). */
+  lossOwn: Record<PortPair, Owned>;
   /** HTB class per directed pair: classid "<major hex>:<minor hex>", set as skb->priority by the `prio` map. */
   prio: Record<PortPair, Owned<string>>;
 }

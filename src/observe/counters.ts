@@ -56,9 +56,9 @@ export async function readCounters(state: HostState, ctx: HostContext, runner: R
 
 /** Packets one element of the lab's bridge table dropped (an nft set element's own counter). */
 export interface DropCounter {
-  /** The set: "blocked" (partitions), "isolated", "loss" (drop). */
+  /** The set: "blocked" (partitions), "isolated", "loss" (drop of a pair), "loss_port" (whole-bridge drop towards a port). */
   set: string;
-  /** The element's key as the planner spells it ("<sender MAC>><receiver port>", or a port name for isolation). */
+  /** The element's key as the planner spells it ("<sender MAC>><receiver port>", or a port name for isolation and the whole-bridge drop). */
   key: string;
   /** Its owner: the plan address in the element's comment. */
   owner?: string;
@@ -84,12 +84,12 @@ export async function readDropCounters(lab: string, ctx: HostContext, runner: Ru
     return out;
   }
   for (const o of doc.nftables ?? []) {
-    if (o.set && ['blocked', 'isolated', 'loss'].includes(o.set.name)) {
+    if (o.set && ['blocked', 'isolated', 'loss', 'loss_port'].includes(o.set.name)) {
       if ((o.set.stmt ?? []).some((s: Record<string, unknown>) => 'counter' in s)) out.perElement = true;
       for (const e of o.set.elem ?? []) {
         const c = e?.elem?.counter;
         if (!c) continue;
-        const x = nftElem(e, false);
+        const x = nftElem(e, false, o.set.name);
         out.elements.push({ set: o.set.name, key: x.key, ...(x.comment ? { owner: x.comment } : {}), packets: c.packets ?? 0, bytes: c.bytes ?? 0 });
       }
     }

@@ -195,8 +195,12 @@ export function toShaping(qdiscs: TcQdisc[], classText: string, ports: Set<strin
 
 type NftObj = Record<string, any>;
 
-/** A set element as [key string, value, comment]. Keys: "a>b" for concatenations, "10.40.0.0/24" for prefixes. */
-export function nftElem(e: unknown, isMap: boolean): { key: string; value: unknown; comment?: string } {
+/**
+ * A set element as [key string, value, comment]. Keys: "a>b" for concatenations, "10.40.0.0/24" for prefixes.
+ * Drop elements (`set` "loss": saddr . oif . range, "loss_port": oif . range) give the rate as value: the
+ * numgen range 0..n-1 (or the single number 0) -> n hundredths of a percent.
+ */
+export function nftElem(e: unknown, isMap: boolean, set?: string): { key: string; value: unknown; comment?: string } {
   let k: any = e;
   let value: unknown = true;
   if (isMap && Array.isArray(e)) {
@@ -217,10 +221,10 @@ export function nftElem(e: unknown, isMap: boolean): { key: string; value: unkno
   if (k && typeof k === 'object' && 'concat' in k) {
     const parts: any[] = k.concat;
     const last = parts[parts.length - 1];
-    if (parts.length === 3) {
-      // loss element: iif . oif . numgen range 0..n-1 -> n
+    if (parts.length === 3 || (set === 'loss_port' && parts.length === 2)) {
+      // drop element: [saddr .] oif . numgen range 0..n-1 -> n
       const hi = typeof last === 'number' ? last : last?.range ? last.range[1] : NaN;
-      return { key: `${parts[0]}>${parts[1]}`, value: hi + 1, comment };
+      return { key: parts.slice(0, -1).join('>'), value: hi + 1, comment };
     }
     return { key: parts.map(atom).join('>'), value, comment };
   }
@@ -246,7 +250,7 @@ export function toNft(json: { nftables: NftObj[] }, table: string, ownerPrefix: 
     const s = t.sets.get(set);
     const out: Record<string, Owned<any>> = {};
     for (const e of s?.elem ?? []) {
-      const x = nftElem(e, s!.isMap);
+      const x = nftElem(e, s!.isMap, set);
       out[x.key] = { owner: x.comment ?? `nft.${set}[${x.key}]`, value: x.value };
     }
     return out;
@@ -267,7 +271,7 @@ export function toNft(json: { nftables: NftObj[] }, table: string, ownerPrefix: 
   let inet: NftInetTable | undefined;
   const b = found.bridge;
   if (b?.owned) {
-    bridge = { skeleton: fingerprint(b), blocked: elems(b, 'blocked'), isolated: elems(b, 'isolated'), loss: elems(b, 'loss'), prio: elems(b, 'prio') };
+    bridge = { skeleton: fingerprint(b), blocked: elems(b, 'blocked'), isolated: elems(b, 'isolated'), loss: elems(b, 'loss'), lossPort: elems(b, 'loss_port'), lossOwn: elems(b, 'loss_own'), prio: elems(b, 'prio') };
   }
   const i = found.inet;
   if (i?.owned) {

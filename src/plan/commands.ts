@@ -139,13 +139,15 @@ function netemArgs(delayMs: number, jitterMs: number, limit: number | undefined)
 
 /**
  * nft element literal for a set element key: "a>b" -> "a" . "b"; a MAC (the sender of
- * blocked/loss/prio: "02:..>port") and a CIDR (IPv4 or IPv6) stay bare.
+ * blocked/loss/loss_own/prio: "02:..>port") and a CIDR (IPv4 or IPv6) stay bare. A drop
+ * element (`loss`: pair, `loss_port`: receiving port) ends with its numgen range 0-(n-1)
+ * for a rate of n hundredths of a percent.
  */
 function nftKey(set: string, key: string, value: unknown): string {
   if (set === 'masq' || set === 'masq6') return key;
   if (set === 'forwards') return key.replace('/', ' . ');
   const parts = key.split('>').map((p) => (/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(p) ? p : `"${p}"`));
-  if (set === 'loss') {
+  if (set === 'loss' || set === 'loss_port') {
     const n = Number(value);
     parts.push(n <= 1 ? '0' : `0-${n - 1}`);
   }

@@ -149,6 +149,8 @@ export function itemize(s: HostState, portOfNic: (ns: string, ifname: string) =>
     elems('bridge', 'blocked', t.blocked, tKey);
     elems('bridge', 'isolated', t.isolated, tKey);
     elems('bridge', 'loss', t.loss, tKey);
+    elems('bridge', 'loss_port', t.lossPort ?? {}, tKey);
+    elems('bridge', 'loss_own', t.lossOwn ?? {}, tKey);
     elems('bridge', 'prio', t.prio, tKey);
   }
   if (s.nft.inet) {

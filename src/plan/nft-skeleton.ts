@@ -29,7 +29,8 @@ export interface Skeleton {
 }
 
 /**
- * Bridge family table: partitions, isolation, per-pair drop, HTB class selection.
+ * Bridge family table: partitions, isolation, drop (per pair, and whole-bridge per receiving
+ * port), HTB class selection.
  * A directed pair is keyed by the sender's MAC (`ether saddr`, the NIC's deterministic
  * MAC) and the receiver's port (`oifname`): enforced where the frame leaves the bridge
  * towards the receiver, so a frame that entered the bridge through a VXLAN port (a
@@ -52,6 +53,14 @@ export function bridgeSkeleton(lab: string): Skeleton {
         decl: `typeof ether saddr . oifname . numgen random mod 10000; flags interval; counter; comment "${c('loss')}";`,
         jsonType: 'ether_addr.ifname.integer',
       },
+      // The whole-bridge drop: one element per receiving port, for every sender but those
+      // whose pair has a drop of its own (`loss_own`, matched by `loss` instead).
+      {
+        name: 'loss_port',
+        decl: `typeof oifname . numgen random mod 10000; flags interval; counter; comment "${c('loss-whole')}";`,
+        jsonType: 'ifname.integer',
+      },
+      { name: 'loss_own', decl: `type ether_addr . ifname; comment "${c('loss-own')}";`, jsonType: 'ether_addr.ifname' },
       { name: 'prio', decl: `type ether_addr . ifname : classid; comment "${c('classes')}";`, jsonType: 'ether_addr.ifname:classid' },
     ],
     chains: [
@@ -63,6 +72,7 @@ export function bridgeSkeleton(lab: string): Skeleton {
           { body: 'ether type != arp iifname @isolated counter drop', comment: c('isolate-in') },
           { body: 'ether type != arp oifname @isolated counter drop', comment: c('isolate-out') },
           { body: 'ether type != arp ether saddr . oifname . numgen random mod 10000 @loss counter drop', comment: c('loss') },
+          { body: 'ether type != arp ether saddr . oifname != @loss_own oifname . numgen random mod 10000 @loss_port counter drop', comment: c('loss-whole') },
           { body: 'meta priority set ether saddr . oifname map @prio', comment: c('classify') },
         ],
       },

@@ -216,7 +216,7 @@ export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
   for (const ns of Object.values(s.namespaces)) s.hosts[ns.name] = hostsOf(ns.node);
 
   // Partitions, isolation, impairments.
-  const bt: NftBridgeTable = { skeleton: desiredFingerprint(bridgeSkeleton(lab)), blocked: {}, isolated: {}, loss: {}, prio: {} };
+  const bt: NftBridgeTable = { skeleton: desiredFingerprint(bridgeSkeleton(lab)), blocked: {}, isolated: {}, loss: {}, lossPort: {}, lossOwn: {}, prio: {} };
   // pairs: by the sender's MAC (which the nft prio map matches).
   type Shaped = { bridge: BridgeSpec; dstNode: string; pairs: Map<string, NonNullable<Effective['shape']> & { src: string }>; def?: Effective['shape'] };
   const shapedPorts = new Map<string, Shaped>();
@@ -254,23 +254,25 @@ export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
       bySrc.set(i.to!, [...(bySrc.get(i.to!) ?? []), i]);
     }
     for (const bySrc of pairs.values()) for (const list of bySrc.values()) list.sort(byPrecedence);
-    // Pairs without an entry of their own share the whole-bridge drop (one owner string, one value).
+    // The whole-bridge drop is one element per receiving port (lossPort, one owner string, one
+    // value): every frame towards the port, except from the senders whose pair has a drop of its
+    // own (lossOwn; their rate, if any, is a `loss` element).
     const wholeDrop = whole?.drop_pct !== undefined && Math.round(whole.drop_pct * 100) > 0 ? { owner: addr.impairWhole(b.name), value: Math.min(10000, Math.round(whole.drop_pct * 100)) } : undefined;
+    if (wholeDrop && members.length > 1) for (const y of members) if (!remote.has(y)) bt.lossPort[portOf(y, b.name)] = wholeDrop;
     for (const x of members) {
-      const mx = macOf(x, b.name);
       const mine = pairs.get(x);
-      for (const y of members) {
+      const mx = mine ? macOf(x, b.name) : '';
+      // Only senders with pair-level entries: the others have no element of their own.
+      if (mine) for (const y of members) {
         if (x === y || remote.has(y)) continue;
+        const pair = mine.get(y);
+        if (!pair) continue;
         const py = portOf(y, b.name);
-        const pair = mine?.get(y);
-        if (!pair) {
-          if (wholeDrop) bt.loss[`${mx}>${py}`] = wholeDrop;
-          continue;
-        }
         const eff = effective(b.name, whole, pair, x, y);
-        if (eff.drop && Math.round(eff.drop.pct * 100) > 0) {
-          bt.loss[`${mx}>${py}`] = { owner: eff.drop.owner, value: Math.min(10000, Math.round(eff.drop.pct * 100)) };
-        }
+        const v = eff.drop ? Math.min(10000, Math.round(eff.drop.pct * 100)) : 0;
+        const inherited = wholeDrop !== undefined && eff.drop?.owner === wholeDrop.owner && v === wholeDrop.value;
+        if (wholeDrop && !inherited) bt.lossOwn[`${mx}>${py}`] = { owner: eff.drop?.owner ?? wholeDrop.owner, value: true };
+        if (v > 0 && !inherited) bt.loss[`${mx}>${py}`] = { owner: eff.drop!.owner, value: v };
         if (eff.shape) {
           const e: Shaped = shapedPorts.get(py) ?? { bridge: b, dstNode: y, pairs: new Map() };
           e.pairs.set(mx, { ...eff.shape, src: x });
@@ -307,7 +309,7 @@ export function realize(t: Topology, ctx: RealizeContext = {}): HostState {
     }
     s.shaping[port] = sh;
   }
-  const anyBridgeNft = Object.keys(bt.blocked).length + Object.keys(bt.isolated).length + Object.keys(bt.loss).length + Object.keys(bt.prio).length > 0;
+  const anyBridgeNft = Object.keys(bt.blocked).length + Object.keys(bt.isolated).length + Object.keys(bt.loss).length + Object.keys(bt.lossPort).length + Object.keys(bt.prio).length > 0;
   if (anyBridgeNft) s.nft.bridge = bt;
 
   // Routing between bridges and uplink NAT.

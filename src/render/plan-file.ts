@@ -398,10 +398,28 @@ class Describer {
       case 'isolated':
         return [{ text: `${not}isolate ${this.port(ref.key)}` }];
       case 'loss': {
-        if (del) return [{ text: 'no drop', subject: this.pair(ref.key) }];
+        if (del) {
+          // Exempt from the whole-bridge drop no more: that one applies to the pair again.
+          const back = group.some((g) => g.action === 'delete' && g.before?.ref.kind === 'elem' && g.before.ref.set === 'loss_own' && g.before.ref.key === ref.key);
+          return [{ text: back ? `drop ${pct(before.value)} -> the whole bridge's` : 'no drop', subject: this.pair(ref.key) }];
+        }
         if (add) return [{ text: `drop ${pct(after.value)}`, subject: this.pair(ref.key) }];
         if (before.value !== after.value) return [{ text: `drop ${pct(before.value)} -> ${pct(after.value)}`, subject: this.pair(ref.key) }];
         return [{ text: 'ownership mark restored', subject: this.pair(ref.key) }];
+      }
+      case 'loss_port': {
+        // The whole-bridge drop towards one node, from every sender without a drop of its own.
+        const subject = `* -> ${this.port(ref.key)}`;
+        if (del) return [{ text: 'no drop', subject }];
+        if (add) return [{ text: `drop ${pct(after.value)}`, subject }];
+        if (before.value !== after.value) return [{ text: `drop ${pct(before.value)} -> ${pct(after.value)}`, subject }];
+        return [{ text: 'ownership mark restored', subject }];
+      }
+      case 'loss_own': {
+        // Shown only when the pair's own drop element does not change with it.
+        if (group.some((g) => { const r = (g.after ?? g.before)!.ref; return r.kind === 'elem' && r.set === 'loss' && r.key === ref.key; })) return [];
+        if (c.action === 'update') return [{ text: 'ownership mark restored', subject: this.pair(ref.key) }];
+        return [{ text: del ? 'the whole-bridge drop applies again' : 'no drop (exempt from the whole-bridge drop)', subject: this.pair(ref.key) }];
       }
       case 'prio': {
         // Which queue a pair's frames take: shown only when its class does not change with it.

@@ -5,6 +5,7 @@
 import { Chalk } from 'chalk';
 import { readFileSync } from 'node:fs';
 import type { Topology } from '../model/topology.js';
+import type { NftBridgeTable } from '../model/state.js';
 import type { Planned } from '../apply/index.js';
 import { parseAlias } from '../model/names.js';
 import { nicMacOf } from '../plan/realize.js';
@@ -94,7 +95,11 @@ export function showJson(t: Topology, planned: Planned, counters: Record<string,
         per_element: drops.perElement,
         partitions: sortBy(Object.entries(bt?.blocked ?? {}).filter(([k]) => inBridge(k)).map(([k, v]) => ({ pair: pair(k), address: v.owner, packets: counted('blocked', k)?.packets ?? null })), (x) => x.pair),
         isolated: sortBy(Object.entries(bt?.isolated ?? {}).filter(([d]) => devs.has(d)).map(([d, v]) => ({ node: name(d), address: v.owner, packets: counted('isolated', d)?.packets ?? null })), (x) => x.node),
-        drop: sortBy(Object.entries(bt?.loss ?? {}).filter(([k]) => inBridge(k)).map(([k, v]) => ({ pair: pair(k), drop_pct: v.value / 100, address: v.owner, packets: counted('loss', k)?.packets ?? null })), (x) => x.pair),
+        // A whole-bridge drop counts per receiving port: pair "* -> NODE" (every sender without a drop of its own).
+        drop: sortBy([
+          ...Object.entries(bt?.loss ?? {}).filter(([k]) => inBridge(k)).map(([k, v]) => ({ pair: pair(k), drop_pct: v.value / 100, address: v.owner, packets: counted('loss', k)?.packets ?? null })),
+          ...Object.entries(bt?.lossPort ?? {}).filter(([d]) => devs.has(d)).map(([d, v]) => ({ pair: `*->${name(d)}`, drop_pct: v.value / 100, address: v.owner, packets: counted('loss_port', d)?.packets ?? null })),
+        ], (x) => x.pair),
       }
       : undefined;
     bridges[a.bridge] = {
@@ -103,7 +108,7 @@ export function showJson(t: Topology, planned: Planned, counters: Record<string,
       dhcp_leases: leases,
       partitions: Object.keys(bt?.blocked ?? {}).filter(inBridge).map(pair).sort(),
       isolated: Object.keys(bt?.isolated ?? {}).filter((d) => devs.has(d)).map(name).sort(),
-      drop_pct: Object.fromEntries(Object.entries(bt?.loss ?? {}).filter(([k]) => inBridge(k)).map(([k, v]) => [pair(k), v.value / 100]).sort(([a], [b]) => (a < b ? -1 : 1))),
+      drop_pct: Object.fromEntries(dropPerPair(bt, devs, (t.bridges[a.bridge]?.attach ?? []).map((m) => ({ mac: nicMacOf(t, m.node, a.bridge), node: m.node })), (d) => who.get(d)?.node).map(([k, v]) => [pair(k), v / 100]).sort(([a], [b]) => (a < b ? -1 : 1))),
       ...(dropped ? { dropped } : {}),
       shaping: Object.fromEntries(ports.filter((p) => s.shaping[p.port]).map((p) => {
         const sh = s.shaping[p.port];
@@ -177,4 +182,25 @@ export function renderShow(t: Topology, planned: Planned, opts: { color: boolean
   const drift = planned.plan.changes.length;
   out.push(drift === 0 ? c.green('  no drift: the host matches the file') : c.yellow(`  drift: ${drift} object(s) differ from the file (run provium plan)`));
   return out.join('\n') + '\n';
+}
+
+/**
+ * The drop rate (hundredths of a percent) of every directed pair towards the given ports, as
+ * "<sender MAC>><port>": the pair's own `loss` element, else its receiving port's whole-bridge
+ * `loss_port` element for each sender (the bridge's members: MAC and node) that is not exempt
+ * (`loss_own`) and is not the port's own node (`nodeOfPort`).
+ */
+export function dropPerPair(bt: NftBridgeTable | undefined, ports: Set<string>, senders: { mac: string; node: string }[], nodeOfPort: (port: string) => string | undefined): [string, number][] {
+  const out = new Map<string, number>();
+  for (const [k, v] of Object.entries(bt?.loss ?? {})) if (ports.has(k.split('>')[1])) out.set(k, v.value);
+  const own = new Set(Object.keys(bt?.lossOwn ?? {}));
+  for (const [port, v] of Object.entries(bt?.lossPort ?? {})) {
+    if (!ports.has(port)) continue;
+    const receiver = nodeOfPort(port);
+    for (const x of senders) {
+      const k = `${x.mac}>${port}`;
+      if (x.node !== receiver && !own.has(k) && !out.has(k)) out.set(k, v.value);
+    }
+  }
+  return [...out];
 }

@@ -26,7 +26,7 @@ export type Colors = InstanceType<typeof Chalk>;
 function show(field: string, v: unknown, item: Item | undefined): string {
   if (v === undefined) return '(none)';
   if (item?.ref.kind === 'elem') {
-    if (item.ref.set === 'loss' && field === 'value') return `${Number(v) / 100} %`;
+    if ((item.ref.set === 'loss' || item.ref.set === 'loss_port') && field === 'value') return `${Number(v) / 100} %`;
     if (field === 'value' && v === true) return 'present';
   }
   if (item?.ref.kind === 'class') {
@@ -60,7 +60,7 @@ export function describeItem(c: ItemChange): string {
     case 'nft-table': return `nft table ${ref.family} (sets, chains, rules)`;
     case 'elem': {
       const what: Record<string, string> = {
-        blocked: 'partition', isolated: 'isolation', loss: 'drop', prio: 'class selection',
+        blocked: 'partition', isolated: 'isolation', loss: 'drop', loss_port: 'whole-bridge drop towards', loss_own: 'exempt from the whole-bridge drop:', prio: 'class selection',
         bridges: 'lab bridge', routed: 'forwarding', uplinked: 'uplink', masq: 'masquerade source', wan: 'uplink interface',
         masq6: 'IPv6 masquerade source', wan6: 'IPv6 uplink interface', forwards: 'port forward',
       };

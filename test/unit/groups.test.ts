@@ -167,7 +167,11 @@ describe('overlapping definitions: the override rule', () => {
     assert.deepEqual(loss[key(t, 'r1', 'r2')], { owner: 'bridge.lan.impairment[r1>r2]', value: 200 });
     assert.deepEqual(loss[key(t, 'r1', 'r3')], { owner: 'bridge.lan.impairment[others|r1]', value: 1000 });
     assert.deepEqual(loss[key(t, 'r2', 'r1')], { owner: 'bridge.lan.impairment[others|r1]', value: 1000 });
-    assert.deepEqual(loss[key(t, 'r2', 'r3')], { owner: 'bridge.lan.impairment[*]', value: 100 });
+    // r2 -> r3 has no entry of its own: the whole-bridge element of r3's port covers it (one per port, not per pair).
+    assert.equal(loss[key(t, 'r2', 'r3')], undefined);
+    assert.deepEqual(s.nft.bridge!.lossPort[port('r3')], { owner: 'bridge.lan.impairment[*]', value: 100 });
+    assert.equal(s.nft.bridge!.lossOwn[key(t, 'r2', 'r3')], undefined);
+    assert.deepEqual(s.nft.bridge!.lossOwn[key(t, 'r1', 'r2')], { owner: 'bridge.lan.impairment[r1>r2]', value: true }, 'a pair with its own drop is exempt from the whole-bridge one');
     // r1 -> r2: latency from the group (the pair entry sets none), rate from the whole bridge; the class is the group's.
     const prio = s.nft.bridge!.prio[key(t, 'r1', 'r2')];
     assert.equal(prio.owner, 'bridge.lan.impairment[others|r1]');
@@ -175,6 +179,37 @@ describe('overlapping definitions: the override rule', () => {
     const cls = s.shaping[port('r2')].classes[parseInt(minor, 16)];
     // netem's queue: 9 Mbit/s x 40 ms is far below netem's default of 1000 packets (plan/realize.ts netemLimit).
     assert.deepEqual([cls.rateBps, cls.netem], [9000000, { delayMs: 40, jitterMs: 0, limit: 1000 }]);
+  });
+
+  it('the whole-bridge drop is one element per receiving port; only pairs whose drop differs are exempt from it', () => {
+    const t = load(lab(yaml`
+      impairments:
+        - { drop_pct: 1 }
+        - { from: r1, to: r2, drop_pct: 0 }
+        - { from: r1, to: r3, bandwidth_bps: 1000000 }
+        - { from: r2, to: r3, drop_pct: 1 }
+        - { from: r3, to: r1, drop_pct: 30 }
+    `));
+    const b = realize(t).nft.bridge!;
+    const members = t.bridges.lan.attach.map((a) => a.node);
+    assert.deepEqual(Object.keys(b.lossPort).sort(), members.map((n) => `gr-${n}-0`).sort(), 'one element per member port');
+    assert.ok(Object.values(b.lossPort).every((v) => v.value === 100 && v.owner === 'bridge.lan.impairment[*]'));
+    assert.deepEqual(b.lossOwn, {
+      [key(t, 'r1', 'r2')]: { owner: 'bridge.lan.impairment[r1>r2]', value: true }, // 0 %: exempt, no drop element
+      [key(t, 'r2', 'r3')]: { owner: 'bridge.lan.impairment[r2>r3]', value: true }, // same rate, its own owner
+      [key(t, 'r3', 'r1')]: { owner: 'bridge.lan.impairment[r3>r1]', value: true },
+    }, 'r1 -> r3 sets no drop: the whole-bridge one covers it through the port');
+    assert.deepEqual(b.loss, {
+      [key(t, 'r2', 'r3')]: { owner: 'bridge.lan.impairment[r2>r3]', value: 100 },
+      [key(t, 'r3', 'r1')]: { owner: 'bridge.lan.impairment[r3>r1]', value: 3000 },
+    });
+    // Without a whole-bridge drop nothing is exempt and pairs keep their own elements.
+    const t2 = load(lab(yaml`
+      impairments:
+        - { from: r1, to: r2, drop_pct: 5 }
+    `));
+    const b2 = realize(t2).nft.bridge!;
+    assert.deepEqual([Object.keys(b2.lossPort).length, Object.keys(b2.lossOwn).length, Object.keys(b2.loss).length], [0, 0, 1]);
   });
 
   it('among groups, the one covering fewer pairs wins; among equally many, the later entry', () => {
