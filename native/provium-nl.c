@@ -17,6 +17,9 @@
  *                nft-gen (the nftables ruleset generation and the namespace's cookie:
  *                         "gen":N,"cookie":"HEX"; the generation changes with every
  *                         committed nftables transaction in that namespace)
+ *                tc      (the HTB and netem qdiscs of every link, and the HTB classes of
+ *                         each link with an HTB root: "qdiscs":[...],"classes":[...],
+ *                         see op_tc)
  *                sysctl-get NAME        ("sysctl:NAME":"VALUE")
  *                sysctl-set NAME VALUE  (VALUE "0" or "1")
  *                         NAME is net.ipv4.ip_forward or net.ipv6.conf.all.forwarding
@@ -55,6 +58,7 @@
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netlink.h>
+#include <linux/pkt_sched.h>
 #include <linux/rtnetlink.h>
 #include <sched.h>
 #include <stdarg.h>
@@ -66,7 +70,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PROTOCOL_VERSION "3"
+#define PROTOCOL_VERSION "4"
 #define MAX_REQUEST (1u << 20)
 #define RECV_BUF (1u << 16)
 
@@ -1134,6 +1138,237 @@ static int op_nftgen(const char *ns, struct out *o, struct err *e)
 	return r;
 }
 
+/* ---------- traffic control (read only) ---------- */
+
+/* One HTB or netem qdisc of a dump. */
+struct qd {
+	int ifindex;
+	uint32_t handle, parent, defcls, limit;
+	int netem, has_lat;
+	int64_t latency_ns, jitter_ns;
+};
+
+struct tcst {
+	struct qd *q;
+	size_t n, cap;
+	struct out *o;
+	struct dumpst *links;
+	const char *dev;
+	int nclasses;
+};
+
+static const struct nlattr *nested_attr(const struct nlattr *nest, uint16_t type)
+{
+	const struct nlattr *a;
+	mnl_attr_for_each_nested(a, nest)
+	{
+		if (mnl_attr_get_type(a) == type)
+			return a;
+	}
+	return NULL;
+}
+
+static int qdisc_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct tcst *st = data;
+	if (nlh->nlmsg_type != RTM_NEWQDISC)
+		return MNL_CB_OK;
+	const struct tcmsg *tcm = mnl_nlmsg_get_payload(nlh);
+	const struct nlattr *a, *opts = NULL;
+	char kind[16] = "";
+	mnl_attr_for_each(a, nlh, sizeof(*tcm))
+	{
+		if (mnl_attr_get_type(a) == TCA_KIND && mnl_attr_validate(a, MNL_TYPE_NUL_STRING) == 0)
+			snprintf(kind, sizeof(kind), "%s", mnl_attr_get_str(a));
+		else if (mnl_attr_get_type(a) == TCA_OPTIONS)
+			opts = a;
+	}
+	int netem = strcmp(kind, "netem") == 0;
+	if (!netem && strcmp(kind, "htb") != 0)
+		return MNL_CB_OK;
+	if (st->n == st->cap) {
+		size_t cap = st->cap ? st->cap * 2 : 64;
+		if (cap > MAX_DUMP_LINKS)
+			return MNL_CB_OK;
+		struct qd *t = realloc(st->q, cap * sizeof(*t));
+		if (!t) {
+			perror("provium-nl: realloc");
+			exit(1);
+		}
+		st->q = t;
+		st->cap = cap;
+	}
+	struct qd *q = &st->q[st->n];
+	memset(q, 0, sizeof(*q));
+	q->ifindex = tcm->tcm_ifindex;
+	q->handle = tcm->tcm_handle;
+	q->parent = tcm->tcm_parent;
+	q->netem = netem;
+	if (opts && !netem) {
+		/* HTB: TCA_OPTIONS nests TCA_HTB_INIT, struct tc_htb_glob (its default class). */
+		const struct nlattr *init = nested_attr(opts, TCA_HTB_INIT);
+		if (init && mnl_attr_get_payload_len(init) >= sizeof(struct tc_htb_glob))
+			q->defcls = ((const struct tc_htb_glob *)mnl_attr_get_payload(init))->defcls;
+	} else if (opts && mnl_attr_get_payload_len(opts) >= sizeof(struct tc_netem_qopt)) {
+		/* netem: struct tc_netem_qopt, then attributes (iproute2's parse_rtattr_nested_compat). */
+		const struct tc_netem_qopt *qopt = mnl_attr_get_payload(opts);
+		q->limit = qopt->limit;
+		q->latency_ns = (int64_t)qopt->latency << 6; /* psched ticks (64 ns): kernels before 4.15 */
+		q->jitter_ns = (int64_t)qopt->jitter << 6;
+		q->has_lat = 1;
+		size_t off = MNL_ALIGN(sizeof(*qopt));
+		size_t len = mnl_attr_get_payload_len(opts);
+		const char *p = (const char *)mnl_attr_get_payload(opts) + off;
+		size_t left = len > off ? len - off : 0;
+		while (left >= sizeof(struct nlattr)) {
+			const struct nlattr *b = (const struct nlattr *)p;
+			if (b->nla_len < sizeof(struct nlattr) || b->nla_len > left)
+				break;
+			if (mnl_attr_get_type(b) == TCA_NETEM_LATENCY64 && mnl_attr_get_payload_len(b) == 8)
+				memcpy(&q->latency_ns, mnl_attr_get_payload(b), 8);
+			else if (mnl_attr_get_type(b) == TCA_NETEM_JITTER64 && mnl_attr_get_payload_len(b) == 8)
+				memcpy(&q->jitter_ns, mnl_attr_get_payload(b), 8);
+			size_t step = MNL_ALIGN(b->nla_len);
+			if (step > left)
+				break;
+			p += step;
+			left -= step;
+		}
+	}
+	st->n++;
+	return MNL_CB_OK;
+}
+
+/* "86e0:" / "86e0:2" as tc prints handles and class ids (hex). */
+static void out_handle(struct out *o, uint32_t h, int minor)
+{
+	if (minor)
+		out_fmt(o, "\"%x:%x\"", h >> 16, h & 0xffff);
+	else
+		out_fmt(o, "\"%x:\"", h >> 16);
+}
+
+static int class_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct tcst *st = data;
+	if (nlh->nlmsg_type != RTM_NEWTCLASS)
+		return MNL_CB_OK;
+	const struct tcmsg *tcm = mnl_nlmsg_get_payload(nlh);
+	const struct nlattr *a, *opts = NULL;
+	char kind[16] = "";
+	mnl_attr_for_each(a, nlh, sizeof(*tcm))
+	{
+		if (mnl_attr_get_type(a) == TCA_KIND && mnl_attr_validate(a, MNL_TYPE_NUL_STRING) == 0)
+			snprintf(kind, sizeof(kind), "%s", mnl_attr_get_str(a));
+		else if (mnl_attr_get_type(a) == TCA_OPTIONS)
+			opts = a;
+	}
+	if (strcmp(kind, "htb") != 0 || !opts)
+		return MNL_CB_OK;
+	/* struct tc_htb_opt carries rate and ceil in bytes/s (32 bits); TCA_HTB_RATE64/CEIL64 when larger. */
+	const struct nlattr *parms = nested_attr(opts, TCA_HTB_PARMS);
+	if (!parms || mnl_attr_get_payload_len(parms) < sizeof(struct tc_htb_opt))
+		return MNL_CB_OK;
+	const struct tc_htb_opt *h = mnl_attr_get_payload(parms);
+	uint64_t rate = h->rate.rate, ceil = h->ceil.rate;
+	const struct nlattr *r64 = nested_attr(opts, TCA_HTB_RATE64), *c64 = nested_attr(opts, TCA_HTB_CEIL64);
+	if (r64 && mnl_attr_get_payload_len(r64) == 8)
+		memcpy(&rate, mnl_attr_get_payload(r64), 8);
+	if (c64 && mnl_attr_get_payload_len(c64) == 8)
+		memcpy(&ceil, mnl_attr_get_payload(c64), 8);
+	if (st->nclasses++)
+		out_s(st->o, ",");
+	out_s(st->o, "{\"dev\":");
+	out_str(st->o, st->dev, strlen(st->dev));
+	out_s(st->o, ",\"class\":");
+	out_handle(st->o, tcm->tcm_handle, 1);
+	out_s(st->o, ",\"parent\":");
+	if (tcm->tcm_parent == TC_H_ROOT)
+		out_s(st->o, "\"root\"");
+	else
+		out_handle(st->o, tcm->tcm_parent, 1);
+	out_fmt(st->o, ",\"rate\":%llu,\"ceil\":%llu}", (unsigned long long)rate * 8, (unsigned long long)ceil * 8);
+	return MNL_CB_OK;
+}
+
+/*
+ * ,"qdiscs":[...],"classes":[...]: the HTB and netem qdiscs of every link of the namespace,
+ * with the keys and value forms of `tc -j qdisc show` (iproute2 6.1) that provium reads:
+ *   {"kind":"htb","handle":"86e0:","dev":D,"root":true,"options":{"default":"0x2"}}
+ *   {"kind":"netem","handle":"8001:","dev":D,"parent":"86e0:2","options":{"limit":N,
+ *    "delay":{"delay":S,"jitter":S}}}    (seconds, like iproute2's JSON)
+ * and the HTB classes of every link whose root qdisc is HTB, rate and ceil in bits/s:
+ *   {"dev":D,"class":"86e0:2","parent":"86e0:1"|"root","rate":N,"ceil":N}
+ * Other qdisc kinds are left out (provium reads only these).
+ */
+static int op_tc(struct mnl_socket *nl, struct out *o, struct err *e)
+{
+	struct dumpst links = { .o = o };
+	struct tcst st = { .o = o, .links = &links };
+	char req[MNL_SOCKET_BUFFER_SIZE];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(req);
+	nlh->nlmsg_type = RTM_GETLINK;
+	struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
+	ifi->ifi_family = AF_UNSPEC;
+	mnl_attr_put_u32(nlh, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+	int r = dump(nl, nlh, link_cb, &links, e);
+	if (r == 0) {
+		nlh = mnl_nlmsg_put_header(req);
+		nlh->nlmsg_type = RTM_GETQDISC;
+		struct tcmsg *tcm = mnl_nlmsg_put_extra_header(nlh, sizeof(*tcm));
+		tcm->tcm_family = AF_UNSPEC;
+		r = dump(nl, nlh, qdisc_cb, &st, e);
+	}
+	if (r == 0) {
+		out_s(o, ",\"qdiscs\":[");
+		int n = 0;
+		for (size_t i = 0; i < st.n; i++) {
+			struct qd *q = &st.q[i];
+			struct link *l = find_link(&links, q->ifindex);
+			if (!l)
+				continue;
+			out_s(o, n++ ? ",{\"kind\":" : "{\"kind\":");
+			out_s(o, q->netem ? "\"netem\"" : "\"htb\"");
+			out_s(o, ",\"handle\":");
+			out_handle(o, q->handle, 0);
+			out_s(o, ",\"dev\":");
+			out_str(o, l->name, strlen(l->name));
+			if (q->parent == TC_H_ROOT) {
+				out_s(o, ",\"root\":true");
+			} else {
+				out_s(o, ",\"parent\":");
+				out_handle(o, q->parent, 1);
+			}
+			if (q->netem) {
+				out_fmt(o, ",\"options\":{\"limit\":%u", q->limit);
+				if (q->latency_ns || q->jitter_ns)
+					out_fmt(o, ",\"delay\":{\"delay\":%.9f,\"jitter\":%.9f}", (double)q->latency_ns / 1e9, (double)q->jitter_ns / 1e9);
+				out_s(o, "}}");
+			} else {
+				out_fmt(o, ",\"options\":{\"default\":\"0x%x\"}}", q->defcls);
+			}
+		}
+		out_s(o, "],\"classes\":[");
+		for (size_t i = 0; r == 0 && i < st.n; i++) {
+			struct qd *q = &st.q[i];
+			struct link *l = find_link(&links, q->ifindex);
+			if (q->netem || q->parent != TC_H_ROOT || !l)
+				continue;
+			st.dev = l->name;
+			nlh = mnl_nlmsg_put_header(req);
+			nlh->nlmsg_type = RTM_GETTCLASS;
+			struct tcmsg *tcm = mnl_nlmsg_put_extra_header(nlh, sizeof(*tcm));
+			tcm->tcm_family = AF_UNSPEC;
+			tcm->tcm_ifindex = q->ifindex;
+			r = dump(nl, nlh, class_cb, &st, e);
+		}
+		out_s(o, "]");
+	}
+	free(st.q);
+	dumpst_free(&links);
+	return r;
+}
+
 /* The sysctls the helper reads and writes: forwarding only (what provium manages per namespace). */
 static const char *sysctl_path(const char *name)
 {
@@ -1201,7 +1436,7 @@ struct opdef {
 static const struct opdef OPS[] = {
 	{ "up", 1 }, { "down", 1 }, { "mtu", 2 }, { "address", 2 }, { "alias", 2 },
 	{ "addr-add", 2 }, { "addr-add-nodad", 2 }, { "addr-del", 2 },
-	{ "route-replace", 2 }, { "route-del", 2 }, { "dump", 0 }, { "links", 0 }, { "nft-gen", 0 },
+	{ "route-replace", 2 }, { "route-del", 2 }, { "dump", 0 }, { "links", 0 }, { "tc", 0 }, { "nft-gen", 0 },
 	{ "sysctl-get", 1 }, { "sysctl-set", 2 },
 };
 
@@ -1319,6 +1554,8 @@ static void handle(const char *p, size_t len, struct out *o)
 		int r;
 		if (strcmp(op, "dump") == 0 || strcmp(op, "links") == 0)
 			r = op_dump(nl, o, op[0] == 'd', &e);
+		else if (strcmp(op, "tc") == 0)
+			r = op_tc(nl, o, &e);
 		else if (strcmp(op, "nft-gen") == 0)
 			r = op_nftgen(f[1], o, &e);
 		else if (strncmp(op, "sysctl-", 7) == 0)

@@ -16,7 +16,7 @@
  * `ip -j route show table all` (iproute2 6.1; the fields observe/parse.ts reads), so the
  * planner sees the same NamespaceState from either.
  */
-import type { IpLink, IpRoute } from '../observe/parse.js';
+import type { IpLink, IpRoute, TcClass, TcQdisc } from '../observe/parse.js';
 import { splitJsonDocs } from '../observe/parse.js';
 import { CommandError, mapLimit, type Runner } from './runner.js';
 
@@ -58,6 +58,12 @@ export interface NamespaceIO {
   sysctls?(hostNetns: string | undefined, names: string[]): Promise<string[]>;
   /** Sets forwarding sysctls ([name, "0" | "1"]) of the lab's host namespace, in order (netlink path only). Throws CommandError. */
   setSysctls?(hostNetns: string | undefined, values: [string, string][]): Promise<void>;
+  /**
+   * The HTB and netem qdiscs of the lab's host namespace (`tc -j qdisc show` keys) and the
+   * HTB classes of every device with an HTB root qdisc, ceil in bits/s, in one request
+   * without a process (netlink path only). Throws CommandError.
+   */
+  readTc?(hostNetns?: string): Promise<{ qdiscs: TcQdisc[]; classes: TcClass[] }>;
 }
 
 /**

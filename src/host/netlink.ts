@@ -20,12 +20,12 @@ import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:chil
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { IpLink } from '../observe/parse.js';
+import type { IpLink, TcClass, TcQdisc } from '../observe/parse.js';
 import { batchError, batchToOps, IprouteIO, opToLine, type NamespaceIO, type NsDump } from './namespaces.js';
 import { traceCommand, type Runner } from './runner.js';
 
 /** Protocol version the client speaks; `provium-nl --version` prints "provium-nl <version>". */
-export const NETLINK_PROTOCOL = '3';
+export const NETLINK_PROTOCOL = '4';
 
 /** Largest request the helper accepts (bytes). */
 const MAX_REQUEST = 1 << 20;
@@ -44,6 +44,9 @@ export interface HelperResponse {
   error?: string;
   /** The kernel's extended-ack message, or the helper's detail. */
   ext?: string;
+  /** tc: the HTB and netem qdiscs (`tc -j qdisc show` keys) and the HTB classes (ceil in bits/s). */
+  qdiscs?: TcQdisc[];
+  classes?: TcClass[];
   /** nft-gen: the nftables ruleset generation and the namespace cookie (hex). */
   gen?: number;
   cookie?: string;
@@ -297,6 +300,16 @@ export class NetlinkIO implements NamespaceIO {
     const r = await this.helper.request(ns, ops);
     traceCommand(argv, r.ok ? 0 : 1, (r.us ?? 0) / 1000);
     if (!r.ok) throw batchError(argv, '', describeFailure(ns, ops, r), (r.us ?? 0) / 1000);
+  }
+
+  async readTc(hostNetns?: string): Promise<{ qdiscs: TcQdisc[]; classes: TcClass[] }> {
+    const ns = hostNetns ?? '';
+    const r = await this.helper.request(ns, [['tc']]);
+    // Traced as a read ("show"), like the nftables generation.
+    const argv = ['provium-nl', ...(ns ? ['-n', ns] : []), 'show', 'tc'];
+    traceCommand(argv, r.ok ? 0 : 1, (r.us ?? 0) / 1000);
+    if (!r.ok) throw batchError(argv, '', describeFailure(ns, [['tc']], r), (r.us ?? 0) / 1000);
+    return { qdiscs: r.qdiscs ?? [], classes: r.classes ?? [] };
   }
 
   async hostLinks(hostNetns?: string): Promise<IpLink[]> {

@@ -159,11 +159,36 @@ export interface TcQdisc {
 }
 
 /**
- * HTB trees of the given ports from `tc -j qdisc show` plus the text of
- * `class show dev P` for each of them (concatenated; each port has its own major).
+ * One HTB class: `dev` (when known: the netlink helper reads every device's), its class id
+ * "<major hex>:<minor hex>", and its ceil in bits/s.
+ */
+export interface TcClass {
+  dev?: string;
+  class: string;
+  ceil: number;
+}
+
+/**
+ * The HTB classes in the text of `tc class show dev P` (iproute2 prints no JSON rates it
+ * can read back exactly: "class htb 86e0:2 parent 86e0:1 prio 0 rate 10Gbit ceil 10Gbit ...";
+ * rates as tc prints them, parsed by parseTcRate). Lines of other kinds are skipped.
+ */
+export function tcClassesFromText(classText: string): TcClass[] {
+  const out: TcClass[] = [];
+  for (const line of classText.split('\n')) {
+    const m = /^class htb ([0-9a-f]+:[0-9a-f]+) (?:root|parent [0-9a-f]+:[0-9a-f]*)\b.*?\brate (\S+) ceil (\S+)/.exec(line.trim());
+    if (m) out.push({ class: m[1], ceil: parseTcRate(m[3]) });
+  }
+  return out;
+}
+
+/**
+ * HTB trees of the given ports from `tc -j qdisc show` (or the helper's `tc` read, same
+ * keys) and their classes (tcClassesFromText, or the helper's, which name their device:
+ * a class is then taken only from its own port). Each port has its own major.
  * netem "delay" is in seconds in iproute2's JSON; stored as milliseconds.
  */
-export function toShaping(qdiscs: TcQdisc[], classText: string, ports: Set<string>): Record<string, PortShaping> {
+export function toShaping(qdiscs: TcQdisc[], classes: TcClass[], ports: Set<string>): Record<string, PortShaping> {
   const out: Record<string, PortShaping> = {};
   const byMajor = new Map<number, PortShaping>();
   for (const q of qdiscs) {
@@ -173,13 +198,11 @@ export function toShaping(qdiscs: TcQdisc[], classText: string, ports: Set<strin
     out[q.dev] = sh;
     byMajor.set(major, sh);
   }
-  for (const line of classText.split('\n')) {
-    const m = /^class htb ([0-9a-f]+):([0-9a-f]+) (?:root|parent [0-9a-f]+:[0-9a-f]*)\b.*?\brate (\S+) ceil (\S+)/.exec(line.trim());
-    if (!m) continue;
-    const sh = byMajor.get(parseInt(m[1], 16));
-    const minor = parseInt(m[2], 16);
-    if (!sh || minor === 1) continue;
-    sh.classes[minor] = { minor, rateBps: parseTcRate(m[4]) };
+  for (const c of classes) {
+    const [maj, min] = c.class.split(':').map((x) => parseInt(x, 16));
+    const sh = byMajor.get(maj);
+    if (!sh || min === 1 || (c.dev !== undefined && c.dev !== sh.dev)) continue;
+    sh.classes[min] = { minor: min, rateBps: c.ceil };
   }
   for (const q of qdiscs) {
     if (q.kind !== 'netem' || !q.parent || !out[q.dev]) continue;

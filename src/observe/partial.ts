@@ -55,8 +55,8 @@ export async function observePartial(lab: string, ctx: HostContext, runner: Runn
     parts.includes('tc') &&
       (async () => {
         const ports = new Set(Object.values(state.links).filter((l) => parseAlias(l.alias)?.kind === 'port').map((l) => l.name));
-        const { qdiscs, classText } = await readTc(ctx, runner, ports);
-        state.shaping = toShaping(qdiscs, classText, ports);
+        const { qdiscs, classes } = await readTc(ctx, runner, ports);
+        state.shaping = toShaping(qdiscs, classes, ports);
       })(),
     parts.includes('sysctl') &&
       sysctls.length > 0 &&

@@ -6,7 +6,8 @@
  * provium: real netem qdiscs, real pings. It asserts those tests ran and passed
  * there (not skipped). Where the host itself has netem they run directly instead.
  * The same boot runs probe-netem.test.ts: `provium probe` against netem, and netem's
- * queue sized from bandwidth and latency (about 2.5 minutes more in the guest).
+ * queue sized from bandwidth and latency (about 2.5 minutes more in the guest), and the
+ * netem read of netlink.test.ts (the helper reads netem leaves as tc does).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -31,7 +32,7 @@ function skipReason(): string | undefined {
 test('latency tests pass inside a netem-capable guest running this checkout', { skip: skipReason() ?? false, timeout: 900_000 }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'pv-guest-'));
   const consoleLog = `${dir}/console.log`;
-  const cmd = `cd ${REPO} && node --test --test-reporter=tap --test-concurrency=1 --test-name-pattern='^(latency|netem (probe|queue))' dist/test/e2e/impairments.test.js dist/test/e2e/scenarios.test.js dist/test/e2e/probe-netem.test.js 2>&1`;
+  const cmd = `cd ${REPO} && node --test --test-reporter=tap --test-concurrency=1 --test-name-pattern='^(latency|netem (probe|queue|read))' dist/test/e2e/impairments.test.js dist/test/e2e/scenarios.test.js dist/test/e2e/probe-netem.test.js dist/test/e2e/netlink.test.js 2>&1`;
   const t0 = Date.now();
   try {
     const r = await run([
@@ -44,7 +45,7 @@ test('latency tests pass inside a netem-capable guest running this checkout', { 
     const out = existsSync(consoleLog) ? readFileSync(consoleLog, 'utf8') : '';
     const body = out.split('PV-CMD-BEGIN')[1]?.split('PV-CMD-END')[0] ?? '';
     const rc = /PV-CMD-END rc=(\d+)/.exec(out)?.[1];
-    for (const l of body.split('\n').filter((x) => /^# (RTT|after|netem|machine|limit|probe took|ok |FAIL |skip )|^(not )?ok \d+ - (latency|netem)/.test(x.trim()))) t.diagnostic(`guest: ${l.trim()}`);
+    for (const l of body.split('\n').filter((x) => /^# (RTT|after|netem|machine|limit|probe took|ok |FAIL |skip |\d+ netem)|^(not )?ok \d+ - (latency|netem)/.test(x.trim()))) t.diagnostic(`guest: ${l.trim()}`);
     t.diagnostic(`guest run took ${Math.round((Date.now() - t0) / 1000)} s (qemu exit ${r.code})`);
     assert.match(out, /PV-BOOT \S+ netem=yes/, `the guest kernel has netem:\n${out.slice(-3000)}`);
     assert.equal(rc, '0', `the latency tests failed in the guest:\n${body.slice(-6000)}`);
@@ -54,6 +55,9 @@ test('latency tests pass inside a netem-capable guest running this checkout', { 
     const probes = body.split('\n').filter((l) => /^ok \d+ - netem (probe|queue)/.test(l.trim()));
     assert.equal(probes.length, 3, `the three netem probe/queue tests passed in the guest:\n${body.slice(-6000)}`);
     for (const l of probes) assert.doesNotMatch(l, /# SKIP/, `skipped in the guest: ${l}`);
+    const reads = body.split('\n').filter((l) => /^ok \d+ - netem read/.test(l.trim()));
+    assert.equal(reads.length, 1, `the netem read test (helper vs tc) passed in the guest:\n${body.slice(-6000)}`);
+    for (const l of reads) assert.doesNotMatch(l, /# SKIP/, `skipped in the guest: ${l}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

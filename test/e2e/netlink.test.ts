@@ -13,11 +13,13 @@
  * namespace batch with a line the helper has no operation for runs through `ip` instead.
  */
 import assert from 'node:assert/strict';
-import { labTest, must, ping, report, type Lab } from './helpers.js';
+import { kernelHasNetem, labTest, must, ping, report, run, type Lab } from './helpers.js';
 import { helperPath, NetlinkIO } from '../../src/host/netlink.js';
 import { IprouteIO, type NsDump } from '../../src/host/namespaces.js';
 import { HostRunner } from '../../src/host/runner.js';
-import { toLinkState, toNamespaceState, type IpLink, type IpRoute } from '../../src/observe/parse.js';
+import { toLinkState, toNamespaceState, toShaping, type IpLink, type IpRoute, type TcQdisc } from '../../src/observe/parse.js';
+import { readTc } from '../../src/observe/index.js';
+import { tcRateString } from '../../src/plan/ids.js';
 
 const helper = helperPath();
 const skip = helper ? undefined : 'the netlink helper is not built (dist/native/provium-nl: needs gcc, make and libmnl-dev, then npm run build)';
@@ -230,3 +232,96 @@ labTest('routers and VXLAN ports read alike on both paths; a line the helper doe
   io.helper.close();
   report(t, `4 router and node namespaces and 2 VXLAN ports compared on both paths; ${Math.round(performance.now() - t0)} ms`);
 }, { skip });
+
+labTest('tc qdiscs and HTB classes read alike on both paths (one helper request, no tc process), also after drift by hand', async (lab, t) => {
+  const t0 = performance.now();
+  lab.write(`
+    nodes: { a: { kind: netns }, b: { kind: netns }, c: { kind: netns } }
+    bridges:
+      lan:
+        subnet: 10.63.0.0/24
+        attach: [a, b, c]
+        impairments:
+          - { bandwidth_bps: 8000000 }
+          - { from: a, to: b, bandwidth_bps: 1000000 }
+          - { from: c, to: b, bandwidth_bps: 123456789 }
+          - { from: b, to: c, bandwidth_bps: 40000000000 }
+  `);
+  await applyOn(lab, 'on');
+  // A device that is not the lab's, with an HTB tree whose major equals a lab port's: its classes are never the port's.
+  const ports = new Set(['a', 'b', 'c'].map((n) => lab.port(n)));
+  const major = (JSON.parse((await must(['tc', '-n', lab.hostNs, '-j', 'qdisc', 'show', 'dev', lab.port('b')])).stdout) as { handle: string }[])[0].handle;
+  await must(['ip', '-n', lab.hostNs, 'link', 'add', 'pvt-other', 'type', 'veth', 'peer', 'name', 'pvt-other2']);
+  await must(['tc', '-n', lab.hostNs, 'qdisc', 'add', 'dev', 'pvt-other', 'root', 'handle', major, 'htb', 'default', '7']);
+  await must(['tc', '-n', lab.hostNs, 'class', 'add', 'dev', 'pvt-other', 'parent', major, 'classid', `${major}7`, 'htb', 'rate', '5mbit']);
+  await must(['tc', '-n', lab.hostNs, 'class', 'add', 'dev', 'pvt-other', 'parent', major, 'classid', `${major}3`, 'htb', 'rate', '3mbit']);
+
+  const compare = (what: string) => compareTc(lab, ports, what);
+  const before = await compare('after apply');
+  const rates = Object.values(before[lab.port('b')].classes).map((c) => c.rateBps).sort((x, y) => x - y);
+  assert.deepEqual(rates, [1000000, 8000000, 123456784], 'b receives a -> b at 1 Mbit/s, c -> b at 123456789 bit/s (whole bytes), the rest at 8 Mbit/s');
+  assert.ok(Object.values(before[lab.port('c')].classes).some((c) => c.rateBps === 40000000000), 'a rate above 32 bits of bytes/s (40 Gbit/s) is read whole');
+  assert.deepEqual(await planChanges(lab, 'off'), [], 'the iproute2 path plans no change');
+  lab.clearTrace();
+  assert.deepEqual(await planChanges(lab, 'on'), [], 'the helper path plans no change');
+  assert.ok(!lab.trace(true).some((l) => l.argv[0] === 'tc'), 'and runs no tc process');
+
+  // Drift by hand: a class's rate, a class added, a netem leaf (when the kernel has sch_netem).
+  const b = lab.port('b');
+  const sh = before[b];
+  const minor = Object.values(sh.classes).find((c) => c.rateBps === 1000000)!.minor;
+  const cid = `${sh.major.toString(16)}:${minor.toString(16)}`;
+  await must(['tc', '-n', lab.hostNs, 'class', 'change', 'dev', b, 'classid', cid, 'htb', 'rate', '2mbit', 'ceil', '2mbit']);
+  await must(['tc', '-n', lab.hostNs, 'class', 'add', 'dev', b, 'parent', `${sh.major.toString(16)}:1`, 'classid', `${sh.major.toString(16)}:77`, 'htb', 'rate', '3mbit']);
+  const netem = await run(['tc', '-n', lab.hostNs, 'qdisc', 'add', 'dev', b, 'parent', cid, 'handle', '99:', 'netem', 'delay', '20ms', '5ms', 'limit', '1234']);
+  const drifted = await compare('after drift by hand');
+  assert.equal(drifted[b].classes[minor].rateBps, 2000000, 'the rate changed by hand is read on both paths');
+  assert.equal(drifted[b].classes[0x77]?.rateBps, 3000000, 'the class added by hand is read');
+  if (netem.code === 0) assert.deepEqual(drifted[b].classes[minor].netem, { delayMs: 20, jitterMs: 5, limit: 1234 }, 'the netem leaf added by hand: delay, jitter, limit');
+  const drift = await planChanges(lab, 'on');
+  assert.ok(drift.length >= 1, `the drift is planned: ${drift.join('; ')}`);
+  assert.deepEqual(drift, await planChanges(lab, 'off'), 'both paths plan the same tc changes');
+  await applyOn(lab, 'on');
+  assert.deepEqual(await planChanges(lab, 'off'), [], 'repaired through the helper');
+  await must(['ip', '-n', lab.hostNs, 'link', 'del', 'pvt-other']);
+  report(t, `3 shaped ports compared 2 times; netem leaf ${netem.code === 0 ? 'compared' : `not compared (no sch_netem here: ${netem.stderr.trim().split('\n')[0]})`}; ${drift.length} drift change(s) planned alike; ${Math.round(performance.now() - t0)} ms`);
+}, { skip });
+
+/** Reads the host namespace's tc state on both paths; asserts the qdiscs and the ports' HTB trees agree. Returns the helper's. */
+async function compareTc(lab: Lab, ports: Set<string>, what: string): Promise<ReturnType<typeof toShaping>> {
+  const nl = new NetlinkIO(helper!);
+  const runner = new HostRunner();
+  const ctx = { hostNetns: lab.hostNs };
+  const [viaHelper, viaTc] = await Promise.all([readTc(ctx, runner, ports, nl), readTc(ctx, runner, ports, new IprouteIO(runner))]).finally(() => nl.helper.close());
+  const fields = (q: TcQdisc) => ({ kind: q.kind, handle: q.handle, dev: q.dev, root: q.root ?? false, parent: q.parent, default: q.options?.default, delay: q.options?.delay?.delay ?? 0, jitter: q.options?.delay?.jitter ?? 0, limit: q.kind === 'netem' ? q.options?.limit : undefined });
+  const mine = (qs: TcQdisc[]) => qs.filter((q) => q.kind === 'htb' || q.kind === 'netem').map(fields).sort((x, y) => (`${x.dev} ${x.handle}` < `${y.dev} ${y.handle}` ? -1 : 1));
+  assert.deepEqual(mine(viaHelper.qdiscs), mine(viaTc.qdiscs), `${what}: HTB and netem qdiscs (helper vs tc -j qdisc show)`);
+  const shaping = toShaping(viaHelper.qdiscs, viaHelper.classes, ports);
+  // tc prints rates rounded ("123456Kbit"); the helper reads the kernel's bytes/s. The planner compares rates as tc prints them.
+  const printed = (x: ReturnType<typeof toShaping>) => JSON.parse(JSON.stringify(x, (k, v) => (k === 'rateBps' ? tcRateString(v) : v)));
+  assert.deepEqual(printed(shaping), printed(toShaping(viaTc.qdiscs, viaTc.classes, ports)), `${what}: the ports' HTB trees (helper vs tc)`);
+  assert.equal(Object.keys(shaping).length, ports.size, `${what}: every port of the lab is shaped`);
+  return shaping;
+}
+
+labTest('netem read alike on both paths: delay, jitter and queue limit of the netem leaves', async (lab, t) => {
+  lab.write(`
+    nodes: { a: { kind: netns }, b: { kind: netns } }
+    bridges:
+      lan:
+        subnet: 10.64.0.0/24
+        attach: [a, b]
+        impairments:
+          - { latency_ms: 7 }
+          - { from: a, to: b, latency_ms: 20, jitter_ms: 5, bandwidth_bps: 2000000 }
+  `);
+  await applyOn(lab, 'on');
+  const ports = new Set(['a', 'b'].map((n) => lab.port(n)));
+  const sh = await compareTc(lab, ports, 'after apply');
+  const leaves = Object.values(sh).flatMap((p) => Object.values(p.classes)).map((c) => c.netem).filter(Boolean);
+  assert.ok(leaves.some((n) => n!.delayMs === 20 && n!.jitterMs === 5), `the pair's netem leaf: ${JSON.stringify(leaves)}`);
+  assert.ok(leaves.some((n) => n!.delayMs === 7 && n!.jitterMs === 0), `the whole bridge's: ${JSON.stringify(leaves)}`);
+  assert.deepEqual(await planChanges(lab, 'off'), [], 'the iproute2 path plans no change on the helper-built lab');
+  assert.deepEqual(await planChanges(lab, 'on'), [], 'nor does the helper path');
+  report(t, `${leaves.length} netem leaves compared on both paths`);
+}, { skip: skip ?? (kernelHasNetem() ? undefined : 'this kernel has no sch_netem (the guest run of guest-netem.test.ts runs this test)') });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { hostsEntries } from '../../src/render/plan-file.js';
+import { hostsEntries } from '../../src/plan/hosts.js';
 
 /** The definition hostsEntries computes in place: node lines of a hosts file. */
 const byLines = (text: string) => text.split('\n').filter((l) => l && !l.startsWith('#') && !/\slocalhost\b/.test(l)).length;
