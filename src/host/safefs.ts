@@ -37,6 +37,13 @@ export class UnsafePathError extends ProviumError {
   }
 }
 
+/** What SafeFs.readFolder returns: the folder's lstat, its names, and the files asked for that are there. */
+export interface FolderRead {
+  dir: Stats;
+  entries: string[];
+  files: Map<string, { text: string; st: Stats }>;
+}
+
 /** What provium does with a tree it owns. Paths are relative to the root; see the module comment for the rules. */
 export interface SafeFs {
   /** Absolute path of the root. */
@@ -69,6 +76,13 @@ export interface SafeFs {
   list(rel: string): string[];
   /** lstat of rel, undefined when absent. */
   lstat(rel: string): Stats | undefined;
+  /**
+   * Folder rel at once: its lstat, its names (sorted), and the text and stat of those of
+   * `names` that are in it (regular files owned by us, at most maxBytes each), through one
+   * check of the root and one walk (what lstat, list and read do one by one). Undefined
+   * when the folder (or the root) does not exist; throws UnsafePathError where they would.
+   */
+  readFolder(rel: string, names: string[], maxBytes?: number): FolderRead | undefined;
   /** Renames entry `from` to `to` (both in the tree; never follows). */
   rename(from: string, to: string): void;
 }
@@ -163,7 +177,42 @@ export class LocalSafeFs implements SafeFs {
       if (e instanceof Absent) return undefined;
       throw e;
     }
-    const p = this.path(rel);
+    const r = this.readAbs(this.path(rel), maxBytes);
+    if (r) onStat?.(r.st);
+    return r?.text;
+  }
+
+  readFolder(rel: string, names: string[], maxBytes = DEFAULT_MAX): FolderRead | undefined {
+    if (!this.checkRoot(false)) return undefined;
+    const parts = this.parts(rel);
+    let cur = this.root;
+    let dir = parts.length === 0 ? this.lstatAbs(cur) : undefined;
+    for (const part of parts) {
+      cur = join(cur, part);
+      dir = this.lstatAbs(cur);
+      if (!dir) return undefined;
+      this.checkFolder(cur, dir, false);
+    }
+    if (!dir) return undefined;
+    let entries: string[];
+    try {
+      entries = readdirSync(cur).sort();
+    } catch (e) {
+      if (errno(e) === 'ENOENT') return undefined;
+      throw e;
+    }
+    const files = new Map<string, { text: string; st: Stats }>();
+    const have = new Set(entries);
+    for (const name of names) {
+      if (!have.has(name)) continue;
+      const r = this.readAbs(join(cur, ...this.parts(name)), maxBytes);
+      if (r) files.set(name, r);
+    }
+    return { dir, entries, files };
+  }
+
+  /** A regular file of ours at absolute path p, opened without following; undefined when absent. */
+  private readAbs(p: string, maxBytes: number): { text: string; st: Stats } | undefined {
     let fd: number;
     try {
       fd = openSync(p, C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
@@ -177,7 +226,6 @@ export class LocalSafeFs implements SafeFs {
       if (!st.isFile()) throw this.unsafe(p, `is not a regular file (${kind(st)})`, `remove it (rm ${p})`);
       if (st.uid !== me()) throw this.unsafe(p, `is owned by uid ${st.uid}, not by uid ${me()} (root)`, `remove it (rm ${p}); provium writes its own files`);
       if (st.size > maxBytes) throw this.unsafe(p, `is larger than ${maxBytes} bytes (${st.size})`, `remove it (rm ${p})`);
-      onStat?.(st);
       const buf = Buffer.alloc(st.size);
       let off = 0;
       while (off < st.size) {
@@ -185,7 +233,7 @@ export class LocalSafeFs implements SafeFs {
         if (n === 0) break;
         off += n;
       }
-      return buf.subarray(0, off).toString('utf8');
+      return { text: buf.subarray(0, off).toString('utf8'), st };
     } finally {
       closeSync(fd);
     }

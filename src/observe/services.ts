@@ -60,20 +60,21 @@ export function observeServices(stateDir: string | undefined, lab: string, wante
   const prefix = netnsPrefix(lab);
   const dirs = new Set(etc.list('').filter((d) => d.startsWith(prefix)));
   // Per namespace folder: its mode and names once, then only the files that are there
-  // (a 200-node lab: ~1,000 file system calls instead of ~3,000 and 200 thrown ENOENTs).
+  // (a 200-node lab: ~1,400 file system calls, one check of the root per folder).
   const files: { name: string; path: (ns: string) => string; wanted: Set<string>; into: Record<string, string>; what: string }[] = [
     { name: 'resolv.conf', path: resolvPath, wanted: new Set(wantedResolv), into: out.resolv, what: 'a resolv.conf' },
     { name: 'hosts', path: hostsPath, wanted: new Set(wantedHosts), into: out.hosts!, what: 'a hosts file' },
   ];
   for (const ns of new Set([...dirs, ...wantedResolv, ...wantedHosts])) {
-    const dir = etc.lstat(ns);
-    if (!dir) continue;
-    const present = new Set(etc.list(ns)); // refuses a symbolic link or a folder that is not safe
+    // One walk per folder: refuses a symbolic link or a folder that is not safe.
+    const folder = etc.readFolder(ns, files.filter((f) => dirs.has(ns) || f.wanted.has(ns)).map((f) => f.name));
+    if (!folder) continue;
+    const dir = folder.dir;
     for (const f of files) {
-      if (!present.has(f.name) || !(dirs.has(ns) || f.wanted.has(ns))) continue;
-      let mode = 0;
-      const text = etc.read(`${ns}/${f.name}`, undefined, (st) => (mode = st.mode));
-      if (text === undefined) continue;
+      const got = folder.files.get(f.name);
+      if (!got) continue;
+      const { text } = got;
+      const mode = got.st.mode;
       if (text.startsWith(`# provium:${lab}:`)) {
         if (otherHosts(text, host)) continue;
         const readable = (mode & 0o044) === 0o044 && (dir.mode & 0o055) === 0o055;

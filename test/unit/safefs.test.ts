@@ -64,6 +64,24 @@ test('safe tree: a symbolic link is never followed: reading it is refused with t
   assert.deepEqual(readdirSync(w.outside), ['victim']);
 });
 
+test('safe tree: readFolder gives the folder, its names and the asked files that are there; a symbolic link (folder or file) is refused as read and list refuse it', (t) => {
+  const w = tree(t);
+  w.fs.write('ns/hosts', 'h\n');
+  w.fs.write('ns/other', 'o\n');
+  const r = w.fs.readFolder('ns', ['hosts', 'resolv.conf'])!;
+  assert.ok(r.dir.isDirectory());
+  assert.deepEqual(r.entries, ['hosts', 'other']);
+  assert.deepEqual([...r.files.keys()], ['hosts'], 'only asked files that are there');
+  assert.equal(r.files.get('hosts')!.text, 'h\n');
+  assert.equal(r.files.get('hosts')!.st.mode & 0o777, 0o600);
+  assert.equal(w.fs.readFolder('absent', ['hosts']), undefined);
+  symlinkSync(join(w.outside), join(w.root, 'link'));
+  assert.throws(() => w.fs.readFolder('link', ['hosts']), (e: unknown) => e instanceof UnsafePathError && /symbolic link/.test(e.message));
+  writeFileSync(join(w.outside, 'secret'), 'x');
+  symlinkSync(join(w.outside, 'secret'), join(w.root, 'ns', 'resolv.conf'));
+  assert.throws(() => w.fs.readFolder('ns', ['resolv.conf']), (e: unknown) => e instanceof UnsafePathError && /symbolic link/.test(e.message));
+});
+
 test('safe tree: a FIFO is refused at once (never blocks); a hard link to another file is replaced before a program opens it by name', (t) => {
   const w = tree(t);
   w.fs.ensureDir('lab');
