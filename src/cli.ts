@@ -120,6 +120,8 @@ async function confirm(question: string): Promise<boolean> {
  */
 function planText(plan: Plan, t: Topology, observed: HostState, o: { verbose?: boolean; commands?: boolean }, color: boolean): string {
   if (o.verbose) return renderPlan(plan, { color, commands: o.commands });
+  // Nothing to name in a plan without changes (a no-op plan of a big lab skips indexing every NIC).
+  if (plan.changes.length === 0) return renderPlanFile(plan, { ports: new Map(), bridges: new Map(), namespaces: new Map(), addresses: new Map(), macs: new Map() }, { color, commands: o.commands });
   const gone = plan.changes.flatMap((c) => c.items).filter((i) => i.before?.ref.kind === 'netns' && (i.action === 'delete' || i.action === 'replace')).map((i) => (i.before!.ref as { ns: string }).ns);
   return renderPlanFile(plan, planNames(t, [observed], processesInNetns(gone)), { color, commands: o.commands });
 }

@@ -350,7 +350,7 @@ export function buildInvocations(lab: string, changes: ItemChange[], ctx: HostCo
           break;
         }
         // Readable by every user of the node: /etc/netns is written 0644 in 0755 folders, atomically (apply's safe tree).
-        serviceStarts.push({ argv: ['write', path], label: `hosts of ${ref.ns}`, writeFiles: [{ path, content: String((c.after!.meta as V).content) }] });
+        serviceStarts.push({ argv: ['write', path], label: `hosts of ${ref.ns}`, writeFiles: [{ path, content: after.content }] });
         break;
       }
       case 'router':

@@ -12,7 +12,6 @@ import { nodeNetns, parseAlias } from '../model/names.js';
 import { addr } from './owners.js';
 import { classid, DEFAULT_MINOR, tcRateString, UNSHAPED_BPS } from './ids.js';
 import { routerItems } from './router-items.js';
-import { hostsEntries } from './hosts.js';
 
 export type ItemKind = 'netns' | 'nic' | 'routes' | 'link' | 'fdb' | 'qdisc' | 'class' | 'nft-table' | 'elem' | 'sysctl' | 'vm' | 'vm-nic' | 'vm-link' | 'dnsmasq' | 'resolv' | 'hosts' | 'router' | 'router-nat' | 'router-fw';
 
@@ -208,13 +207,7 @@ export function itemize(s: HostState, portOfNic: (ns: string, ifname: string) =>
   }
   for (const [ns, content] of Object.entries(s.hosts ?? {})) {
     const node = s.namespaces[ns]?.node ?? ns;
-    // The file's digest and its number of node lines stand for it (a 200-node lab's files are
-    // ~1.2 MB, ~28 MB at 1,000 nodes: in every plan document twice); the text is in meta.
-    out.push({
-      key: `hosts:${ns}`, ref: { kind: 'hosts', ns }, owner: addr.nodeHosts(node),
-      value: { digest: `sha256:${createHash('sha256').update(content).digest('hex').slice(0, 16)}`, entries: hostsEntries(content) },
-      meta: { content }, deps: [`netns:${ns}`],
-    });
+    out.push({ key: `hosts:${ns}`, ref: { kind: 'hosts', ns }, owner: addr.nodeHosts(node), value: { content }, deps: [`netns:${ns}`] });
   }
   if (s.ipForward !== undefined) {
     out.push({ key: 'sysctl:ip_forward', ref: { kind: 'sysctl', name: 'net.ipv4.ip_forward' }, owner: addr.ipForward, value: { value: s.ipForward ? 1 : 0 }, deps: [] });

@@ -17,6 +17,7 @@ import type { HostState } from '../model/state.js';
 import type { Topology } from '../model/topology.js';
 import { bridgeDev, parseAlias, portDev } from '../model/names.js';
 import { parseTcRate, UNSHAPED_BPS } from '../plan/ids.js';
+import { hostsEntries } from '../plan/hosts.js';
 import { nicMacOf } from '../plan/realize.js';
 import { renderPlanFrame, SYMBOL, VERB, type RenderOptions } from './text.js';
 
@@ -368,7 +369,7 @@ class Describer {
       }
       case 'hosts': {
         if (del) return [];
-        const names = Number(after.entries ?? 0);
+        const names = hostsEntries(String(after.content ?? ''));
         return [{ text: `${add ? '' : 'rewritten: '}${this.node(ref.ns)} resolves the lab's node names without DNS (${names} entries in its /etc/hosts)` }];
       }
       case 'resolv': {
