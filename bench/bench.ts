@@ -534,7 +534,7 @@ function sh(cmd: string, args: string[]): string {
 
 function details(results: LabResult[], nodeStartMs: number, helpMs: number, mnVersion: string | undefined, big?: BigResult): string {
   const out: string[] = [`Start-up: \`node -e 0\` ${secs(nodeStartMs)} s; \`provium --help\` (Node + provium's module graph, no work) ${secs(helpMs)} s.`, ''];
-  if (big) out.push(`Memory: \`provium plan\` of a generated ${big.n}-node lab (the generator above at ${big.n} nodes: ${(big.fileBytes / 1024).toFixed(0)} KiB of YAML, ${big.changes} changes against an empty host, ${(big.outBytes / 1e6).toFixed(1)} MB of plan text; the whole-bridge drop on a ${big.n / 4}-member bridge alone is ${(big.n / 4) * (big.n / 4 - 1)} loss elements) took ${secs(big.ms)} s with a peak RSS of ${(big.rssKb / 1024).toFixed(0)} MB; again from the topology cache: ${secs(big.warmMs)} s, ${(big.warmRssKb / 1024).toFixed(0)} MB.`, '');
+  if (big) out.push(`Memory: \`provium plan\` of a generated ${big.n}-node lab (the generator above at ${big.n} nodes: ${(big.fileBytes / 1024).toFixed(0)} KiB of YAML, ${big.changes} changes against an empty host, ${(big.outBytes / 1e6).toFixed(1)} MB of plan text; the whole-bridge drop on a ${big.n / 4}-member bridge is ${big.n / 4} port elements, where it was ${(big.n / 4) * (big.n / 4 - 1)} pair elements before this round) took ${secs(big.ms)} s with a peak RSS of ${(big.rssKb / 1024).toFixed(0)} MB; again from the topology cache: ${secs(big.warmMs)} s, ${(big.warmRssKb / 1024).toFixed(0)} MB.`, '');
   for (const r of results) {
     const c = counts(r.spec);
     out.push(`### ${r.n}-node lab (\`${r.spec.lab}\`)`, '');
