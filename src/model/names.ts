@@ -117,8 +117,15 @@ export function nicMac(lab: string, node: string, bridge: string, prefix = ''): 
   // 16-bit limbs (a0 lowest): the same value as BigInt arithmetic without its allocations
   // (realize derives every NIC's MAC; test/unit/names.test.ts compares both).
   let a0 = 0x2325, a1 = 0x8422, a2 = 0x9ce4, a3 = 0xcbf2;
-  for (const ch of `${lab}/${node}/${bridge}`) {
-    a0 ^= ch.charCodeAt(0);
+  const text = `${lab}/${node}/${bridge}`;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    // A surrogate pair is one code point: only its first unit counts (as `for (const ch of text)` would give).
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) {
+      const d = text.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) i++;
+    }
+    a0 ^= c;
     // h * 0x100000001b3 = h * 0x1b3 + (h << 40), mod 2^64
     const m0 = a0 * 0x1b3;
     const m1 = a1 * 0x1b3 + Math.floor(m0 / 0x10000);

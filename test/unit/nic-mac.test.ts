@@ -18,8 +18,10 @@ function reference(lab: string, node: string, bridge: string, prefix = ''): stri
 test('nicMac equals the BigInt FNV-1a definition on names of every length and alphabet, with and without a prefix', () => {
   let seed = 12345;
   const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
-  const alphabet = 'abcdefghijklmnopqrstuvwxyz0123456789-_.ÄéΩ漢\u{1F600}';
+  // Letters, non-ASCII, an astral code point (a surrogate pair) and lone surrogates.
+  const alphabet = 'abcdefghijklmnopqrstuvwxyz0123456789-_.ÄéΩ漢\u{1F600}\u{1F600}';
   const chars = [...alphabet];
+  chars.push('\ud800', '\udc00');
   const word = () => Array.from({ length: 1 + rnd(24) }, () => chars[rnd(chars.length)]).join('');
   for (let i = 0; i < 3000; i++) {
     const [lab, node, bridge] = [word(), word(), word()];
