@@ -549,6 +549,27 @@ static int op_route(struct mnl_socket *nl, const char *op, const char *dst, cons
 
 #define MAX_DUMP_LINKS 65536
 
+/*
+ * Room for one more element of `size` bytes in tab (n used of *cap): the table, moved when
+ * it had to grow (doubling, up to MAX_DUMP_LINKS elements), or NULL when that many are
+ * already there (the dump skips the rest; tab stays valid). Exits when memory runs out.
+ */
+static void *grow(void *tab, size_t *cap, size_t n, size_t size)
+{
+	if (n < *cap)
+		return tab;
+	size_t c = *cap ? *cap * 2 : 64;
+	if (c > MAX_DUMP_LINKS)
+		return NULL;
+	void *t = realloc(tab, c * size);
+	if (!t) {
+		perror("provium-nl: realloc");
+		exit(1);
+	}
+	*cap = c;
+	return t;
+}
+
 /* One link of a dump: its fields, and its addresses as JSON objects (comma-separated). */
 struct link {
 	int index;
@@ -709,18 +730,10 @@ static int link_cb(const struct nlmsghdr *nlh, void *data)
 	if (nlh->nlmsg_type != RTM_NEWLINK)
 		return MNL_CB_OK;
 	const struct ifinfomsg *ifi = mnl_nlmsg_get_payload(nlh);
-	if (st->n == st->cap) {
-		size_t cap = st->cap ? st->cap * 2 : 64;
-		if (cap > MAX_DUMP_LINKS)
-			return MNL_CB_OK;
-		struct link *t = realloc(st->tab, cap * sizeof(*t));
-		if (!t) {
-			perror("provium-nl: realloc");
-			exit(1);
-		}
-		st->tab = t;
-		st->cap = cap;
-	}
+	struct link *tab = grow(st->tab, &st->cap, st->n, sizeof(*tab));
+	if (!tab)
+		return MNL_CB_OK;
+	st->tab = tab;
 	struct link *l = &st->tab[st->n];
 	memset(l, 0, sizeof(*l));
 	l->index = ifi->ifi_index;
@@ -1035,17 +1048,25 @@ static void dumpst_free(struct dumpst *st)
 	free(st->tab);
 }
 
-/* Links with their addresses (and, when `routes`, every route) as ,"links":[...] (,"routes":[...]). */
-static int op_dump(struct mnl_socket *nl, struct out *o, int routes, struct err *e)
+/* Every link of the socket's namespace into st (RTM_GETLINK dump, without statistics). 0, or -1 with e->no. */
+static int dump_links(struct mnl_socket *nl, struct dumpst *st, struct err *e)
 {
-	struct dumpst st = { .o = o };
 	char req[MNL_SOCKET_BUFFER_SIZE];
 	struct nlmsghdr *nlh = mnl_nlmsg_put_header(req);
 	nlh->nlmsg_type = RTM_GETLINK;
 	struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
 	ifi->ifi_family = AF_UNSPEC;
 	mnl_attr_put_u32(nlh, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
-	int r = dump(nl, nlh, link_cb, &st, e);
+	return dump(nl, nlh, link_cb, st, e);
+}
+
+/* Links with their addresses (and, when `routes`, every route) as ,"links":[...] (,"routes":[...]). */
+static int op_dump(struct mnl_socket *nl, struct out *o, int routes, struct err *e)
+{
+	struct dumpst st = { .o = o };
+	char req[MNL_SOCKET_BUFFER_SIZE];
+	struct nlmsghdr *nlh;
+	int r = dump_links(nl, &st, e);
 	if (r == 0) {
 		nlh = mnl_nlmsg_put_header(req);
 		nlh->nlmsg_type = RTM_GETADDR;
@@ -1144,7 +1165,7 @@ static int op_nftgen(const char *ns, struct out *o, struct err *e)
 struct qd {
 	int ifindex;
 	uint32_t handle, parent, defcls, limit;
-	int netem, has_lat;
+	int netem;
 	int64_t latency_ns, jitter_ns;
 };
 
@@ -1152,7 +1173,6 @@ struct tcst {
 	struct qd *q;
 	size_t n, cap;
 	struct out *o;
-	struct dumpst *links;
 	const char *dev;
 	int nclasses;
 };
@@ -1168,36 +1188,36 @@ static const struct nlattr *nested_attr(const struct nlattr *nest, uint16_t type
 	return NULL;
 }
 
+/* A qdisc's or class's TCA_KIND (into kind[16]) and its TCA_OPTIONS attribute (NULL when absent). */
+static const struct nlattr *tc_kind(const struct nlmsghdr *nlh, char *kind, size_t klen)
+{
+	const struct nlattr *a, *opts = NULL;
+	kind[0] = 0;
+	mnl_attr_for_each(a, nlh, sizeof(struct tcmsg))
+	{
+		if (mnl_attr_get_type(a) == TCA_KIND && mnl_attr_validate(a, MNL_TYPE_NUL_STRING) == 0)
+			snprintf(kind, klen, "%s", mnl_attr_get_str(a));
+		else if (mnl_attr_get_type(a) == TCA_OPTIONS)
+			opts = a;
+	}
+	return opts;
+}
+
 static int qdisc_cb(const struct nlmsghdr *nlh, void *data)
 {
 	struct tcst *st = data;
 	if (nlh->nlmsg_type != RTM_NEWQDISC)
 		return MNL_CB_OK;
 	const struct tcmsg *tcm = mnl_nlmsg_get_payload(nlh);
-	const struct nlattr *a, *opts = NULL;
-	char kind[16] = "";
-	mnl_attr_for_each(a, nlh, sizeof(*tcm))
-	{
-		if (mnl_attr_get_type(a) == TCA_KIND && mnl_attr_validate(a, MNL_TYPE_NUL_STRING) == 0)
-			snprintf(kind, sizeof(kind), "%s", mnl_attr_get_str(a));
-		else if (mnl_attr_get_type(a) == TCA_OPTIONS)
-			opts = a;
-	}
+	char kind[16];
+	const struct nlattr *opts = tc_kind(nlh, kind, sizeof(kind));
 	int netem = strcmp(kind, "netem") == 0;
 	if (!netem && strcmp(kind, "htb") != 0)
 		return MNL_CB_OK;
-	if (st->n == st->cap) {
-		size_t cap = st->cap ? st->cap * 2 : 64;
-		if (cap > MAX_DUMP_LINKS)
-			return MNL_CB_OK;
-		struct qd *t = realloc(st->q, cap * sizeof(*t));
-		if (!t) {
-			perror("provium-nl: realloc");
-			exit(1);
-		}
-		st->q = t;
-		st->cap = cap;
-	}
+	struct qd *tab = grow(st->q, &st->cap, st->n, sizeof(*tab));
+	if (!tab)
+		return MNL_CB_OK;
+	st->q = tab;
 	struct qd *q = &st->q[st->n];
 	memset(q, 0, sizeof(*q));
 	q->ifindex = tcm->tcm_ifindex;
@@ -1215,7 +1235,6 @@ static int qdisc_cb(const struct nlmsghdr *nlh, void *data)
 		q->limit = qopt->limit;
 		q->latency_ns = (int64_t)qopt->latency << 6; /* psched ticks (64 ns): kernels before 4.15 */
 		q->jitter_ns = (int64_t)qopt->jitter << 6;
-		q->has_lat = 1;
 		size_t off = MNL_ALIGN(sizeof(*qopt));
 		size_t len = mnl_attr_get_payload_len(opts);
 		const char *p = (const char *)mnl_attr_get_payload(opts) + off;
@@ -1254,15 +1273,8 @@ static int class_cb(const struct nlmsghdr *nlh, void *data)
 	if (nlh->nlmsg_type != RTM_NEWTCLASS)
 		return MNL_CB_OK;
 	const struct tcmsg *tcm = mnl_nlmsg_get_payload(nlh);
-	const struct nlattr *a, *opts = NULL;
-	char kind[16] = "";
-	mnl_attr_for_each(a, nlh, sizeof(*tcm))
-	{
-		if (mnl_attr_get_type(a) == TCA_KIND && mnl_attr_validate(a, MNL_TYPE_NUL_STRING) == 0)
-			snprintf(kind, sizeof(kind), "%s", mnl_attr_get_str(a));
-		else if (mnl_attr_get_type(a) == TCA_OPTIONS)
-			opts = a;
-	}
+	char kind[16];
+	const struct nlattr *opts = tc_kind(nlh, kind, sizeof(kind));
 	if (strcmp(kind, "htb") != 0 || !opts)
 		return MNL_CB_OK;
 	/* struct tc_htb_opt carries rate and ceil in bytes/s (32 bits); TCA_HTB_RATE64/CEIL64 when larger. */
@@ -1304,14 +1316,10 @@ static int class_cb(const struct nlmsghdr *nlh, void *data)
 static int op_tc(struct mnl_socket *nl, struct out *o, struct err *e)
 {
 	struct dumpst links = { .o = o };
-	struct tcst st = { .o = o, .links = &links };
+	struct tcst st = { .o = o };
 	char req[MNL_SOCKET_BUFFER_SIZE];
-	struct nlmsghdr *nlh = mnl_nlmsg_put_header(req);
-	nlh->nlmsg_type = RTM_GETLINK;
-	struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
-	ifi->ifi_family = AF_UNSPEC;
-	mnl_attr_put_u32(nlh, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
-	int r = dump(nl, nlh, link_cb, &links, e);
+	struct nlmsghdr *nlh;
+	int r = dump_links(nl, &links, e);
 	if (r == 0) {
 		nlh = mnl_nlmsg_put_header(req);
 		nlh->nlmsg_type = RTM_GETQDISC;
