@@ -12,7 +12,8 @@
  *                up DEV | down DEV | mtu DEV BYTES | address DEV MAC | alias DEV TEXT
  *                addr-add DEV CIDR | addr-add-nodad DEV CIDR | addr-del DEV CIDR
  *                route-replace DST GW | route-del DST GW      (DST "default" or a CIDR)
- *                dump    (links with their addresses, and routes of every table)
+ *                dump    (links with their addresses, and routes of every table but
+ *                         local, which holds only the kernel's local and broadcast routes)
  *                links   (links with their addresses)
  *                nft-gen (the nftables ruleset generation and the namespace's cookie:
  *                         "gen":N,"cookie":"HEX"; the generation changes with every
@@ -983,6 +984,10 @@ static int route_cb(const struct nlmsghdr *nlh, void *data)
 			break;
 		}
 	}
+	/* The local table (the kernel's local and broadcast routes, ~60 % of a node's dump)
+	 * holds nothing provium reads or manages. */
+	if (table == RT_TABLE_LOCAL)
+		return MNL_CB_OK;
 	struct out *o = st->o;
 	if (st->nroutes++)
 		out_s(o, ",");

@@ -5,6 +5,7 @@
 import { build } from 'esbuild';
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { Ajv } from 'ajv';
 import standaloneCode from 'ajv/dist/standalone/index.js';
 
@@ -39,9 +40,42 @@ await build({
   banner: { js: "import { createRequire as __pvCreateRequire } from 'node:module'; const require = __pvCreateRequire(import.meta.url);" },
 });
 
-// The build id: a hash of everything the bundled CLI runs (the bundle, its chunks, the
+// The same CLI as one CommonJS file, which bin/provium runs with V8's code cache (see
+// bin/cjs-loader.mjs; Node 20 caches no code of ES modules). import.meta.url becomes the
+// wrapper's __pvUrl (the file's own URL). ora and execa are inlined, started only when used.
+await build({
+  entryPoints: ['dist/src/cli.js'],
+  outfile: 'dist/provium.cjs',
+  minify: true,
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node20',
+  logLevel: 'warning',
+  define: { 'import.meta.url': '__pvUrl' },
+});
+
+// The build id: a hash of everything the bundled CLI runs (the bundles, the chunks, the
 // schema validator). The topology cache (src/load/cache.ts) keys its entries with it, so
 // a rebuilt provium never reads a topology an older build loaded.
 const id = createHash('sha256');
-for (const f of ['dist/provium.mjs', 'dist/schema-validator.cjs', ...readdirSync('dist/chunks').sort().map((c) => `dist/chunks/${c}`)]) id.update(f).update(readFileSync(f));
+for (const f of ['dist/provium.mjs', 'dist/provium.cjs', 'dist/schema-validator.cjs', ...readdirSync('dist/chunks').sort().map((c) => `dist/chunks/${c}`)]) id.update(f).update(readFileSync(f));
 writeFileSync('dist/build-id', id.digest('hex') + '\n');
+
+// The code cache of dist/provium.cjs: made by a child process that loads the bundle, runs
+// `provium --help` and `provium validate` on the built-in example (the start-up path, the
+// loader and the schema check get compiled) and plans the examples against no host
+// (warmUp in src/cli.ts: the planner and the renderers), then writes what V8 compiled. Without it (or
+// when it does not match), bin/provium compiles the bundle as usual.
+rmSync('dist/provium.cjs.cache', { force: true });
+const made = spawnSync(process.execPath, ['--input-type=module', '-e', [
+  `import { loadCli, cacheFor } from ${JSON.stringify(new URL('../bin/cjs-loader.mjs', import.meta.url).href)};`,
+  "import { readdirSync, writeFileSync } from 'node:fs';",
+  "const file = process.argv[1];",
+  'const { exports, script, source } = loadCli(file, false);',
+  "await exports.main(['node', 'provium', '--help']);",
+  "await exports.main(['node', 'provium', 'validate', 'examples/basic.yaml']);",
+  "exports.warmUp(readdirSync('examples').filter((f) => f.endsWith('.yaml')).map((f) => `examples/${f}`));",
+  'writeFileSync(`${file}.cache`, cacheFor(script, source));',
+].join('\n'), `${process.cwd()}/dist/provium.cjs`], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, PROVIUM_CACHE_DIR: 'off', NO_COLOR: '1' } });
+if (made.status !== 0) console.warn(`bundle: no code cache for dist/provium.cjs (exit ${made.status}); provium compiles it on every call`);

@@ -22,7 +22,9 @@ import { planFor, applyPlan, ApplyError, recordApplied, recordDestroyed } from '
 import { fingerprint, firstDifference, isPlanFile, loadPlanTopology, PLAN_FORMAT, PLAN_KIND, planSource, readPlanFile, writePlanFile, type PlanFile, type PlanSource } from './apply/planfile.js';
 import { acquireLock } from './apply/statedir.js';
 import { resolveHostNetns } from './engine/hostns.js';
-import { emptyTopology } from './plan/index.js';
+import { computePlan, emptyTopology } from './plan/index.js';
+import { realize } from './plan/realize.js';
+import { emptyState } from './model/state.js';
 import type { HostContext } from './plan/commands.js';
 import { renderPlan, summary } from './render/text.js';
 import { planNames, renderPlanFile } from './render/plan-file.js';
@@ -58,9 +60,39 @@ interface Globals {
 
 /** JSON output: indented on a terminal, compact for programs (large plans print faster). */
 function printJson(doc: unknown): void {
+  writeJsonText(JSON.stringify(doc, null, process.stdout.isTTY ? 2 : undefined));
+}
+
+function writeJsonText(text: string): void {
   // Written as one Buffer: Node's path for a large string is about twice as slow (a
   // 200-node apply's --json document is ~5 MB: ~35 ms as a string, ~18 ms as a Buffer).
-  process.stdout.write(Buffer.from(JSON.stringify(doc, null, process.stdout.isTTY ? 2 : undefined) + '\n', 'utf8'));
+  process.stdout.write(Buffer.from(text + '\n', 'utf8'));
+}
+
+/**
+ * apply/destroy --json: the plan's part of the result document, made while the host
+ * commands run (the main thread mostly waits for the kernel then: a 200-node destroy's
+ * document takes ~40 ms to build and serialize, its namespaces' cleanup ~0.3 s). `start`
+ * schedules it (once); `print` writes it with the fields only known at the end, in the
+ * same key order and bytes as printJson({ ...planJson(plan), ...tail }). Compact output
+ * only: on a terminal (indented) it is all made at the end.
+ */
+function deferredPlanJson(plan: Plan): { start(): void; print(tail: Record<string, unknown>): void } {
+  let text: string | undefined;
+  let started = false;
+  return {
+    start() {
+      if (started || process.stdout.isTTY) return;
+      started = true;
+      setImmediate(() => {
+        text = JSON.stringify(planJson(plan));
+      });
+    },
+    print(tail) {
+      if (text === undefined || process.stdout.isTTY) printJson({ ...planJson(plan), ...tail });
+      else writeJsonText(`${text.slice(0, -1)},${JSON.stringify(tail).slice(1)}`);
+    },
+  };
 }
 
 function useColor(g: Globals): boolean {
@@ -367,16 +399,20 @@ export function buildProgram(): Command {
               }
             }
             const t0 = performance.now();
+            const doc = o.json ? deferredPlanJson(plan) : undefined;
             const ran = await applyPlan(target, planned, ctx, runner, {
               // A failed destroy is not undone: what is left is removed by running destroy again.
               rollback: name === 'apply' && o.rollback !== false,
-              onStep: (inv) => prog.step(`${inv.label}: ${inv.argv.join(' ')}`),
+              onStep: (inv) => {
+                prog.step(`${inv.label}: ${inv.argv.join(' ')}`);
+                doc?.start();
+              },
               onProcesses: (ns, pids) => process.stderr.write(`ending ${pids.length} process(es) still running in ${ns} (pid ${pids.join(', ')}): SIGTERM, then SIGKILL after 2 s\n`),
             });
             prog.stop();
             const s = summary(plan);
             if (o.json) {
-              printJson({ ...planJson(plan), files, applied: true, host_commands: ran, seconds: Math.round(performance.now() - t0) / 1000 });
+              doc!.print({ files, applied: true, host_commands: ran, seconds: Math.round(performance.now() - t0) / 1000 });
             } else {
               process.stdout.write(`\n${name === 'apply' ? 'Apply' : 'Destroy'} complete! Resources: ${s.add} added, ${s.change} changed, ${s.destroy} destroyed (${ran} host command invocations, ${((performance.now() - t0) / 1000).toFixed(2)} s, verified).\n`);
             }
@@ -588,6 +624,28 @@ function collect(v: string, prev: string[]): string[] {
 /** terraform's spellings: -target X / -target=X / -replace X become --target / --replace. */
 export function terraformFlags(argv: string[]): string[] {
   return argv.map((a) => a.replace(/^-(target|replace)(=|$)/, '--$1$2'));
+}
+
+/**
+ * Build time only (scripts/bundle.mjs, which then saves V8's code cache of the bundle):
+ * plans each topology file against no host (its own desired state as found, then an empty
+ * host, then a destroy) and renders the plans, so the cache holds the planner's and the
+ * renderers' compiled functions, not only those of start-up. Touches no host and no file.
+ */
+export function warmUp(files: string[]): void {
+  const facts = { features: { netem: true, htb: true, nftBridge: true, tun: true }, featureSource: {}, conflicts: [], defaultRouteDev: 'eth0', kvmUsable: true, qemuBinary: '/usr/bin/qemu-system-x86_64', dnsmasqBinary: '/usr/sbin/dnsmasq', conntrackBinary: '/usr/sbin/conntrack' };
+  for (const f of files) {
+    const t = checkSources([{ name: f }]).topology;
+    if (!t || t.hosts) continue;
+    const ctx: HostContext = { stateDir: `/nonexistent/${t.lab}` };
+    const desired = realize(t, { defaultRouteDev: 'eth0', kvmUsable: true, stateDir: ctx.stateDir });
+    for (const [target, observed] of [[t, desired], [t, emptyState()], [emptyTopology(t.lab, t.file), desired]] as const) {
+      const plan = computePlan(target, observed, facts, ctx);
+      planText(plan, target, observed, {}, false);
+      planText(plan, target, observed, { verbose: true, commands: true }, false);
+      JSON.stringify(planJson(plan));
+    }
+  }
 }
 
 export async function main(argv0: string[]): Promise<number> {

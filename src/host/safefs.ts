@@ -37,10 +37,9 @@ export class UnsafePathError extends ProviumError {
   }
 }
 
-/** What SafeFs.readFolder returns: the folder's lstat, its names, and the files asked for that are there. */
+/** What SafeFs.readFolder returns: the folder's lstat and the files asked for that are there. */
 export interface FolderRead {
   dir: Stats;
-  entries: string[];
   files: Map<string, { text: string; st: Stats }>;
 }
 
@@ -77,9 +76,9 @@ export interface SafeFs {
   /** lstat of rel, undefined when absent. */
   lstat(rel: string): Stats | undefined;
   /**
-   * Folder rel at once: its lstat, its names (sorted), and the text and stat of those of
-   * `names` that are in it (regular files owned by us, at most maxBytes each), through one
-   * check of the root and one walk (what lstat, list and read do one by one). Undefined
+   * Folder rel at once: its lstat, and the text and stat of those of `names` that are in
+   * it (regular files owned by us, at most maxBytes each), through one check of the root
+   * and one walk (what lstat and read do one by one). Undefined
    * when the folder (or the root) does not exist; throws UnsafePathError where they would.
    */
   readFolder(rel: string, names: string[], maxBytes?: number): FolderRead | undefined;
@@ -120,10 +119,11 @@ function octal(mode: number): string {
   return `0${(mode & 0o7777).toString(8).padStart(3, '0')}`;
 }
 
-/** The user provium runs as (root in production; the test user in unit tests). */
+/** The user provium runs as (root in production; the test user in unit tests); asked once per process. */
 function me(): number {
-  return process.geteuid?.() ?? 0;
+  return (euid ??= process.geteuid?.() ?? 0);
 }
+let euid: number | undefined;
 
 /** A SafeFs on this machine's file system. */
 export class LocalSafeFs implements SafeFs {
@@ -194,21 +194,16 @@ export class LocalSafeFs implements SafeFs {
       this.checkFolder(cur, dir, false);
     }
     if (!dir) return undefined;
-    let entries: string[];
-    try {
-      entries = readdirSync(cur).sort();
-    } catch (e) {
-      if (errno(e) === 'ENOENT') return undefined;
-      throw e;
-    }
+    // Each name is looked up (one lstat; absent is no exception), not the folder listed:
+    // a 200-node lab's observation reads 200 folders (listing each: ~2x the system calls).
     const files = new Map<string, { text: string; st: Stats }>();
-    const have = new Set(entries);
     for (const name of names) {
-      if (!have.has(name)) continue;
-      const r = this.readAbs(join(cur, ...this.parts(name)), maxBytes);
+      const p = join(cur, ...this.parts(name));
+      if (!this.lstatAbs(p)) continue;
+      const r = this.readAbs(p, maxBytes);
       if (r) files.set(name, r);
     }
-    return { dir, entries, files };
+    return { dir, files };
   }
 
   /** A regular file of ours at absolute path p, opened without following; undefined when absent. */
@@ -398,7 +393,8 @@ export class LocalSafeFs implements SafeFs {
 
   private lstatAbs(p: string): Stats | undefined {
     try {
-      return lstatSync(p);
+      // An absent entry is the common case (absent files, folders not yet made): no exception for it.
+      return lstatSync(p, { throwIfNoEntry: false });
     } catch (e) {
       if (errno(e) === 'ENOENT' || errno(e) === 'ENOTDIR') return undefined;
       throw e;

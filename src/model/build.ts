@@ -1,6 +1,6 @@
 /**
- * The build id of the bundled CLI: a hash of dist/provium.mjs, its chunks and the schema
- * validator, written to dist/build-id by scripts/bundle.mjs. Caches of derived data (the
+ * The build id of the bundled CLI: a hash of dist/provium.mjs, its chunks, dist/provium.cjs
+ * and the schema validator, written to dist/build-id by scripts/bundle.mjs. Caches of derived data (the
  * topology cache, the nftables observation cache) are keyed with it, so another build
  * never reads what an older one wrote. Undefined outside the bundle (the modules under
  * dist/src, tests): those caches are then off.
@@ -16,7 +16,7 @@ export function buildId(): string | undefined {
   if (memo !== undefined) return memo ?? undefined;
   memo = null;
   const self = fileURLToPath(import.meta.url);
-  if (!self.endsWith('/provium.mjs')) return undefined;
+  if (!self.endsWith('/provium.mjs') && !self.endsWith('/provium.cjs')) return undefined;
   try {
     const id = readFileSync(join(self, '..', 'build-id'), 'utf8').trim();
     if (/^[0-9a-f]{64}$/.test(id)) memo = id;

@@ -84,6 +84,18 @@ function desiredOf(t: Topology, rctx: RealizeContext): { key: string; state: Hos
   return entry;
 }
 
+/**
+ * Realizes and itemizes t's desired state ahead of computePlan (which then finds both
+ * memoized when `rctx` is the one it builds from the facts: { defaultRouteDev,
+ * defaultRouteDev6, kvmUsable, stateDir }, in that order). planFor does it while the
+ * host's answers are on their way. Pure.
+ */
+export function prepareDesired(t: Topology, rctx: RealizeContext): void {
+  const memo = desiredOf(t, rctx);
+  const key = `${memo.state.ipForward}/${memo.state.ip6Forward}`;
+  if (memo.items?.key !== key) memo.items = { key, items: itemize(memo.state, portOfNic(t.lab, memo.state)) };
+}
+
 export function computePlan(t: Topology, observedIn: HostState, facts: HostFacts, ctx: HostContext, ipForwardBefore?: boolean, ip6ForwardBefore?: boolean): Plan {
   let observed = observedIn;
   const errors: Diagnostic[] = [];

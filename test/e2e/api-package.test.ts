@@ -74,7 +74,7 @@ labTest('the packed tarball installs in a project outside the repository, type-c
     assert.equal(pack.code, 0, pack.stderr);
     const packed = JSON.parse(pack.stdout.slice(pack.stdout.indexOf('['))) as { filename: string; size: number; files: { path: string }[] }[];
     const files = packed[0].files.map((f) => f.path);
-    for (const f of ['dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/api/lab.d.ts', 'bin/provium', 'dist/provium.mjs', 'dist/schema-validator.cjs', 'schemas/topology.schema.json', 'package.json', 'README.md']) {
+    for (const f of ['dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/api/lab.d.ts', 'bin/provium', 'bin/cjs-loader.mjs', 'dist/provium.mjs', 'dist/provium.cjs', 'dist/provium.cjs.cache', 'dist/schema-validator.cjs', 'schemas/topology.schema.json', 'package.json', 'README.md']) {
       assert.ok(files.includes(f), `the tarball lacks ${f}`);
     }
     assert.deepEqual(files.filter((f) => /^dist\/(test|bench|examples)\/|^src\/|^test\/|\.map$|node_modules/.test(f)), [], 'nothing of the tests, sources or maps');

@@ -64,13 +64,12 @@ test('safe tree: a symbolic link is never followed: reading it is refused with t
   assert.deepEqual(readdirSync(w.outside), ['victim']);
 });
 
-test('safe tree: readFolder gives the folder, its names and the asked files that are there; a symbolic link (folder or file) is refused as read and list refuse it', (t) => {
+test('safe tree: readFolder gives the folder and the asked files that are there (not other names); a symbolic link (folder or file) is refused as read and list refuse it', (t) => {
   const w = tree(t);
   w.fs.write('ns/hosts', 'h\n');
   w.fs.write('ns/other', 'o\n');
   const r = w.fs.readFolder('ns', ['hosts', 'resolv.conf'])!;
   assert.ok(r.dir.isDirectory());
-  assert.deepEqual(r.entries, ['hosts', 'other']);
   assert.deepEqual([...r.files.keys()], ['hosts'], 'only asked files that are there');
   assert.equal(r.files.get('hosts')!.text, 'h\n');
   assert.equal(r.files.get('hosts')!.st.mode & 0o777, 0o600);
