@@ -17,7 +17,8 @@
  *                links   (links with their addresses)
  *                nft-gen (the nftables ruleset generation and the namespace's cookie:
  *                         "gen":N,"cookie":"HEX"; the generation changes with every
- *                         committed nftables transaction in that namespace)
+ *                         committed nftables transaction in that namespace; and its
+ *                         tables, read after it: "tables":["inet provium_lab",...])
  *                tc      (the HTB and netem qdiscs of every link, and the HTB classes of
  *                         each link with an HTB root: "qdiscs":[...],"classes":[...],
  *                         see op_tc)
@@ -56,6 +57,7 @@
 #include <linux/if_addr.h>
 #include <linux/if_link.h>
 #include <linux/neighbour.h>
+#include <linux/netfilter.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netlink.h>
@@ -1115,10 +1117,36 @@ static int gen_cb(const struct nlmsghdr *nlh, void *data)
 	return MNL_CB_OK;
 }
 
+/* One table of an NFT_MSG_GETTABLE dump as "FAMILY NAME" (nft's family names). */
+static int table_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct dumpst *st = data;
+	if ((nlh->nlmsg_type & 0xff) != NFT_MSG_NEWTABLE)
+		return MNL_CB_OK;
+	const struct nfgenmsg *g = mnl_nlmsg_get_payload(nlh);
+	const char *fam = g->nfgen_family == NFPROTO_INET ? "inet" : g->nfgen_family == NFPROTO_IPV4 ? "ip"
+		: g->nfgen_family == NFPROTO_IPV6 ? "ip6" : g->nfgen_family == NFPROTO_BRIDGE ? "bridge"
+		: g->nfgen_family == NFPROTO_ARP ? "arp" : g->nfgen_family == NFPROTO_NETDEV ? "netdev" : "unknown";
+	const struct nlattr *a;
+	mnl_attr_for_each(a, nlh, sizeof(struct nfgenmsg))
+	{
+		if (mnl_attr_get_type(a) != NFTA_TABLE_NAME || mnl_attr_validate(a, MNL_TYPE_NUL_STRING) != 0)
+			continue;
+		char name[300];
+		snprintf(name, sizeof(name), "%s %s", fam, mnl_attr_get_str(a));
+		if (st->nroutes++)
+			out_s(st->o, ",");
+		out_str(st->o, name, strlen(name));
+	}
+	return MNL_CB_OK;
+}
+
 /*
- * ,"gen":N,"cookie":"HEX": the nftables ruleset generation of the namespace (bumped by
- * every committed transaction there) and the namespace's cookie (SO_NETNS_COOKIE: unique
- * for the boot, never reused), so a reader can tell that neither changed.
+ * ,"gen":N,"cookie":"HEX","tables":["FAMILY NAME",...]: the nftables ruleset generation of
+ * the namespace (bumped by every committed transaction there), the namespace's cookie
+ * (SO_NETNS_COOKIE: unique for the boot, never reused), so a reader can tell that neither
+ * changed, and the names of its tables (read after the generation), so a reader can tell
+ * that a table is absent without listing the ruleset.
  */
 static int op_nftgen(const char *ns, struct out *o, struct err *e)
 {
@@ -1156,8 +1184,16 @@ static int op_nftgen(const char *ns, struct out *o, struct err *e)
 		} else if (mnl_cb_run(buf, (size_t)n, seq, mnl_socket_get_portid(nl), gen_cb, &gen) < 0) {
 			e->no = errno;
 		} else {
-			out_fmt(o, ",\"gen\":%u,\"cookie\":\"%llx\"", gen, (unsigned long long)cookie);
-			r = 0;
+			out_fmt(o, ",\"gen\":%u,\"cookie\":\"%llx\",\"tables\":[", gen, (unsigned long long)cookie);
+			struct dumpst st = { .o = o };
+			nlh = mnl_nlmsg_put_header(req);
+			nlh->nlmsg_type = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE;
+			g = mnl_nlmsg_put_extra_header(nlh, sizeof(*g));
+			g->nfgen_family = NFPROTO_UNSPEC;
+			g->version = NFNETLINK_V0;
+			g->res_id = 0;
+			r = dump(nl, nlh, table_cb, &st, e);
+			out_s(o, "]");
 		}
 	}
 	mnl_socket_close(nl);

@@ -49,7 +49,7 @@ export interface NamespaceIO {
    * cookie (netlink path only; undefined when the kernel cannot tell): equal values mean
    * no nftables transaction was committed there in between (observe/nft-cache.ts).
    */
-  nftGeneration?(hostNetns?: string): Promise<{ gen: number; cookie: string } | undefined>;
+  nftGeneration?(hostNetns?: string): Promise<{ gen: number; cookie: string; tables?: string[] } | undefined>;
   /**
    * Reads forwarding sysctls (net.ipv4.ip_forward, net.ipv6.conf.all.forwarding) of the
    * lab's host namespace, values in `names` order as the kernel prints them ("0", "1"),

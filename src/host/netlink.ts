@@ -47,9 +47,10 @@ export interface HelperResponse {
   /** tc: the HTB and netem qdiscs (`tc -j qdisc show` keys) and the HTB classes (ceil in bits/s). */
   qdiscs?: TcQdisc[];
   classes?: TcClass[];
-  /** nft-gen: the nftables ruleset generation and the namespace cookie (hex). */
+  /** nft-gen: the nftables ruleset generation and the namespace cookie (hex), and the tables ("FAMILY NAME", read after the generation). */
   gen?: number;
   cookie?: string;
+  tables?: unknown;
   /** sysctl-get NAME: the value as the kernel prints it, under "sysctl:NAME". */
   [sysctl: `sysctl:${string}`]: string | undefined;
 }
@@ -276,12 +277,14 @@ export class NetlinkIO implements NamespaceIO {
     return { links: r.links ?? [], routes: r.routes ?? [] };
   }
 
-  async nftGeneration(hostNetns?: string): Promise<{ gen: number; cookie: string } | undefined> {
+  async nftGeneration(hostNetns?: string): Promise<{ gen: number; cookie: string; tables?: string[] } | undefined> {
     const ns = hostNetns ?? '';
     const r = await this.helper.request(ns, [['nft-gen']]);
     // Traced as a read ("show"), like the dumps.
     traceCommand(['provium-nl', ...(ns ? ['-n', ns] : []), 'show', 'nft-gen'], r.ok ? 0 : 1, (r.us ?? 0) / 1000);
-    return r.ok && typeof r.gen === 'number' && typeof r.cookie === 'string' ? { gen: r.gen, cookie: r.cookie } : undefined;
+    if (!r.ok || typeof r.gen !== 'number' || typeof r.cookie !== 'string') return undefined;
+    const tables = Array.isArray(r.tables) && r.tables.every((x) => typeof x === 'string') ? (r.tables as string[]) : undefined;
+    return { gen: r.gen, cookie: r.cookie, ...(tables ? { tables } : {}) };
   }
 
   async sysctls(hostNetns: string | undefined, names: string[]): Promise<string[]> {

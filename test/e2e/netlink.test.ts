@@ -112,7 +112,11 @@ async function applyOn(lab: Lab, netlink: 'on' | 'off'): Promise<void> {
 labTest('netlink helper and iproute2 read and write namespaces alike', async (lab, t) => {
   lab.write(LAB);
   const t0 = performance.now();
+  // The helper lists the host namespace's nftables tables: with no provium table there, a
+  // plan needs no `nft -j list ruleset`.
   lab.clearTrace();
+  assert.ok((await planChanges(lab, 'on')).length > 0, 'the plan of the new lab creates it');
+  assert.ok(!lab.trace(true).some((l) => l.argv.includes('nft')), 'a plan on a host namespace without any provium table runs no nft');
   await applyOn(lab, 'on');
   const trace = lab.trace(true);
   assert.ok(trace.some((l) => l.argv[0] === 'provium-nl' && l.argv.includes(lab.ns('a'))), 'apply (PROVIUM_NETLINK=on) wrote node namespaces through the helper');
@@ -164,6 +168,20 @@ labTest('netlink helper and iproute2 read and write namespaces alike', async (la
   assert.deepEqual(await planChanges(lab, 'off'), [], 'the iproute2 path plans no change after a helper repair');
   await compareReads(lab, 'after both repairs');
   assert.equal((await ping(lab.ns('b'), lab.ip('a', 'data'), 2, 0.1)).received, 2, 'b -> a across the route after the repairs');
+
+  // destroy --json: the tables go in the teardown group, and its verification lists no ruleset
+  // (the helper sees no provium table left); the document is whole (made while the kernel works).
+  lab.clearTrace();
+  const d = await lab.provium(['destroy', '--auto-approve', '--json'], { env: { PROVIUM_NETLINK: 'on' } });
+  assert.equal(d.code, 0, `destroy: ${d.stderr}`);
+  const dt = lab.trace(true);
+  assert.ok(dt.some((l) => l.argv.includes('nft') && l.argv.includes('-f')), 'destroy deleted the nft tables');
+  assert.ok(!dt.some((l) => l.argv.includes('nft') && l.argv.includes('list')), 'its verification ran no nft -j list ruleset');
+  const doc = JSON.parse(d.stdout) as Record<string, unknown> & { summary: { destroy: number }; commands: { label: string }[] };
+  assert.deepEqual(Object.keys(doc), ['format_version', 'lab', 'changes', 'errors', 'commands', 'summary', 'files', 'applied', 'host_commands', 'seconds']);
+  assert.equal(doc.applied, true);
+  assert.ok(doc.summary.destroy > 0 && doc.host_commands === doc.commands.length, `summary ${JSON.stringify(doc.summary)}, ${String(doc.host_commands)} host commands`);
+  assert.equal((await run(['ip', 'netns', 'exec', lab.hostNs, 'nft', 'list', 'tables'])).stdout.trim(), '', 'no table left');
   report(t, `${n} node namespaces + the host namespace compared 4 times; ${viaHelper.length} drift changes planned alike; ${Math.round(performance.now() - t0)} ms`);
 }, { skip });
 
