@@ -22,6 +22,9 @@
  *                tc      (the HTB and netem qdiscs of every link, and the HTB classes of
  *                         each link with an HTB root: "qdiscs":[...],"classes":[...],
  *                         see op_tc)
+ *                link-del DEV          (as `ip link del DEV`)
+ *                netns-del NAME        (as `ip netns del NAME`: umount2 and unlink of
+ *                         /run/netns/NAME; NAMESPACE must be "", the helper's own)
  *                sysctl-get NAME        ("sysctl:NAME":"VALUE")
  *                sysctl-set NAME VALUE  (VALUE "0" or "1")
  *                         NAME is net.ipv4.ip_forward or net.ipv6.conf.all.forwarding
@@ -69,11 +72,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
-#define PROTOCOL_VERSION "4"
+#define PROTOCOL_VERSION "5"
 #define MAX_REQUEST (1u << 20)
 #define RECV_BUF (1u << 16)
 
@@ -465,6 +469,42 @@ static int op_link(struct mnl_socket *nl, const char *op, const char *dev, const
 		mnl_attr_put(nlh, IFLA_IFALIAS, n, arg);
 	}
 	return talk(nl, nlh, e);
+}
+
+/* As `ip link del DEV`: RTM_DELLINK by name in the request's namespace. */
+static int op_link_del(struct mnl_socket *nl, const char *dev, struct err *e)
+{
+	char req[MNL_SOCKET_BUFFER_SIZE];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(req);
+	nlh->nlmsg_type = RTM_DELLINK;
+	struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
+	ifi->ifi_family = AF_UNSPEC;
+	mnl_attr_put_strz(nlh, IFLA_IFNAME, dev);
+	return talk(nl, nlh, e);
+}
+
+/*
+ * As `ip netns del NAME` (iproute2's netns_delete): detach the namespace's bind mount at
+ * /run/netns/NAME and remove the name; the kernel frees the namespace once nothing else
+ * holds it. The helper never leaves its own mount namespace (it enters network namespaces
+ * only), so this is the host's /run/netns. Only in a request for the helper's own namespace.
+ */
+static int op_netns_del(const char *ns, const char *name, struct err *e)
+{
+	if (ns[0]) {
+		e->no = EINVAL;
+		snprintf(e->ext, sizeof(e->ext), "netns-del is only for the helper's own namespace (\"\")");
+		return -1;
+	}
+	char path[300];
+	snprintf(path, sizeof(path), "/run/netns/%s", name);
+	umount2(path, MNT_DETACH);
+	if (unlink(path) < 0) {
+		e->no = errno;
+		snprintf(e->ext, sizeof(e->ext), "Cannot remove namespace file \"%.200s\"", path);
+		return -1;
+	}
+	return 0;
 }
 
 static int op_addr(struct mnl_socket *nl, const char *op, const char *dev, const char *cidr, struct err *e)
@@ -1486,7 +1526,7 @@ static const struct opdef OPS[] = {
 	{ "up", 1 }, { "down", 1 }, { "mtu", 2 }, { "address", 2 }, { "alias", 2 },
 	{ "addr-add", 2 }, { "addr-add-nodad", 2 }, { "addr-del", 2 },
 	{ "route-replace", 2 }, { "route-del", 2 }, { "dump", 0 }, { "links", 0 }, { "tc", 0 }, { "nft-gen", 0 },
-	{ "sysctl-get", 1 }, { "sysctl-set", 2 },
+	{ "sysctl-get", 1 }, { "sysctl-set", 2 }, { "link-del", 1 }, { "netns-del", 1 },
 };
 
 static const struct opdef *find_op(const char *s)
@@ -1568,7 +1608,14 @@ static void handle(const char *p, size_t len, struct out *o)
 			respond_error(o, id, &e, "malformed request");
 			return;
 		}
-		if (d->nargs && !valid_dev(f[i + 1]) && strncmp(d->name, "route", 5) != 0 && strncmp(d->name, "sysctl-", 7) != 0) {
+		if (strcmp(d->name, "netns-del") == 0 && !valid_ns_name(f[i + 1])) {
+			e.no = EINVAL;
+			snprintf(e.ext, sizeof(e.ext), "bad namespace name \"%.64s\"", f[i + 1]);
+			e.op = -1;
+			respond_error(o, id, &e, "malformed request");
+			return;
+		}
+		if (d->nargs && !valid_dev(f[i + 1]) && strncmp(d->name, "route", 5) != 0 && strncmp(d->name, "sysctl-", 7) != 0 && strcmp(d->name, "netns-del") != 0) {
 			e.no = EINVAL;
 			snprintf(e.ext, sizeof(e.ext), "bad interface name \"%.64s\"", f[i + 1]);
 			e.op = -1;
@@ -1613,6 +1660,10 @@ static void handle(const char *p, size_t len, struct out *o)
 			r = op_addr(nl, op, a1, a2, &e);
 		else if (strncmp(op, "route-", 6) == 0)
 			r = op_route(nl, op, a1, a2, &e);
+		else if (strcmp(op, "link-del") == 0)
+			r = op_link_del(nl, a1, &e);
+		else if (strcmp(op, "netns-del") == 0)
+			r = op_netns_del(f[1], a1, &e);
 		else
 			r = op_link(nl, op, a1, a2, &e);
 		if (r < 0) {

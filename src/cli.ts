@@ -405,7 +405,9 @@ export function buildProgram(): Command {
               rollback: name === 'apply' && o.rollback !== false,
               onStep: (inv) => {
                 prog.step(`${inv.label}: ${inv.argv.join(' ')}`);
-                doc?.start();
+                // Not while `netns del` runs (a teardown's first step): then the kernel's
+                // cleanup, which the next step waits for, leaves the main thread idle.
+                if (inv.label !== 'delete node namespaces') doc?.start();
               },
               onProcesses: (ns, pids) => process.stderr.write(`ending ${pids.length} process(es) still running in ${ns} (pid ${pids.join(', ')}): SIGTERM, then SIGKILL after 2 s\n`),
             });

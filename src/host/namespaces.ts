@@ -64,6 +64,14 @@ export interface NamespaceIO {
    * without a process (netlink path only). Throws CommandError.
    */
   readTc?(hostNetns?: string): Promise<{ qdiscs: TcQdisc[]; classes: TcClass[] }>;
+  /**
+   * Runs an `ip -batch -` (netns "": no -n) or `ip -n NS -batch -` invocation's lines without
+   * a process when every line is one it does: `netns del NAME` (netns "" only) and `link
+   * del DEV` (netlink path only; a destroy's two teardown batches). Resolves false, having
+   * done nothing, when a line is another: the caller then runs the process. Throws
+   * CommandError naming the failing line, as `ip -batch` stops at it.
+   */
+  runIpBatch?(netns: string, batch: string): Promise<boolean>;
 }
 
 /**
@@ -122,6 +130,10 @@ export function opToLine(op: string[]): string {
       return 'addr show; route show table all';
     case 'links':
       return 'addr show';
+    case 'link-del':
+      return `link del ${a}`;
+    case 'netns-del':
+      return `netns del ${a}`;
   }
   return op.join(' ');
 }

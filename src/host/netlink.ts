@@ -25,7 +25,7 @@ import { batchError, batchToOps, IprouteIO, opToLine, type NamespaceIO, type NsD
 import { traceCommand, type Runner } from './runner.js';
 
 /** Protocol version the client speaks; `provium-nl --version` prints "provium-nl <version>". */
-export const NETLINK_PROTOCOL = '4';
+export const NETLINK_PROTOCOL = '5';
 
 /** Largest request the helper accepts (bytes). */
 const MAX_REQUEST = 1 << 20;
@@ -261,6 +261,19 @@ export class NetlinkIO implements NamespaceIO {
         return r.ok ? { links: r.links ?? [], routes: r.routes ?? [] } : undefined;
       }),
     );
+  }
+
+  async runIpBatch(netns: string, batch: string): Promise<boolean> {
+    const ops: string[][] = [];
+    for (const line of batch.split('\n').filter((l) => l.trim())) {
+      const m = /^(netns|link) del (\S+)$/.exec(line.trim());
+      if (!m || (m[1] === 'netns' && netns !== '')) return false;
+      ops.push([m[1] === 'netns' ? 'netns-del' : 'link-del', m[2]]);
+    }
+    if (ops.length === 0) return false;
+    const r = await this.call(netns, ops, batch);
+    if (!r.ok) throw batchError(['provium-nl', ...(netns ? ['-n', netns] : []), '-batch', '-'], batch, describeFailure(netns, ops, r), (r.us ?? 0) / 1000);
+    return true;
   }
 
   async applyNamespace(ns: string, batch: string): Promise<NsDump> {
