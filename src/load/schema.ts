@@ -12,7 +12,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { createRequire } from 'node:module';
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import type { ErrorObject, ValidateFunction } from 'ajv';
 import type { Diagnostic } from '../model/diagnostics.js';
 import type { DataPath } from './source.js';
 import type { PathLocator } from './tree.js';
@@ -91,6 +91,9 @@ export function inlineRefs(schema: Record<string, unknown>): Record<string, unkn
 function validator(): ValidateFunction {
   compiled ??= precompiled();
   if (!compiled) {
+    // ajv itself only here (a build without the generated validator): required when needed,
+    // so the bundled CLI neither carries nor starts it on every call (~120 KB with fast-uri).
+    const { Ajv } = createRequire(import.meta.url)('ajv') as typeof import('ajv');
     const ajv = new Ajv({ allErrors: true, strict: true, strictRequired: false, verbose: true });
     ajv.addKeyword({ keyword: 'errorMessage', schemaType: 'string' });
     compiled = ajv.compile(inlineRefs(loadSchema()));
