@@ -177,12 +177,38 @@ labTest('netlink helper and iproute2 read and write namespaces alike', async (la
   const dt = lab.trace(true);
   assert.ok(dt.some((l) => l.argv.includes('nft') && l.argv.includes('-f')), 'destroy deleted the nft tables');
   assert.ok(!dt.some((l) => l.argv.includes('nft') && l.argv.includes('list')), 'its verification ran no nft -j list ruleset');
+  assert.ok(dt.some((l) => l.argv[0] === 'provium-nl' && /^netns del /.test(l.stdin ?? '')), 'the helper deleted the node namespaces');
+  assert.ok(dt.some((l) => l.argv[0] === 'provium-nl' && /^link del /.test(l.stdin ?? '')), 'and the bridges');
+  assert.ok(!dt.some((l) => l.argv[0] === 'ip' && /(netns|link) del /.test(l.stdin ?? '')), 'no ip process for the teardown batches');
+  assert.deepEqual((await run(['ip', 'netns', 'list'])).stdout.split('\n').filter((l) => l.startsWith(`pv-${lab.name}-`)), [], 'no node namespace left');
   const doc = JSON.parse(d.stdout) as Record<string, unknown> & { summary: { destroy: number }; commands: { label: string }[] };
   assert.deepEqual(Object.keys(doc), ['format_version', 'lab', 'changes', 'errors', 'commands', 'summary', 'files', 'applied', 'host_commands', 'seconds']);
   assert.equal(doc.applied, true);
   assert.ok(doc.summary.destroy > 0 && doc.host_commands === doc.commands.length, `summary ${JSON.stringify(doc.summary)}, ${String(doc.host_commands)} host commands`);
   assert.equal((await run(['ip', 'netns', 'exec', lab.hostNs, 'nft', 'list', 'tables'])).stdout.trim(), '', 'no table left');
   report(t, `${n} node namespaces + the host namespace compared 4 times; ${viaHelper.length} drift changes planned alike; ${Math.round(performance.now() - t0)} ms`);
+}, { skip });
+
+labTest('teardown batches on the helper: netns del and link del without a process, a failure names its line, other lines are left to ip', async (lab) => {
+  const io = new NetlinkIO(helper!);
+  try {
+    const ns = `pvt-${lab.name}-del`;
+    await must(['ip', 'netns', 'add', ns]);
+    await must(['ip', '-n', lab.hostNs, 'link', 'add', `${lab.name}-br`, 'type', 'bridge']);
+    assert.equal(await io.runIpBatch('', `netns del ${ns}\n`), true);
+    assert.ok(!(await run(['ip', 'netns', 'list'])).stdout.includes(ns), 'the namespace is gone');
+    assert.equal(await io.runIpBatch(lab.hostNs, `link del ${lab.name}-br\n`), true);
+    assert.notEqual((await run(['ip', '-n', lab.hostNs, 'link', 'show', `${lab.name}-br`])).code, 0, 'the bridge is gone');
+    await assert.rejects(io.runIpBatch('', `netns del ${ns}\n`), /`netns del pvt-[a-z0-9]+-del` \(line 1\) failed: RTNETLINK answers: No such file or directory/, 'a missing namespace fails naming the line');
+    await assert.rejects(io.runIpBatch(lab.hostNs, `link del ${lab.name}-br\n`), /`link del [a-z0-9]+-br` \(line 1\) failed: RTNETLINK answers: No such device/);
+    // Lines the helper does not do, and netns del with -n, are left to ip (false: nothing done).
+    assert.equal(await io.runIpBatch('', `netns add ${ns}\n`), false);
+    assert.equal(await io.runIpBatch(lab.hostNs, `netns del ${ns}\n`), false);
+    assert.equal(await io.runIpBatch(lab.hostNs, `link del x\nlink add y type bridge\n`), false);
+    assert.ok(!(await run(['ip', 'netns', 'list'])).stdout.includes(ns), 'netns add was not run');
+  } finally {
+    io.helper.close();
+  }
 }, { skip });
 
 labTest('a namespace batch that fails on the helper path is reported with its line and rolled back', async (lab) => {
