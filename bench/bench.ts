@@ -118,8 +118,9 @@ interface LabResult {
  * one build could be planned by the next one.
  */
 function snapshotProvium(root: string): string {
-  // The whole build: the modules, the bundled CLI bin/provium runs (dist/provium.mjs and
-  // its chunks) and the build-time schema validator.
+  // The whole build: the modules, the bundled CLI (dist/provium.cjs with its code cache,
+  // which bin/provium runs, and dist/provium.mjs with its chunks) and the build-time schema
+  // validator.
   cpSync(join(REPO, 'dist'), join(root, 'dist'), { recursive: true, filter: (p) => !/\/dist\/(test|bench)(\/|$)/.test(p) });
   cpSync(join(REPO, 'bin'), join(root, 'bin'), { recursive: true });
   cpSync(join(REPO, 'schemas'), join(root, 'schemas'), { recursive: true });
