@@ -218,9 +218,20 @@ export class NetlinkHelper {
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       this.idle();
+      // Requests made in one turn of the event loop (observe's 200 namespace reads) leave in
+      // one write (writev) instead of one system call each (~10 ms for 200).
+      if (!this.corked) {
+        this.corked = true;
+        child.stdin.cork();
+        process.nextTick(() => {
+          this.corked = false;
+          child.stdin.uncork();
+        });
+      }
       child.stdin.write(msg);
     });
   }
+  private corked = false;
 
   /** Ends the helper (closing its input); outstanding requests are answered first. */
   close(): void {

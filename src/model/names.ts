@@ -89,6 +89,17 @@ export function parseAlias(alias: string | undefined):
   | { lab: string; kind: 'vxlan'; bridge: string }
   | undefined {
   if (!alias || !alias.startsWith('provium:')) return undefined;
+  // Pure, and asked for the same few hundred marks thousands of times per plan: kept (read-only).
+  const hit = aliases.get(alias);
+  if (hit !== undefined || aliases.has(alias)) return hit;
+  if (aliases.size >= 50_000) aliases.clear();
+  const r = parseAliasOnce(alias);
+  aliases.set(alias, r);
+  return r;
+}
+const aliases = new Map<string, ReturnType<typeof parseAlias>>();
+
+function parseAliasOnce(alias: string): ReturnType<typeof parseAlias> {
   const p = alias.split(':');
   if (p[2] === 'bridge' && p.length === 4) return { lab: p[1], kind: 'bridge', bridge: p[3] };
   if (p[2] === 'port' && p.length === 5) return { lab: p[1], kind: 'port', node: p[3], bridge: p[4] };
