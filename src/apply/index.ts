@@ -254,9 +254,9 @@ export async function runInvocations(invs: Invocation[], runner: Runner, onStep?
   // (200 hosts files: ~0.1 s). All of them are done before this returns; a failure throws.
   const side = actions ? [] : invs.filter(nodeFileOnly); // local files only (a remote host's go in order over SSH)
   const main = side.length ? invs.filter((x) => !side.includes(x)) : invs;
-  // In a teardown the node files wait until `netns del` returned: its unmounts and unlinks
-  // and their removals share the file system (200 nodes: netns del ~30 ms alone, ~60-130 ms
-  // with them); then they overlap the wait for the kernel's namespace cleanup instead.
+  // In a teardown the node files wait until `netns del` returned (its unmounts and unlinks
+  // and their removals would share the file system and the CPU): they then overlap the wait
+  // for the kernel's namespace cleanup, when the main thread is idle.
   let namespacesGone: () => void = () => {};
   const afterNetnsDel = main[0]?.label === 'delete node namespaces' ? new Promise<void>((r) => (namespacesGone = r)) : Promise.resolve();
   const sideDone = (async () => {
