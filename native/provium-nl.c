@@ -1157,10 +1157,16 @@ static int gen_cb(const struct nlmsghdr *nlh, void *data)
 	return MNL_CB_OK;
 }
 
+/* A JSON list being written: its output and how many items it has so far. */
+struct listst {
+	struct out *o;
+	int n;
+};
+
 /* One table of an NFT_MSG_GETTABLE dump as "FAMILY NAME" (nft's family names). */
 static int table_cb(const struct nlmsghdr *nlh, void *data)
 {
-	struct dumpst *st = data;
+	struct listst *st = data;
 	if ((nlh->nlmsg_type & 0xff) != NFT_MSG_NEWTABLE)
 		return MNL_CB_OK;
 	const struct nfgenmsg *g = mnl_nlmsg_get_payload(nlh);
@@ -1174,7 +1180,7 @@ static int table_cb(const struct nlmsghdr *nlh, void *data)
 			continue;
 		char name[300];
 		snprintf(name, sizeof(name), "%s %s", fam, mnl_attr_get_str(a));
-		if (st->nroutes++)
+		if (st->n++)
 			out_s(st->o, ",");
 		out_str(st->o, name, strlen(name));
 	}
@@ -1225,7 +1231,7 @@ static int op_nftgen(const char *ns, struct out *o, struct err *e)
 			e->no = errno;
 		} else {
 			out_fmt(o, ",\"gen\":%u,\"cookie\":\"%llx\",\"tables\":[", gen, (unsigned long long)cookie);
-			struct dumpst st = { .o = o };
+			struct listst st = { .o = o };
 			nlh = mnl_nlmsg_put_header(req);
 			nlh->nlmsg_type = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE;
 			g = mnl_nlmsg_put_extra_header(nlh, sizeof(*g));
