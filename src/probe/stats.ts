@@ -87,6 +87,29 @@ export function jitterOk(estimateMs: number, declaredMs: number): boolean {
   return Math.abs(estimateMs - declaredMs) <= jitterTolerance(declaredMs);
 }
 
+/**
+ * Jitter estimate that a few late samples do not move (ms): netem's uniform delay in
+ * [D - J, D + J] has a median absolute deviation of J / 2, so J is 2 x the MAD of the
+ * delays (or RTTs). Used where only one direction of an RTT has a declared jitter: the sum
+ * of two uniform delays has no such simple relation. Why: a busy virtual machine fires the
+ * odd netem timer a few ms late; over 100 RTTs two such samples raise the standard
+ * deviation by ~1 ms (sqrt(3) x that: a jitter of ~2 ms where none was declared) but not
+ * the MAD, while a jitter really left on a pair raises both. NaN for no samples.
+ */
+export function jitterFromMad(samples: number[]): number {
+  if (samples.length === 0) return NaN;
+  const m = median(samples);
+  return 2 * median(samples.map((x) => Math.abs(x - m)));
+}
+
+/**
+ * The same from a delay distribution's 5th and 95th percentiles (ms): for a uniform delay
+ * in [D - J, D + J], p95 - p5 = 1.8 J.
+ */
+export function jitterFromPercentiles(p5Ms: number, p95Ms: number): number {
+  return (p95Ms - p5Ms) / 1.8;
+}
+
 /** max(2 ms, 30 % of the declared jitter). */
 export function jitterTolerance(declaredMs: number): number {
   return Math.max(2, 0.3 * declaredMs);
@@ -99,6 +122,13 @@ export function jitterTolerance(declaredMs: number): number {
  */
 export function medianSlack(stdevMs: number, n: number): number {
   return n > 0 ? (4 * 1.2533 * stdevMs) / Math.sqrt(n) : 0;
+}
+
+/** The `p`-quantile (0..1) of numbers, nearest rank as the agent's (NaN for none). */
+export function percentile(xs: number[], p: number): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.round(p * (s.length - 1))))];
 }
 
 /** Median of numbers (NaN for none). */
