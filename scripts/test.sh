@@ -12,8 +12,11 @@ bash scripts/build-guest.sh
 rc=0
 # Every temporary folder of the run goes to a folder of its own (os.tmpdir() and mktemp honour
 # TMPDIR); at the end, scripts/tmp-guard.sh fails the run naming any folder a test left there.
+# The topology cache of every provium the tests run goes to a folder of the run too (not the
+# machine's /var/cache/provium), removed at the end.
+PROVIUM_CACHE_DIR=$(mktemp -d -t provium-test-cache.XXXXXX); export PROVIUM_CACHE_DIR
 TMPDIR=$(mktemp -d -t provium-tests.XXXXXX); export TMPDIR
-trap 'rm -rf --one-file-system -- "$TMPDIR"' EXIT
+trap 'rm -rf --one-file-system -- "$TMPDIR" "$PROVIUM_CACHE_DIR"' EXIT
 PROVIUM_NETLINK=on node --test --test-concurrency=1 dist/test/unit/ dist/test/e2e/ || rc=$?
 # The iproute2 path (what runs without the helper, and on hosts reached over SSH) on a
 # representative subset, so the two paths cannot drift apart: addresses, links and

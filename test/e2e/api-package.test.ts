@@ -111,7 +111,7 @@ labTest('the packed tarball installs in a project outside the repository, type-c
     assert.equal(emit.code, 0, emit.stdout);
     const t2 = performance.now();
 
-    const env = { PROVIUM_NETNS: h.hostNs, PROVIUM_STATE_DIR: h.stateDir, LAB: h.name };
+    const env = { PROVIUM_NETNS: h.hostNs, PROVIUM_STATE_DIR: h.stateDir, PROVIUM_CACHE_DIR: h.cacheDir, LAB: h.name };
     const test = await run([...NODE_TEST, join(project, 'out', 'lab.test.js')], { timeoutMs: 120_000, env, cwd: project });
     assert.equal(test.code, 0, `the scratch project's test failed:\n${test.stdout}${test.stderr}`);
     assert.match(test.stdout, /# pass 1\n/);
@@ -129,7 +129,7 @@ labTest('examples/api/partition.test.ts runs with node --test from its folder', 
   const file = join(REPO, 'dist', 'examples', 'api', 'partition.test.js');
   const r = await run([...NODE_TEST, file], {
     timeoutMs: 120_000, cwd: join(REPO, 'examples', 'api'),
-    env: { PROVIUM_NETNS: h.hostNs, PROVIUM_STATE_DIR: h.stateDir, LAB: h.name },
+    env: { PROVIUM_NETNS: h.hostNs, PROVIUM_STATE_DIR: h.stateDir, PROVIUM_CACHE_DIR: h.cacheDir, LAB: h.name },
   });
   assert.equal(r.code, 0, `${r.stdout}${r.stderr}`);
   assert.match(r.stdout, /# pass 1\n/);

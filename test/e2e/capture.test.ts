@@ -76,7 +76,7 @@ function bgCapture(lab: Lab, args: string[], timeoutMs = 30_000): Bg {
     timeout: timeoutMs,
     killSignal: 'SIGKILL',
     stdin: 'ignore',
-    env: { PROVIUM_STATE_DIR: lab.stateDir, PROVIUM_TRACE: lab.tracePath, NO_COLOR: '1' },
+    env: { PROVIUM_STATE_DIR: lab.stateDir, PROVIUM_CACHE_DIR: lab.cacheDir, PROVIUM_TRACE: lab.tracePath, NO_COLOR: '1' },
   });
   started.push(proc);
   let out = '';

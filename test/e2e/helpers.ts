@@ -206,6 +206,8 @@ export class Lab {
   readonly hostNs: string;
   readonly dir: string;
   readonly stateDir: string;
+  /** PROVIUM_CACHE_DIR of the lab's runs (the topology cache), inside `dir`. */
+  readonly cacheDir: string;
   readonly tracePath: string;
   readonly file: string;
   /** Extra namespaces the test made (e.g. a fake upstream); deleted at cleanup. */
@@ -217,6 +219,7 @@ export class Lab {
     this.hostNs = `pvt-${rand(8)}`;
     this.dir = mkdtempSync(join(tmpdir(), `pvt-${this.name}-`));
     this.stateDir = join(this.dir, 'state');
+    this.cacheDir = join(this.dir, 'cache');
     this.tracePath = join(this.dir, 'trace.jsonl');
     this.file = join(this.dir, 'lab.yaml');
   }
@@ -261,7 +264,7 @@ export class Lab {
     const argv = ['node', PROVIUM_BIN, ...(opts.netns === false ? [] : ['--netns', this.hostNs]), ...args, ...file];
     return run(argv, {
       timeoutMs: opts.timeoutMs ?? 90_000,
-      env: { PROVIUM_STATE_DIR: this.stateDir, PROVIUM_CACHE_DIR: join(this.dir, 'cache'), PROVIUM_TRACE: this.tracePath, NO_COLOR: '1', ...(opts.env ?? {}) },
+      env: { PROVIUM_STATE_DIR: this.stateDir, PROVIUM_CACHE_DIR: this.cacheDir, PROVIUM_TRACE: this.tracePath, NO_COLOR: '1', ...(opts.env ?? {}) },
     });
   }
 

@@ -173,7 +173,7 @@ export class TestHosts {
   /** Runs provium in the controller namespace with the lab file appended (unless file: false). */
   provium(args: string[], opts: { file?: string | false; timeoutMs?: number } = {}): Promise<Result> {
     const file = opts.file === false ? [] : [opts.file ?? this.file];
-    return this.inCtl(['node', PROVIUM_BIN, ...args, ...file], opts.timeoutMs ?? 120_000, { PROVIUM_STATE_DIR: join(this.dir, 'state-local'), PROVIUM_TRACE: this.tracePath, NO_COLOR: '1' });
+    return this.inCtl(['node', PROVIUM_BIN, ...args, ...file], opts.timeoutMs ?? 120_000, { PROVIUM_STATE_DIR: join(this.dir, 'state-local'), PROVIUM_CACHE_DIR: join(this.dir, 'cache-local'), PROVIUM_TRACE: this.tracePath, NO_COLOR: '1' });
   }
 
   /** apply --auto-approve --json; throws with provium's output when it fails. */

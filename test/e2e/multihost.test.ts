@@ -305,7 +305,7 @@ ${parts}
 
   // Both paths read the local part (its VXLAN port's VNI, port, local address and peers included) as applied.
   const plan = async (netlink: 'on' | 'off') => {
-    const r = await hs.inCtl(['node', PROVIUM_BIN, 'plan', '--json', hs.file], 60_000, { PROVIUM_STATE_DIR: join(hs.dir, 'state-local'), PROVIUM_NETLINK: netlink, NO_COLOR: '1' });
+    const r = await hs.inCtl(['node', PROVIUM_BIN, 'plan', '--json', hs.file], 60_000, { PROVIUM_STATE_DIR: join(hs.dir, 'state-local'), PROVIUM_CACHE_DIR: join(hs.dir, 'cache-local'), PROVIUM_NETLINK: netlink, NO_COLOR: '1' });
     return (JSON.parse(r.stdout) as { changes: { host: string; address: string; action: string }[] }).changes.map((c) => `${c.host} ${c.action} ${c.address}`);
   };
   if (helperOn) assert.deepEqual(await plan('on'), [], 'helper path: no change');

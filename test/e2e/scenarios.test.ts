@@ -68,7 +68,7 @@ async function runScenario(lab: Lab, file: string, extra: string[] = [], timeout
 function startRun(lab: Lab, file: string, env: Record<string, string> = {}) {
   const p = execa('node', [PROVIUM_BIN, '--netns', lab.hostNs, 'run', '--json', file], {
     reject: false, timeout: 120_000, killSignal: 'SIGKILL', stdin: 'ignore',
-    env: { PROVIUM_STATE_DIR: lab.stateDir, PROVIUM_TRACE: lab.tracePath, NO_COLOR: '1', ...env },
+    env: { PROVIUM_STATE_DIR: lab.stateDir, PROVIUM_CACHE_DIR: lab.cacheDir, PROVIUM_TRACE: lab.tracePath, NO_COLOR: '1', ...env },
   });
   const lines: Event[] = [];
   let buf = '';
