@@ -373,7 +373,7 @@ export async function probe(t: Topology, opts: ProbeOptions): Promise<ProbeRepor
       const vFwd = v - (revJit * revJit) / 3 - own.sd * own.sd;
       const j = jitterEstimate(Math.sqrt(Math.max(0, vFwd)));
       const se = v * Math.sqrt(2 / n);
-      // ok: within max(1 ms, 30 %); or within 4 standard errors of the variance estimate
+      // ok: within max(2 ms, 30 %); or within 4 standard errors of the variance estimate
       // (a large reverse jitter hides a small forward one); plus the host's own spread.
       const tol = jitterTolerance(fwdJ) + jitterEstimate(own.sd);
       // Where the reverse has no declared jitter, also 2 x the RTTs' median absolute
